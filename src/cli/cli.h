@@ -35,4 +35,9 @@ int cmd_eventlog(int argc, char **argv);
 int cmd_ima(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 
+/* Entries other files provide to the group tables above. */
+int policy_mb_create_main(int argc, char **argv); /* cmd_policy_mb.c */
+int policy_mb_check_main(int argc, char **argv);  /* cmd_policy_mb.c */
+int tpm_quote_main(int argc, char **argv);        /* cmd_tpm_quote.c */
+
 #endif
