@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * TPM access. src/tpm is the only code that calls ESAPI; everything it hands
+ * out is plain bytes in TPM wire format (marshaled TPM2B_PUBLIC, TPMS_ATTEST,
+ * TPMT_SIGNATURE), so verifiers never need a TPM.
+ *
+ * No resource manager is assumed: every transient object loaded by these
+ * functions is flushed before they return, except keys held in struct
+ * tc_tpm_key, which tc_tpm_key_release() flushes.
+ */
+#ifndef TRUSTCLOUD_TPM_H
+#define TRUSTCLOUD_TPM_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "trustcloud/hashalg.h"
+#include "trustcloud/pcrs.h"
+
+struct tc_tpm;
+
+enum tc_key_alg { TC_KEY_ECC_P256 = 0, TC_KEY_RSA_2048, TC_KEY_SM2_P256 };
+enum tc_sig_scheme { TC_SIG_DEFAULT = 0, TC_SIG_ECDSA, TC_SIG_RSASSA, TC_SIG_RSAPSS, TC_SIG_SM2 };
+
+#define TC_TPM_MAX_PUBLIC 1024 /* >= sizeof(TPM2B_PUBLIC) marshaled */
+#define TC_TPM_MAX_NAME 68     /* alg id + largest digest */
+
+/* A key loaded in the TPM (or persistent). */
+struct tc_tpm_key {
+    uint32_t esys_handle;                 /* ESYS_TR while loaded; 0 when not loaded */
+    uint32_t persistent;                  /* persistent TPM handle, or 0 */
+    uint8_t pub[TC_TPM_MAX_PUBLIC];       /* marshaled TPM2B_PUBLIC (with its size prefix) */
+    size_t pub_len;
+    uint8_t name[TC_TPM_MAX_NAME];        /* TPM name: nameAlg (2 bytes BE) || digest */
+    size_t name_len;
+    enum tc_key_alg alg;
+    enum tc_sig_scheme scheme;
+};
+
+/* Opens a TPM by TCTI ("device:/dev/tpmrm0", "swtpm:host=127.0.0.1,port=2321") and issues
+ * Startup(CLEAR) (already started is fine). NULL tcti: the tctildr default. */
+int tc_tpm_open(const char *tcti, struct tc_tpm **out);
+/* Flushes keys this handle still holds and closes the connection. NULL is a no-op. */
+void tc_tpm_close(struct tc_tpm *tpm);
+
+/* {"manufacturer": "IBM", "vendor": "...", "firmware": "...", "spec": "2.0 rev ...",
+ *  "banks": ["sha1", "sha256", ...]} */
+int tc_tpm_info(struct tc_tpm *tpm, json_t **out);
+/* Every active PCR bank with all its PCRs selected. */
+int tc_tpm_active_banks(struct tc_tpm *tpm, struct tc_pcr_set *sel);
+/* Reads every PCR selected in sel (loops past the 8-digests-per-call limit). */
+int tc_tpm_pcr_read(struct tc_tpm *tpm, const struct tc_pcr_set *sel, struct tc_pcr_set *out);
+/* Extends PCR pcr of one bank. */
+int tc_tpm_pcr_extend(struct tc_tpm *tpm, unsigned pcr, const struct tc_hash_alg *alg,
+                      const uint8_t *digest);
+/* Extends PCR pcr in several banks at once: digests[i] belongs to algs[i]. */
+int tc_tpm_pcr_extend_multi(struct tc_tpm *tpm, unsigned pcr, size_t n,
+                            const struct tc_hash_alg *const *algs, const uint8_t *const *digests);
+
+/* Creates the EK (TCG EK Credential Profile default template, low range) as a primary key. */
+int tc_tpm_ek_create(struct tc_tpm *tpm, enum tc_key_alg alg, struct tc_tpm_key *ek);
+/* Reads the EK certificate (DER) from its standard NV index. TC_ERR_NOT_FOUND when absent. */
+int tc_tpm_ek_cert_read(struct tc_tpm *tpm, enum tc_key_alg alg, uint8_t **der, size_t *len);
+
+/* Creates a restricted signing AK under the EK (endorsement hierarchy) and saves its public and
+ * private blobs to ctx_path (mode 0600) so a restarted process reuses it with tc_tpm_ak_load. */
+int tc_tpm_ak_create(struct tc_tpm *tpm, const struct tc_tpm_key *ek, enum tc_key_alg alg,
+                     enum tc_sig_scheme scheme, const char *ctx_path, struct tc_tpm_key *ak);
+int tc_tpm_ak_load(struct tc_tpm *tpm, const struct tc_tpm_key *ek, const char *ctx_path,
+                   struct tc_tpm_key *ak);
+
+/* A quote's raw output, in the byte formats tpm2_quote writes (-m, -s). */
+struct tc_tpm_quote {
+    uint8_t *attest;    /* marshaled TPMS_ATTEST (the TPM2B_ATTEST's contents) */
+    size_t attest_len;
+    uint8_t *sig;       /* marshaled TPMT_SIGNATURE */
+    size_t sig_len;
+    struct tc_pcr_set pcrs; /* the selected PCR values, read right after the quote */
+};
+
+/* Quotes the PCRs selected in sel with qualifyingData = nonce (at most 64 bytes). */
+int tc_tpm_quote(struct tc_tpm *tpm, const struct tc_tpm_key *ak, const struct tc_pcr_set *sel,
+                 const uint8_t *nonce, size_t nonce_len, struct tc_tpm_quote *out);
+void tc_tpm_quote_release(struct tc_tpm_quote *q);
+
+/* Flushes the key if loaded (not persistent ones) and clears it. NULL is a no-op. */
+void tc_tpm_key_release(struct tc_tpm *tpm, struct tc_tpm_key *key);
+
+#endif
