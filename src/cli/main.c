@@ -13,6 +13,7 @@ static const struct cli_cmd groups[] = {
     {"eventlog", cmd_eventlog, "replay|show [--json] FILE  UEFI (TCG PC Client) event logs"},
     {"ima", cmd_ima, "replay|show [--json] FILE  Linux IMA measurement lists"},
     {"policy", cmd_policy, "create|check ...  runtime (IMA) and measured-boot policies"},
+    {"credential", cmd_credential, "make ...  wrap a secret to a TPM's EK and AK name"},
 };
 
 int cli_usage(const char *group, const struct cli_cmd *cmd)
