@@ -28,11 +28,11 @@ enum tc_sig_scheme { TC_SIG_DEFAULT = 0, TC_SIG_ECDSA, TC_SIG_RSASSA, TC_SIG_RSA
 
 /* A key loaded in the TPM (or persistent). */
 struct tc_tpm_key {
-    uint32_t esys_handle;                 /* ESYS_TR while loaded; 0 when not loaded */
-    uint32_t persistent;                  /* persistent TPM handle, or 0 */
-    uint8_t pub[TC_TPM_MAX_PUBLIC];       /* marshaled TPM2B_PUBLIC (with its size prefix) */
+    uint32_t esys_handle;           /* ESYS_TR while loaded; 0 when not loaded */
+    uint32_t persistent;            /* persistent TPM handle, or 0 */
+    uint8_t pub[TC_TPM_MAX_PUBLIC]; /* marshaled TPM2B_PUBLIC (with its size prefix) */
     size_t pub_len;
-    uint8_t name[TC_TPM_MAX_NAME];        /* TPM name: nameAlg (2 bytes BE) || digest */
+    uint8_t name[TC_TPM_MAX_NAME]; /* TPM name: nameAlg (2 bytes BE) || digest */
     size_t name_len;
     enum tc_key_alg alg;
     enum tc_sig_scheme scheme;
@@ -58,13 +58,22 @@ int tc_tpm_pcr_extend(struct tc_tpm *tpm, unsigned pcr, const struct tc_hash_alg
 int tc_tpm_pcr_extend_multi(struct tc_tpm *tpm, unsigned pcr, size_t n,
                             const struct tc_hash_alg *const *algs, const uint8_t *const *digests);
 
-/* Creates the EK (TCG EK Credential Profile default template, low range) as a primary key. */
+/* Creates the EK (TCG EK Credential Profile default template, low range: L-1 RSA 2048 or L-2 ECC
+ * NIST P256) as a primary key in the endorsement hierarchy (empty endorsement auth). The key is
+ * loaded (release it with tc_tpm_key_release; tc_tpm_close flushes it otherwise). The same
+ * public key as tpm2_createek -G rsa|ecc. */
 int tc_tpm_ek_create(struct tc_tpm *tpm, enum tc_key_alg alg, struct tc_tpm_key *ek);
 /* Reads the EK certificate (DER) from its standard NV index. TC_ERR_NOT_FOUND when absent. */
 int tc_tpm_ek_cert_read(struct tc_tpm *tpm, enum tc_key_alg alg, uint8_t **der, size_t *len);
 
 /* Creates a restricted signing AK under the EK (endorsement hierarchy) and saves its public and
- * private blobs to ctx_path (mode 0600) so a restarted process reuses it with tc_tpm_ak_load. */
+ * private blobs to ctx_path (mode 0600, written atomically) so a restarted process reuses it with
+ * tc_tpm_ak_load. The AK comes back loaded, with pub and name filled (the name is computed and
+ * checked against the TPM's). Schemes: ECC_P256 ECDSA (default), RSA_2048 RSASSA (default) or
+ * RSAPSS, SM2_P256 SM2; all with SHA-256; anything else is TC_ERR_UNSUPPORTED. ek must be loaded
+ * (tc_tpm_ek_create). Attributes: fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|
+ * restricted|sign|noDA, empty auth.
+ * tc_tpm_ak_load: TC_ERR_MISMATCH when the file's AK was created under another EK. */
 int tc_tpm_ak_create(struct tc_tpm *tpm, const struct tc_tpm_key *ek, enum tc_key_alg alg,
                      enum tc_sig_scheme scheme, const char *ctx_path, struct tc_tpm_key *ak);
 int tc_tpm_ak_load(struct tc_tpm *tpm, const struct tc_tpm_key *ek, const char *ctx_path,
@@ -72,19 +81,55 @@ int tc_tpm_ak_load(struct tc_tpm *tpm, const struct tc_tpm_key *ek, const char *
 
 /* A quote's raw output, in the byte formats tpm2_quote writes (-m, -s). */
 struct tc_tpm_quote {
-    uint8_t *attest;    /* marshaled TPMS_ATTEST (the TPM2B_ATTEST's contents) */
+    uint8_t *attest; /* marshaled TPMS_ATTEST (the TPM2B_ATTEST's contents) */
     size_t attest_len;
-    uint8_t *sig;       /* marshaled TPMT_SIGNATURE */
+    uint8_t *sig; /* marshaled TPMT_SIGNATURE */
     size_t sig_len;
     struct tc_pcr_set pcrs; /* the selected PCR values, read right after the quote */
 };
 
-/* Quotes the PCRs selected in sel with qualifyingData = nonce (at most 64 bytes). */
+/* Quotes the PCRs selected in sel (banks in the order of sel) with qualifyingData = nonce (at
+ * most 64 bytes, else TC_ERR_INVALID_ARG), using the AK's own scheme. out->pcrs holds the same
+ * selection read right after the quote (a concurrent extend can make them differ). Release out
+ * with tc_tpm_quote_release (also on error: out is cleared). */
 int tc_tpm_quote(struct tc_tpm *tpm, const struct tc_tpm_key *ak, const struct tc_pcr_set *sel,
                  const uint8_t *nonce, size_t nonce_len, struct tc_tpm_quote *out);
 void tc_tpm_quote_release(struct tc_tpm_quote *q);
 
 /* Flushes the key if loaded (not persistent ones) and clears it. NULL is a no-op. */
 void tc_tpm_key_release(struct tc_tpm *tpm, struct tc_tpm_key *key);
+
+/* The TPM name of a marshaled TPM2B_PUBLIC: nameAlg (2 bytes BE) || H_nameAlg(TPMT_PUBLIC).
+ * name must hold TC_TPM_MAX_NAME bytes. Needs no TPM. TC_ERR_FORMAT / TC_ERR_TRAILING when pub
+ * is not exactly one TPM2B_PUBLIC, TC_ERR_UNSUPPORTED for an unknown nameAlg. */
+int tc_tpm_public_name(const uint8_t *pub, size_t pub_len, uint8_t *name, size_t *name_len);
+
+/* Counts the transient objects and the sessions loaded in the TPM right now (any owner), to
+ * prove that nothing leaks when no resource manager is present. */
+int tc_tpm_loaded_count(struct tc_tpm *tpm, size_t *objects, size_t *sessions);
+
+/* The contents of an AK context file written by tc_tpm_ak_create (versioned: magic "TCAK",
+ * version, alg, scheme, lengths, the parent EK's name, TPM2B_PUBLIC, TPM2B_PRIVATE). */
+struct tc_tpm_akctx {
+    enum tc_key_alg alg;
+    enum tc_sig_scheme scheme;            /* never TC_SIG_DEFAULT */
+    uint8_t parent_name[TC_TPM_MAX_NAME]; /* name of the EK the AK was created under */
+    size_t parent_name_len;
+    uint8_t pub[TC_TPM_MAX_PUBLIC]; /* marshaled TPM2B_PUBLIC */
+    size_t pub_len;
+    uint8_t priv[1024]; /* marshaled TPM2B_PRIVATE (TPM-encrypted) */
+    size_t priv_len;
+    uint8_t name[TC_TPM_MAX_NAME]; /* the AK's name, computed from pub */
+    size_t name_len;
+};
+/* Parses (untrusted) AK context bytes; both blobs are unmarshaled exactly and the public area
+ * must be an AK of the recorded alg/scheme with the AK attributes (TC_ERR_KEY otherwise).
+ * Needs no TPM. Errors: TC_ERR_FORMAT, TC_ERR_TRUNCATED, TC_ERR_TRAILING, TC_ERR_UNSUPPORTED
+ * (version, alg), TC_ERR_TOO_LARGE. */
+int tc_tpm_akctx_parse(const uint8_t *data, size_t len, struct tc_tpm_akctx *ctx);
+/* Reads and parses an AK context file (at most 8 KB). */
+int tc_tpm_akctx_read(const char *path, struct tc_tpm_akctx *ctx);
+/* Wipes ctx. NULL is a no-op. */
+void tc_tpm_akctx_release(struct tc_tpm_akctx *ctx);
 
 #endif
