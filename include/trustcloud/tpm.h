@@ -99,11 +99,6 @@ void tc_tpm_quote_release(struct tc_tpm_quote *q);
 /* Flushes the key if loaded (not persistent ones) and clears it. NULL is a no-op. */
 void tc_tpm_key_release(struct tc_tpm *tpm, struct tc_tpm_key *key);
 
-/* The TPM name of a marshaled TPM2B_PUBLIC: nameAlg (2 bytes BE) || H_nameAlg(TPMT_PUBLIC).
- * name must hold TC_TPM_MAX_NAME bytes. Needs no TPM. TC_ERR_FORMAT / TC_ERR_TRAILING when pub
- * is not exactly one TPM2B_PUBLIC, TC_ERR_UNSUPPORTED for an unknown nameAlg. */
-int tc_tpm_public_name(const uint8_t *pub, size_t pub_len, uint8_t *name, size_t *name_len);
-
 /* Counts the transient objects and the sessions loaded in the TPM right now (any owner), to
  * prove that nothing leaks when no resource manager is present. */
 int tc_tpm_loaded_count(struct tc_tpm *tpm, size_t *objects, size_t *sessions);

@@ -44,7 +44,9 @@ static void key_clear(struct tc_tpm_key *k)
     memset(k, 0, sizeof(*k));
 }
 
-int tc_tpm_public_name(const uint8_t *pub, size_t pub_len, uint8_t *name, size_t *name_len)
+/* nameAlg (2 bytes BE) || H_nameAlg(TPMT_PUBLIC) of a marshaled TPM2B_PUBLIC. (src/evidence has
+ * a public equivalent for verifiers; this one keeps the TPM layer self-contained.) */
+static int public_name(const uint8_t *pub, size_t pub_len, uint8_t *name, size_t *name_len)
 {
     TPM2B_PUBLIC p;
     uint8_t area[sizeof(TPMT_PUBLIC)];
@@ -78,7 +80,7 @@ static int key_set_public(struct tc_tpm_key *key, const TPM2B_PUBLIC *pub,
     if (Tss2_MU_TPM2B_PUBLIC_Marshal(pub, key->pub, sizeof(key->pub), &off) != TSS2_RC_SUCCESS)
         return TC_ERR_TOO_LARGE;
     key->pub_len = off;
-    if ((rc = tc_tpm_public_name(key->pub, key->pub_len, key->name, &key->name_len)) != 0)
+    if ((rc = public_name(key->pub, key->pub_len, key->name, &key->name_len)) != 0)
         return rc;
     if (tpm_name != NULL &&
         (tpm_name->size != key->name_len || memcmp(tpm_name->name, key->name, key->name_len))) {
@@ -511,7 +513,7 @@ int tc_tpm_akctx_parse(const uint8_t *data, size_t len, struct tc_tpm_akctx *ctx
     ctx->pub_len = plen;
     memcpy(ctx->priv, privv, qlen);
     ctx->priv_len = qlen;
-    return tc_tpm_public_name(ctx->pub, ctx->pub_len, ctx->name, &ctx->name_len);
+    return public_name(ctx->pub, ctx->pub_len, ctx->name, &ctx->name_len);
 }
 
 void tc_tpm_akctx_release(struct tc_tpm_akctx *ctx)
