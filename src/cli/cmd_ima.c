@@ -102,7 +102,7 @@ static void print_json(json_t *j)
     free(s);
 }
 
-static const struct cli_cmd ima_cmds[2];
+static const struct cli_cmd ima_cmds[3];
 
 static int ima_replay(int argc, char **argv)
 {
@@ -180,13 +180,58 @@ static int ima_show(int argc, char **argv)
     return TC_EXIT_OK;
 }
 
-static const struct cli_cmd ima_cmds[2] = {
+/* Rewrites a list in the other format (what an agent sends, test data). */
+static int ima_convert(int argc, char **argv)
+{
+    struct ima_args a;
+    struct tc_reason why;
+    struct tc_ima_log *log = NULL;
+    struct tc_buf out;
+    const char *to = NULL, *outfile = NULL;
+    int rc, ret = TC_EXIT_OK;
+    /* --to and -o are taken out before the shared option parser sees the rest. */
+    char *rest[64];
+    int n = 0;
+    for (int i = 0; i < argc && n < 63; i++) {
+        if (strcmp(argv[i], "--to") == 0 && i + 1 < argc)
+            to = argv[++i];
+        else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc)
+            outfile = argv[++i];
+        else
+            rest[n++] = argv[i];
+    }
+    rest[n] = NULL;
+    if ((rc = parse_args(&ima_cmds[2], n, rest, &a)) != 0)
+        return rc < 0 ? TC_EXIT_OK : rc;
+    if (to == NULL || outfile == NULL || (strcmp(to, "ascii") != 0 && strcmp(to, "binary") != 0))
+        return cli_usage("ima", &ima_cmds[2]);
+    tc_reason_clear(&why);
+    tc_buf_init(&out, TC_IMA_MAX_FILE);
+    if ((rc = load(&a, &log, &why)) != 0)
+        return cli_report_failure(&why, 0);
+    rc = strcmp(to, "ascii") == 0 ? tc_ima_log_to_ascii(log, 0, log->count, &out)
+                                  : tc_ima_log_to_binary(log, 0, log->count, &out);
+    if (rc == 0)
+        rc = tc_file_write(outfile, out.data ? out.data : (const uint8_t *)"", out.len, 0644);
+    if (rc) {
+        fprintf(stderr, "trustcloud ima convert: %s\n", tc_strerror(rc));
+        ret = TC_EXIT_USAGE;
+    }
+    tc_buf_release(&out);
+    tc_ima_log_free(log);
+    return ret;
+}
+
+static const struct cli_cmd ima_cmds[3] = {
     {"replay", ima_replay,
      "[--json] [--bank ALG]... [--format ascii|binary] [--template-hash-alg ALG] "
      "[--sha1-padded] FILE  check template hashes and print the PCRs the list replays to"},
     {"show", ima_show,
      "[--json] [--format ascii|binary] [--template-hash-alg ALG] FILE  "
      "print the entries"},
+    {"convert", ima_convert,
+     "--to ascii|binary -o OUT [--format ascii|binary] [--template-hash-alg ALG] FILE  rewrite "
+     "a list in the other format (binary: canonical little-endian)"},
 };
 
 int cmd_ima(int argc, char **argv)
