@@ -140,7 +140,7 @@ static int parse_specid(struct tc_evlog *log, const uint8_t *data, size_t data_l
     if (data_len == r.off)
         return 0;
     if (vsize > 0 && data_len == r.off - vsize) {
-        LOG_WARN("Spec ID eventDataSize excludes the %u vendor info bytes", vsize);
+        LOG_INFO("Spec ID eventDataSize excludes the %u vendor info bytes", vsize);
         return 0;
     }
     return tc_fail(why, TC_ERR_FORMAT, CHECK_PARSE, 0,
@@ -294,7 +294,7 @@ int tc_evlog_parse(const uint8_t *data, size_t len, struct tc_evlog **out, struc
 
     *out = NULL;
     if (len == 0) {
-        rc = tc_fail(why, TC_ERR_FORMAT, CHECK_PARSE, -1, "event log is empty");
+        rc = tc_fail(why, TC_ERR_FORMAT, CHECK_PARSE, -1, "entry 0 at offset 0: event log is empty");
         goto out;
     }
     if (len > TC_EVLOG_MAX_SIZE) {
