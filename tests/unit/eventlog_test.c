@@ -84,7 +84,7 @@ static void fixtures_replay_exact(void **state)
     char *dirpath = fixture("eventlog");
     if (dirpath == NULL)
         skip();
-    char dirbuf[4096];
+    char dirbuf[2048];
     snprintf(dirbuf, sizeof(dirbuf), "%s", dirpath);
     DIR *d = opendir(dirbuf);
     assert_non_null(d);
@@ -94,7 +94,7 @@ static void fixtures_replay_exact(void **state)
         size_t n = strlen(e->d_name);
         if (n < 11 || strcmp(e->d_name + n - 10, ".pcrs.yaml") != 0)
             continue;
-        char bin[4200], yaml[4200];
+        char bin[4096], yaml[4096];
         snprintf(yaml, sizeof(yaml), "%s/%s", dirbuf, e->d_name);
         snprintf(bin, sizeof(bin), "%s/%.*s.bin", dirbuf, (int)(n - 10), e->d_name);
         struct tc_evlog *log = NULL;
