@@ -63,8 +63,32 @@ int tc_tpm_pcr_extend_multi(struct tc_tpm *tpm, unsigned pcr, size_t n,
  * loaded (release it with tc_tpm_key_release; tc_tpm_close flushes it otherwise). The same
  * public key as tpm2_createek -G rsa|ecc. */
 int tc_tpm_ek_create(struct tc_tpm *tpm, enum tc_key_alg alg, struct tc_tpm_key *ek);
-/* Reads the EK certificate (DER) from its standard NV index. TC_ERR_NOT_FOUND when absent. */
+/* Reads the EK certificate (DER, malloc'd: caller frees) from its standard NV index:
+ * TC_TPM_NV_EK_CERT_RSA for RSA_2048, TC_TPM_NV_EK_CERT_ECC for ECC_P256. TC_ERR_NOT_FOUND when
+ * the index is absent or unwritten. */
 int tc_tpm_ek_cert_read(struct tc_tpm *tpm, enum tc_key_alg alg, uint8_t **der, size_t *len);
+
+/* NV indices of EK certificates (TCG EK Credential Profile 2.0, 2.2.1.4). swtpm_setup 0.7
+ * provisions an RSA 2048 EK certificate (low range) and an ECC NIST P-384 one (high range,
+ * TC_TPM_NV_EK_CERT_ECC_P384), not a P-256 one. */
+#define TC_TPM_NV_EK_CERT_RSA 0x01c00002u
+#define TC_TPM_NV_EK_CERT_ECC 0x01c0000au
+#define TC_TPM_NV_EK_CERT_ECC_P384 0x01c00016u
+/* Persistent handles where EKs usually live (TCG TPM v2.0 Provisioning Guidance; swtpm_setup
+ * uses them for its RSA 2048 and ECC P-384 EKs). */
+#define TC_TPM_EK_HANDLE_RSA 0x81010001u
+#define TC_TPM_EK_HANDLE_ECC_P384 0x81010016u
+
+/* Reads a whole NV index (in chunks of the TPM's NV buffer size) with owner or index
+ * authorization (empty). *data is malloc'd (caller frees). TC_ERR_NOT_FOUND when the index is
+ * absent or unwritten, TC_ERR_TOO_LARGE when it holds more than max bytes. */
+int tc_tpm_nv_read(struct tc_tpm *tpm, uint32_t index, size_t max, uint8_t **data, size_t *len);
+
+/* Describes the persistent key at handle (0x81xxxxxx): key->pub, name (checked against the
+ * TPM's), persistent = handle; alg is RSA_2048 / ECC_P256 / SM2_P256 when it is one, else
+ * ECC_P256 with pub telling the truth. tc_tpm_key_release forgets it without evicting it.
+ * TC_ERR_NOT_FOUND when nothing is there. */
+int tc_tpm_key_from_persistent(struct tc_tpm *tpm, uint32_t handle, struct tc_tpm_key *key);
 
 /* Creates a restricted signing AK under the EK (endorsement hierarchy) and saves its public and
  * private blobs to ctx_path (mode 0600, written atomically) so a restarted process reuses it with

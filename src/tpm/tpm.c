@@ -217,8 +217,8 @@ int tc_tpm_info(struct tc_tpm *tpm, json_t **out)
     uint32_t fw1 = 0, fw2 = 0;
     prop_get(props, TPM2_PT_FIRMWARE_VERSION_1, &fw1);
     prop_get(props, TPM2_PT_FIRMWARE_VERSION_2, &fw2);
-    /* The split of the 64 bits is vendor-specific; major.minor of version 1 is the common use. */
-    snprintf(buf, sizeof(buf), "%u.%u (0x%08x%08x)", fw1 >> 16, fw1 & 0xffff, fw1, fw2);
+    /* How the 64 bits split into a version is vendor-specific: show them raw, as hex. */
+    snprintf(buf, sizeof(buf), "%08x.%08x", fw1, fw2);
     json_object_set_new(j, "firmware", json_string(buf));
     uint32_t level = 0, revision = 0, year = 0, day = 0;
     prop_get(props, TPM2_PT_LEVEL, &level);

@@ -22,9 +22,6 @@ static const uint8_t ek_policy[32] = {
     0xFD, 0x52, 0xD7, 0x6E, 0x06, 0x52, 0x0B, 0x64, 0xF2, 0xA1, 0xDA, 0x1B, 0x33, 0x14, 0x69, 0xAA,
 };
 
-/* NV indices of the low-range EK certificates (TCG EK Credential Profile, 2.2.1.4). */
-#define EK_CERT_NV_RSA 0x01c00002
-#define EK_CERT_NV_ECC 0x01c0000a
 #define EK_CERT_MAX (16u * 1024)
 
 /* AK context file: "TCAK" | u16 version | u16 alg | u16 scheme | u16 parent name length |
@@ -191,35 +188,35 @@ static int nv_buffer_max(struct tc_tpm *tpm, uint16_t *max)
     return 0;
 }
 
-int tc_tpm_ek_cert_read(struct tc_tpm *tpm, enum tc_key_alg alg, uint8_t **der, size_t *len)
+int tc_tpm_nv_read(struct tc_tpm *tpm, uint32_t index, size_t max, uint8_t **data, size_t *len)
 {
     ESYS_TR nv = ESYS_TR_NONE;
     TPM2B_NV_PUBLIC *nvpub = NULL;
     TPM2B_NAME *nvname = NULL;
-    uint8_t *cert = NULL;
+    uint8_t *buf = NULL;
     uint16_t chunk;
     int rc = 0;
 
-    *der = NULL;
+    *data = NULL;
     *len = 0;
-    if (alg != TC_KEY_RSA_2048 && alg != TC_KEY_ECC_P256)
-        return TC_ERR_UNSUPPORTED;
-    TPM2_HANDLE index = alg == TC_KEY_RSA_2048 ? EK_CERT_NV_RSA : EK_CERT_NV_ECC;
+    if ((index >> 24) != TPM2_HT_NV_INDEX)
+        return TC_ERR_INVALID_ARG;
     TSS2_RC r =
         Esys_TR_FromTPMPublic(tpm->esys, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv);
     if (r != TSS2_RC_SUCCESS) {
-        /* An undefined index is reported as a bad handle. */
-        if ((r & ~TPM2_RC_N_MASK) == TPM2_RC_HANDLE ||
-            (r & 0xfff) == (TPM2_RC_HANDLE | TPM2_RC_P)) {
-            LOG_INFO("no EK certificate at NV index 0x%08x", index);
+        nv = ESYS_TR_NONE;
+        /* An undefined index is reported as a bad handle (TPM2_RC_HANDLE, possibly with a
+         * parameter/handle number in the format-1 bits). */
+        if ((r & 0xfffff000) == 0 && (r & TPM2_RC_FMT1) && (r & 0x3f) == (TPM2_RC_HANDLE & 0x3f)) {
+            LOG_INFO("NV index 0x%08x is not defined", index);
             return TC_ERR_NOT_FOUND;
         }
-        return tc_tpm_rc(r, "Esys_TR_FromTPMPublic(EK certificate)");
+        return tc_tpm_rc(r, "Esys_TR_FromTPMPublic(NV)");
     }
     r = Esys_NV_ReadPublic(tpm->esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nvpub,
                            &nvname);
     if (r != TSS2_RC_SUCCESS) {
-        rc = tc_tpm_rc(r, "Esys_NV_ReadPublic(EK certificate)");
+        rc = tc_tpm_rc(r, "Esys_NV_ReadPublic");
         goto out;
     }
     TPMA_NV attrs = nvpub->nvPublic.attributes;
@@ -228,46 +225,107 @@ int tc_tpm_ek_cert_read(struct tc_tpm *tpm, enum tc_key_alg alg, uint8_t **der, 
         rc = TC_ERR_NOT_FOUND;
         goto out;
     }
-    if (size > EK_CERT_MAX) {
+    if (size > max) {
         rc = TC_ERR_TOO_LARGE;
         goto out;
     }
-    /* EK certificate indices are readable by the owner (empty auth by default) or by their
-     * own empty auth; prefer the owner like tpm2_getekcertificate. */
+    /* Certificate indices are readable by the owner (empty auth by default) or with their own
+     * (empty) auth; prefer the owner, as tpm2_getekcertificate does. */
     ESYS_TR auth = (attrs & TPMA_NV_OWNERREAD) ? ESYS_TR_RH_OWNER : nv;
     if ((rc = nv_buffer_max(tpm, &chunk)) != 0)
         goto out;
-    if ((cert = malloc(size)) == NULL) {
+    if ((buf = malloc(size)) == NULL) {
         rc = TC_ERR_ALLOC;
         goto out;
     }
+    /* NV_Read returns at most the TPM's NV buffer size per call. */
     for (uint16_t off = 0; off < size;) {
         uint16_t n = (uint16_t)(size - off) < chunk ? (uint16_t)(size - off) : chunk;
-        TPM2B_MAX_NV_BUFFER *data = NULL;
+        TPM2B_MAX_NV_BUFFER *part = NULL;
         r = Esys_NV_Read(tpm->esys, auth, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, n, off,
-                         &data);
+                         &part);
         if (r != TSS2_RC_SUCCESS) {
-            rc = tc_tpm_rc(r, "Esys_NV_Read(EK certificate)");
+            rc = tc_tpm_rc(r, "Esys_NV_Read");
             goto out;
         }
-        if (data->size != n) {
-            Esys_Free(data);
+        if (part->size != n) {
+            Esys_Free(part);
             rc = TC_ERR_TPM;
             goto out;
         }
-        memcpy(cert + off, data->buffer, n);
+        memcpy(buf + off, part->buffer, n);
         off = (uint16_t)(off + n);
-        Esys_Free(data);
+        Esys_Free(part);
     }
-    *der = cert;
+    *data = buf;
     *len = size;
-    cert = NULL;
+    buf = NULL;
 out:
-    free(cert);
+    free(buf);
     Esys_Free(nvpub);
     Esys_Free(nvname);
     if (nv != ESYS_TR_NONE)
         Esys_TR_Close(tpm->esys, &nv);
+    return rc;
+}
+
+int tc_tpm_ek_cert_read(struct tc_tpm *tpm, enum tc_key_alg alg, uint8_t **der, size_t *len)
+{
+    *der = NULL;
+    *len = 0;
+    if (alg != TC_KEY_RSA_2048 && alg != TC_KEY_ECC_P256)
+        return TC_ERR_UNSUPPORTED;
+    return tc_tpm_nv_read(tpm,
+                          alg == TC_KEY_RSA_2048 ? TC_TPM_NV_EK_CERT_RSA : TC_TPM_NV_EK_CERT_ECC,
+                          EK_CERT_MAX, der, len);
+}
+
+int tc_tpm_key_from_persistent(struct tc_tpm *tpm, uint32_t handle, struct tc_tpm_key *key)
+{
+    ESYS_TR h = ESYS_TR_NONE;
+    TPM2B_PUBLIC *pub = NULL;
+    TPM2B_NAME *name = NULL, *qname = NULL;
+    int rc = 0;
+
+    key_clear(key);
+    if ((handle >> 24) != TPM2_HT_PERSISTENT)
+        return TC_ERR_INVALID_ARG;
+    TSS2_RC r =
+        Esys_TR_FromTPMPublic(tpm->esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &h);
+    if (r != TSS2_RC_SUCCESS) {
+        h = ESYS_TR_NONE;
+        if ((r & 0xfffff000) == 0 && (r & TPM2_RC_FMT1) && (r & 0x3f) == (TPM2_RC_HANDLE & 0x3f))
+            return TC_ERR_NOT_FOUND;
+        return tc_tpm_rc(r, "Esys_TR_FromTPMPublic(persistent)");
+    }
+    r = Esys_ReadPublic(tpm->esys, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, &name,
+                        &qname);
+    if (r != TSS2_RC_SUCCESS) {
+        rc = tc_tpm_rc(r, "Esys_ReadPublic(persistent)");
+        goto out;
+    }
+    if ((rc = key_set_public(key, pub, name)) != 0)
+        goto out;
+    const TPMT_PUBLIC *p = &pub->publicArea;
+    if (p->type == TPM2_ALG_RSA && p->parameters.rsaDetail.keyBits == 2048)
+        key->alg = TC_KEY_RSA_2048;
+    else if (p->type == TPM2_ALG_ECC && p->parameters.eccDetail.curveID == TPM2_ECC_NIST_P256)
+        key->alg = TC_KEY_ECC_P256;
+    else if (p->type == TPM2_ALG_ECC && p->parameters.eccDetail.curveID == TPM2_ECC_SM2_P256)
+        key->alg = TC_KEY_SM2_P256;
+    else
+        key->alg = TC_KEY_ECC_P256; /* others (P-384, RSA 3072) are described by pub only */
+    key->persistent = handle;
+    key->esys_handle = h;
+    h = ESYS_TR_NONE;
+out:
+    if (h != ESYS_TR_NONE)
+        Esys_TR_Close(tpm->esys, &h);
+    if (rc != 0)
+        key_clear(key);
+    Esys_Free(pub);
+    Esys_Free(name);
+    Esys_Free(qname);
     return rc;
 }
 
