@@ -85,7 +85,7 @@ static void fixtures_replay_exact(void **state)
     if (dirpath == NULL)
         skip();
     char dirbuf[2048];
-    snprintf(dirbuf, sizeof(dirbuf), "%s", dirpath);
+    snprintf(dirbuf, sizeof(dirbuf), "%.2000s", dirpath);
     DIR *d = opendir(dirbuf);
     assert_non_null(d);
     struct dirent *e;
