@@ -263,7 +263,8 @@ int tc_tpm_loaded_count(struct tc_tpm *tpm, size_t *objects, size_t *sessions)
 {
     int rc;
     *objects = *sessions = 0;
-    if ((rc = count_handles(tpm, TPM2_TRANSIENT_FIRST, TPM2_TRANSIENT_LAST, objects)) != 0)
+    /* Spelled out: tss2's TPM2_TRANSIENT_FIRST shifts a promoted int into the sign bit. */
+    if ((rc = count_handles(tpm, 0x80000000u, 0x80fffffeu, objects)) != 0)
         return rc;
     /* TPM2_HT_LOADED_SESSION lists every loaded session, HMAC and policy alike; a policy
      * session's handle is in the 0x03 range. */
