@@ -124,11 +124,22 @@ static int swtpm_start(struct swtpm *t)
 
 static void swtpm_stop(struct swtpm *t)
 {
-    if (t->pid > 0) {
-        kill(t->pid, SIGTERM);
-        waitpid(t->pid, NULL, 0);
-        t->pid = 0;
+    if (t->pid <= 0)
+        return;
+    /* swtpm may sit in a read on a connection a failed test left open: give SIGTERM a second,
+     * then make sure. */
+    kill(t->pid, SIGTERM);
+    for (int i = 0; i < 100; i++) {
+        pid_t r = waitpid(t->pid, NULL, WNOHANG);
+        if (r == t->pid || (r < 0 && errno != EINTR)) {
+            t->pid = 0;
+            return;
+        }
+        usleep(10000);
     }
+    kill(t->pid, SIGKILL);
+    waitpid(t->pid, NULL, 0);
+    t->pid = 0;
 }
 
 static int swtpm_new(struct swtpm *t)
