@@ -133,4 +133,19 @@ rc=$?
 set -e
 [ "$rc" -eq 2 ] || tc_fail "missing file: exit $rc, expected 2"
 
+# Measured-boot policy CLI: generated from the Secure Boot machine, it accepts that log and
+# rejects the other machine (Secure Boot off) naming the SecureBoot variable event.
+M="$TC_FIXTURES/measured-boot"
+"$TC_BIN" policy create measured-boot --from-eventlog "$M/binary_bios_measurements-secureboot" \
+    -o "$TC_TMP/mb.json" || tc_fail "policy create"
+"$TC_BIN" policy check measured-boot --policy "$TC_TMP/mb.json" \
+    --eventlog "$M/binary_bios_measurements-secureboot" >/dev/null || tc_fail "policy check self"
+set +e
+"$TC_BIN" policy check measured-boot --policy "$TC_TMP/mb.json" --json \
+    --eventlog "$M/binary_bios_measurements" >"$TC_TMP/check.json"
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || tc_fail "policy check other: exit $rc, expected 1"
+grep -q '"check": "mb.secureboot"' "$TC_TMP/check.json" || tc_fail "policy check reason: $(cat "$TC_TMP/check.json")"
+
 tc_pass "$count logs replay like tpm2_eventlog; bogus and empty rejected"
