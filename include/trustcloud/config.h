@@ -38,14 +38,14 @@ enum tc_config_type {
 };
 
 struct tc_config_setting {
-    const char *section;         /* "" for keys before any [section] */
-    const char *name;            /* NULL terminates the table */
+    const char *section; /* "" for keys before any [section] */
+    const char *name;    /* NULL terminates the table */
     enum tc_config_type type;
-    const char *def;             /* default in file syntax; NULL = NULL string / 0 / false */
-    size_t offset;               /* offsetof(struct your_settings, field) */
-    long long min, max;          /* TC_CFG_INT, TC_CFG_DURATION bounds; both 0 = unbounded */
-    const char *const *choices;  /* TC_CFG_ENUM: NULL-terminated list of accepted words */
-    const char *help;            /* one line, printed by tc_config_print_defaults */
+    const char *def;            /* default in file syntax; NULL = NULL string / 0 / false */
+    size_t offset;              /* offsetof(struct your_settings, field) */
+    long long min, max;         /* TC_CFG_INT, TC_CFG_DURATION bounds; both 0 = unbounded */
+    const char *const *choices; /* TC_CFG_ENUM: NULL-terminated list of accepted words */
+    const char *help;           /* one line, printed by tc_config_print_defaults */
 };
 
 /* Largest config file accepted, and longest line (inih's compiled-in limit). */

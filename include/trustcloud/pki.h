@@ -53,12 +53,12 @@ enum tc_pki_usage {
 };
 
 struct tc_pki_issue_req {
-    const char *cn;           /* subject CN (required; the CA decides it, not the CSR) */
-    const char *const *sans;  /* NULL-terminated: "IP:10.0.0.1", "DNS:node1", or a bare IP/name */
-    unsigned usage;           /* enum tc_pki_usage bits (required) */
-    unsigned days;            /* validity; 0 = 365 */
-    EVP_PKEY *pubkey;         /* the subject's key, or ... */
-    const char *csr_pem;      /* ... a PEM CSR whose self-signature must verify */
+    const char *cn;          /* subject CN (required; the CA decides it, not the CSR) */
+    const char *const *sans; /* NULL-terminated: "IP:10.0.0.1", "DNS:node1", or a bare IP/name */
+    unsigned usage;          /* enum tc_pki_usage bits (required) */
+    unsigned days;           /* validity; 0 = 365 */
+    EVP_PKEY *pubkey;        /* the subject's key, or ... */
+    const char *csr_pem;     /* ... a PEM CSR whose self-signature must verify */
     size_t csr_len;
 };
 
@@ -111,9 +111,9 @@ enum {
 struct tc_pki_verify_opts {
     const uint8_t *intermediates; /* optional untrusted certs: PEM bundle or one DER cert */
     size_t intermediates_len;
-    const char *trust;            /* required: PEM/DER file, or a directory of such files */
-    unsigned flags;               /* TC_PKI_VERIFY_* */
-    time_t at;                    /* verification time; 0 = now */
+    const char *trust; /* required: PEM/DER file, or a directory of such files */
+    unsigned flags;    /* TC_PKI_VERIFY_* */
+    time_t at;         /* verification time; 0 = now */
 };
 
 /*

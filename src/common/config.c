@@ -284,8 +284,8 @@ static int handler(void *user, const char *section, const char *name, const char
     char why[320];
     int rc = apply(s, ctx->cfg, value, ctx->base_dir, why, sizeof(why));
     if (rc) {
-        set_err(ctx->err, ctx->errlen, "%s:%u: [%s] %s: %s", ctx->origin, ctx->line, section,
-                name, why);
+        set_err(ctx->err, ctx->errlen, "%s:%u: [%s] %s: %s", ctx->origin, ctx->line, section, name,
+                why);
         ctx->rc = rc == TC_ERR_ALLOC ? rc : TC_ERR_FORMAT;
         return 0;
     }
@@ -324,8 +324,8 @@ int tc_config_load_string(const char *text, size_t len, const char *origin, cons
         rc = ctx.rc;
     } else if (line != 0) {
         /* A syntax error inih found on its own (no handler call): name the line. */
-        set_err(err, errlen, "%s:%d: syntax error (expected [section] or name = value)",
-                ctx.origin, line);
+        set_err(err, errlen, "%s:%d: syntax error (expected [section] or name = value)", ctx.origin,
+                line);
         rc = TC_ERR_FORMAT;
     }
     free(ctx.seen);

@@ -428,7 +428,7 @@ static int add_san(GENERAL_NAMES *names, const char *san)
     unsigned char bin[16];
     if (type == -1)
         type = (inet_pton(AF_INET, v, bin) == 1 || inet_pton(AF_INET6, v, bin) == 1) ? GEN_IPADD
-                                                                                      : GEN_DNS;
+                                                                                     : GEN_DNS;
     GENERAL_NAME *gn = GENERAL_NAME_new();
     if (!gn)
         return TC_ERR_ALLOC;
@@ -583,7 +583,7 @@ out:
 }
 
 /* Appends every certificate in data (PEM bundle or one DER cert) to sk. */
-static int certs_from_bytes(const uint8_t *data, size_t len, STACK_OF(X509) *sk)
+static int certs_from_bytes(const uint8_t *data, size_t len, STACK_OF(X509) * sk)
 {
     if (!looks_like_pem(data, len)) {
         X509 *x = NULL;
@@ -614,7 +614,7 @@ static int certs_from_bytes(const uint8_t *data, size_t len, STACK_OF(X509) *sk)
     return rc ? rc : found ? 0 : TC_ERR_FORMAT;
 }
 
-static int certs_from_file(const char *path, STACK_OF(X509) *sk)
+static int certs_from_file(const char *path, STACK_OF(X509) * sk)
 {
     uint8_t *data = NULL;
     size_t len = 0;
@@ -628,7 +628,7 @@ static int certs_from_file(const char *path, STACK_OF(X509) *sk)
 }
 
 /* Loads a trust bundle: one file, or every regular non-hidden file of a directory. */
-static int load_trust(const char *path, STACK_OF(X509) *sk)
+static int load_trust(const char *path, STACK_OF(X509) * sk)
 {
     struct stat st;
     if (stat(path, &st) != 0)

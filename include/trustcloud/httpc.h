@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * HTTPS client (libcurl, OpenSSL backend) for many concurrent requests with
+ * mutual TLS: the coordinator polling thousands of agents, agents calling the
+ * coordinator, CLIs.
+ *
+ * One struct tc_httpc multiplexes any number of requests on a libcurl multi
+ * handle: no thread per request, connections are kept alive and reused per
+ * host (at most max_host_connections at once; further requests to that host
+ * wait for a free connection). Completion callbacks run on the thread that
+ * drives the client: the caller's loop (tc_httpc_run) or the helper thread
+ * (tc_httpc_start_thread), never both.
+ *
+ * TLS: TLS 1.3 (1.2 on request), the server certificate must chain to ca_file
+ * (the system store is never used) and match the URL's host name or IP
+ * address; the client certificate is presented when configured.
+ *
+ * Programs should call curl_global_init(CURL_GLOBAL_DEFAULT) once at start
+ * and curl_global_cleanup() at exit (the constructors also call
+ * curl_global_init, which is reference-counted).
+ */
+#ifndef TRUSTCLOUD_HTTPC_H
+#define TRUSTCLOUD_HTTPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct tc_httpc_config {
+    const char *cert_file;      /* client certificate (PEM), optional */
+    const char *key_file;       /* its key (PEM), required with cert_file */
+    const char *ca_file;        /* trust anchors (PEM); required for https */
+    long timeout_ms;            /* whole request; 0 = 10000 */
+    long connect_timeout_ms;    /* TCP + TLS setup; 0 = 5000 */
+    size_t max_body;            /* response body cap; 0 = 1 MiB */
+    long max_host_connections;  /* parallel connections per host; 0 = 64 */
+    long max_total_connections; /* parallel connections overall; 0 = 1024 */
+    bool allow_tls12;
+    bool allow_plain_http; /* accept http:// URLs (tests only) */
+};
+
+/*
+ * Completion: status is 0 when an HTTP response arrived (whatever http_code),
+ * else TC_ERR_TOO_LARGE (body above max_body), TC_ERR_SIGNATURE (server
+ * certificate not trusted or wrong name), TC_ERR_IO (connect, TLS, timeout,
+ * or cancelled by tc_httpc_free; http_code is then 0). body is valid only
+ * during the call (NUL-terminated, not counted; never NULL).
+ */
+typedef void (*tc_httpc_done)(void *arg, int status, long http_code, const uint8_t *body,
+                              size_t len);
+
+struct tc_httpc;
+
+/* Copies what it needs from cfg. */
+int tc_httpc_new(const struct tc_httpc_config *cfg, struct tc_httpc **out);
+
+/*
+ * Frees the client. The helper thread (if any) is stopped first; requests not
+ * completed yet get their callback with TC_ERR_IO on the calling thread. NULL
+ * is a no-op.
+ */
+void tc_httpc_free(struct tc_httpc *c);
+
+/*
+ * Queues a request; thread-safe (also from inside a callback). method is
+ * "GET", "POST", "PUT", "DELETE"...; body (copied) may be NULL. cb is called
+ * exactly once, unless this returns an error.
+ */
+int tc_httpc_submit(struct tc_httpc *c, const char *method, const char *url,
+                    const char *content_type, const void *body, size_t len, tc_httpc_done cb,
+                    void *arg);
+
+/*
+ * Drives transfers for up to timeout_ms (returns early once something
+ * completed or a request was submitted) and runs completion callbacks.
+ * Returns the number of requests not completed yet (>= 0), or a TC_ERR_*.
+ */
+int tc_httpc_run(struct tc_httpc *c, int timeout_ms);
+
+/* Requests submitted and not completed yet. Thread-safe. */
+size_t tc_httpc_pending(struct tc_httpc *c);
+
+/* Drives the client on a helper thread instead (callbacks run there). */
+int tc_httpc_start_thread(struct tc_httpc *c);
+
+/*
+ * Synchronous request for CLIs: one transfer, same semantics as the callback
+ * (0 when a response arrived; *http_code set). *resp (malloc'd,
+ * NUL-terminated) and *resp_len are optional.
+ */
+int tc_httpc_request(const struct tc_httpc_config *cfg, const char *method, const char *url,
+                     const char *content_type, const void *body, size_t len, long *http_code,
+                     uint8_t **resp, size_t *resp_len);
+
+#endif

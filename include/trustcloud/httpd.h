@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * HTTPS server for the coordinator and agents: OpenSSL terminates TLS (mutual
+ * TLS by default, see tls.h) and libmicrohttpd parses HTTP.
+ *
+ * One loop thread accepts TCP connections and runs the TLS handshakes
+ * (non-blocking, epoll). Each established connection gets a socketpair whose
+ * other end is handed to libmicrohttpd (MHD_add_connection); the loop thread
+ * shuttles bytes between the TLS session and the socketpair with bounded
+ * buffers (a slow reader stops the other side from being read). libmicrohttpd
+ * runs its own polling thread and calls the handlers there.
+ *
+ * Threading: handlers all run on libmicrohttpd's single polling thread, one at
+ * a time, so they must be quick (no blocking I/O, no TPM calls). A handler
+ * that has to wait (long poll, event stream) calls tc_http_defer() and answers
+ * later, from any thread, with tc_http_deferred_finish().
+ *
+ * Errors the server produces itself have a JSON body {"error": "..."}: 404
+ * (no route), 405 (route exists, other method), 401 (route needs a client
+ * certificate and none was presented), 413 (body above max_body; the handler
+ * is not called), 500 (handler set no status). Requests that are not HTTP at
+ * all are refused by libmicrohttpd with 400 (its own short body) and the
+ * connection is closed; the server keeps serving everyone else.
+ */
+#ifndef TRUSTCLOUD_HTTPD_H
+#define TRUSTCLOUD_HTTPD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <openssl/ssl.h>
+
+#include "trustcloud/tls.h"
+
+struct tc_httpd;
+
+struct tc_httpd_config {
+    const char *bind_addr; /* numeric IPv4/IPv6 address; NULL = "127.0.0.1" */
+    uint16_t port;         /* 0 = any free port (see tc_httpd_port) */
+    /* TLS: an SSL_CTX made by tc_tls_server_ctx (the server takes a reference), or the
+     * settings to make one. */
+    SSL_CTX *ssl_ctx;
+    struct tc_tls_config tls;
+    bool plain_http;              /* no TLS at all. For tests only: requests have no peer. */
+    size_t max_body;              /* request body cap; 0 = 1 MiB */
+    unsigned max_connections;     /* concurrent connections; 0 = 1024 */
+    unsigned idle_timeout_s;      /* close a connection idle this long; 0 = 60 */
+    unsigned handshake_timeout_s; /* TLS handshake deadline; 0 = 10 */
+};
+
+/* Request as seen by a handler. Everything it points to lives until the handler returns. */
+struct tc_http_request {
+    const char *method;  /* "GET", "POST", ... */
+    const char *path;    /* URL path, percent-decoded, without the query */
+    const uint8_t *body; /* request body (NUL-terminated, not counted), never NULL */
+    size_t body_len;
+    const struct tc_peer *peer; /* verified client certificate, or NULL (anonymous/plain) */
+    const char *remote_addr;    /* "ip:port" of the TCP peer */
+    void *internal;             /* for tc_http_query/tc_http_header/tc_http_defer */
+};
+
+/* A query argument's (decoded) value, or NULL. */
+const char *tc_http_query(const struct tc_http_request *req, const char *key);
+/* A request header (case-insensitive name), or NULL. */
+const char *tc_http_header(const struct tc_http_request *req, const char *name);
+
+/* Response filled by a handler. The server frees body (malloc'd) after sending it. */
+struct tc_http_response {
+    unsigned status; /* 0 = handler forgot: the server answers 500 */
+    char content_type[64];
+    uint8_t *body;
+    size_t body_len;
+};
+
+/* Sets status and a JSON body (serialised compactly; body is not stolen). */
+int tc_http_response_json(struct tc_http_response *resp, unsigned status, const json_t *body);
+/* Sets status and {"error": "<formatted text>"}. */
+int tc_http_response_error(struct tc_http_response *resp, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Sets status and a copy of len bytes with the given content type. */
+int tc_http_response_bytes(struct tc_http_response *resp, unsigned status, const char *content_type,
+                           const void *data, size_t len);
+
+typedef void (*tc_http_handler)(void *arg, const struct tc_http_request *req,
+                                struct tc_http_response *resp);
+
+enum {
+    /* The route also serves clients without a certificate (e.g. enrollment). Needs
+     * tls.allow_anonymous in the server config; the handler sees req->peer == NULL. */
+    TC_HTTPD_ROUTE_ANONYMOUS = 1u << 0,
+};
+
+/* Creates a server (bound and listening when this returns; not yet serving). */
+int tc_httpd_new(const struct tc_httpd_config *cfg, struct tc_httpd **out);
+
+/*
+ * Adds a route before tc_httpd_start. method NULL matches any method. A prefix
+ * ending in '/' matches every path below it; otherwise the path must equal the
+ * prefix. The longest matching prefix wins. Not thread-safe with a running server.
+ */
+int tc_httpd_route(struct tc_httpd *srv, const char *method, const char *prefix,
+                   tc_http_handler handler, void *arg, unsigned flags);
+
+/* Starts the loop thread and libmicrohttpd. */
+int tc_httpd_start(struct tc_httpd *srv);
+/* Stops serving and closes every connection (pending deferred requests get 503). Idempotent. */
+void tc_httpd_stop(struct tc_httpd *srv);
+/* Stops if needed and frees everything; NULL is a no-op. */
+void tc_httpd_free(struct tc_httpd *srv);
+/* The bound TCP port (useful with port 0). */
+uint16_t tc_httpd_port(const struct tc_httpd *srv);
+
+/*
+ * Long-running requests. Inside a handler, tc_http_defer() suspends the
+ * request and returns a handle (NULL on failure: answer normally then); the
+ * handler returns without filling resp. Later, from any thread,
+ * tc_http_deferred_finish() answers it (the response's body is taken over) and
+ * frees the handle. Every handle must be finished exactly once, also when the
+ * server is stopping (finishing after tc_httpd_stop is allowed and just frees).
+ * Until finished the connection is held open and not subject to idle_timeout.
+ */
+struct tc_http_deferred;
+struct tc_http_deferred *tc_http_defer(const struct tc_http_request *req);
+void tc_http_deferred_finish(struct tc_http_deferred *d, struct tc_http_response *resp);
+
+#endif
