@@ -39,19 +39,30 @@ struct tc_tpm_key {
 };
 
 /* Opens a TPM by TCTI ("device:/dev/tpmrm0", "swtpm:host=127.0.0.1,port=2321") and issues
- * Startup(CLEAR) (already started is fine). NULL tcti: the tctildr default. */
+ * Startup(CLEAR) (already started is fine). NULL tcti: the tctildr default. *out is set on
+ * success only. Errors: TC_ERR_TPM for anything tpm2-tss or the TPM reports (unknown TCTI,
+ * nothing listening, failed Startup; the TSS2_RC is logged), TC_ERR_ALLOC.
+ * Every function below returns TC_ERR_TPM when the TPM refuses a command (the TSS2_RC is logged
+ * with Tss2_RC_Decode) and TC_ERR_INVALID_ARG for arguments it can reject without the TPM. */
 int tc_tpm_open(const char *tcti, struct tc_tpm **out);
 /* Flushes keys this handle still holds and closes the connection. NULL is a no-op. */
 void tc_tpm_close(struct tc_tpm *tpm);
 
-/* {"manufacturer": "IBM", "vendor": "...", "firmware": "...", "spec": "2.0 rev ...",
- *  "banks": ["sha1", "sha256", ...]} */
+/* {"manufacturer": "IBM", "vendor": "SW   TPM", "firmware": "20191023.00163636" (the two
+ *  32-bit firmware version words in hex), "spec": "2.0 rev 1.64 level 0", "spec_year": 2021,
+ *  "spec_day": 75, "banks": ["sha1", "sha256", ...]} (active banks only). *out is the caller's. */
 int tc_tpm_info(struct tc_tpm *tpm, json_t **out);
-/* Every active PCR bank with all its PCRs selected. */
+/* Every active PCR bank (at least one PCR allocated) with its allocated PCRs selected, in the
+ * TPM's order. Banks with a hash trustcloud does not know are skipped. */
 int tc_tpm_active_banks(struct tc_tpm *tpm, struct tc_pcr_set *sel);
-/* Reads every PCR selected in sel (loops past the 8-digests-per-call limit). */
+/* Reads every PCR selected in sel into out (banks in sel's order). Loops past the
+ * 8-digests-per-call limit, accepting any number of digests per answer but only ones that were
+ * asked for; restarts when pcrUpdateCounter moves between calls, so all values belong to one
+ * moment. TC_ERR_NOT_FOUND when the TPM does not return something selected (inactive bank,
+ * missing PCR). out is empty on error. */
 int tc_tpm_pcr_read(struct tc_tpm *tpm, const struct tc_pcr_set *sel, struct tc_pcr_set *out);
-/* Extends PCR pcr of one bank. */
+/* Extends PCR pcr (0..23; 17..22 need a higher locality) of one bank: digest has alg->size
+ * bytes. */
 int tc_tpm_pcr_extend(struct tc_tpm *tpm, unsigned pcr, const struct tc_hash_alg *alg,
                       const uint8_t *digest);
 /* Extends PCR pcr in several banks at once: digests[i] belongs to algs[i]. */
