@@ -276,6 +276,7 @@ struct sqlite_store {
     int lock_fd;
     sqlite3_stmt *st[ST_COUNT];
     int fault_after; /* testing: fail the n-th next step */
+    bool injected;   /* testing: the last failure was injected */
 };
 
 static struct sqlite_store *SQ(struct tc_store *s)
@@ -294,7 +295,13 @@ static int map_err(struct sqlite_store *q, int r, const char *what)
         return TC_ERR_MISMATCH;
     }
     /* sqlite3_errmsg never contains bound values, so no secret can leak here. */
-    LOG_ERROR("%s: %s (sqlite %d)", what, q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(r), r);
+    const char *msg =
+        q->db && sqlite3_extended_errcode(q->db) == r ? sqlite3_errmsg(q->db) : sqlite3_errstr(r);
+    if (q->injected) /* testing: an expected, self-inflicted failure */
+        LOG_DEBUG("%s: injected %s", what, msg);
+    else
+        LOG_ERROR("%s: %s (sqlite %d)", what, msg, r);
+    q->injected = false;
     switch (code) {
     case SQLITE_NOMEM:
         return TC_ERR_ALLOC;
@@ -345,8 +352,10 @@ static void rst(sqlite3_stmt *st)
 /* sqlite3_step with the testing fault hook. */
 static int step(struct sqlite_store *q, sqlite3_stmt *st)
 {
-    if (q->fault_after > 0 && --q->fault_after == 0)
+    if (q->fault_after > 0 && --q->fault_after == 0) {
+        q->injected = true;
         return SQLITE_IOERR;
+    }
     return sqlite3_step(st);
 }
 
@@ -638,6 +647,9 @@ int tc_store_sqlite_open(const char *path, const struct tc_store_options *opts,
         rc = TC_ERR_IO;
         goto out;
     }
+    /* Finished now: an open statement would block the migration's COMMIT. */
+    sqlite3_finalize(st);
+    st = NULL;
     snprintf(sql, sizeof(sql), "PRAGMA synchronous=%s", opts->sync_full ? "FULL" : "NORMAL");
     if ((rc = pragma(q, sql)) != 0 || (rc = pragma(q, "PRAGMA foreign_keys=ON")) != 0 ||
         (rc = pragma(q, "PRAGMA trusted_schema=OFF")) != 0 ||
