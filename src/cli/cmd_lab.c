@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * trustcloud lab: make a software TPM carry a real node's evidence (tests and demos only).
+ *   lab boot --tcti T --eventlog FILE           replay a captured UEFI log into the PCRs
+ *   lab ima-start --tcti T --log FILE           new IMA list with boot_aggregate, extended
+ *   lab measure --tcti T --log FILE --path P (--content STR | --file F)
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "trustcloud/buf.h"
+#include "trustcloud/error.h"
+#include "trustcloud/lab.h"
+
+static int lab_boot(int argc, char **argv);
+static int lab_ima_start(int argc, char **argv);
+static int lab_measure(int argc, char **argv);
+
+static const struct cli_cmd lab_cmds[] = {
+    {"boot", lab_boot, "[--tcti T] --eventlog FILE  extend a captured UEFI event log into the PCRs"},
+    {"ima-start", lab_ima_start,
+     "[--tcti T] --log FILE [--alg sha256]  start an IMA list (boot_aggregate) and extend it"},
+    {"measure", lab_measure,
+     "[--tcti T] --log FILE --path PATH (--content STR | --file F) [--alg sha256]  measure a "
+     "file as IMA does: append to the list, extend PCR 10"},
+};
+
+struct lab_args {
+    const char *tcti, *eventlog, *log, *path, *content, *file, *alg;
+};
+
+static int parse(int argc, char **argv, const struct cli_cmd *cmd, struct lab_args *a)
+{
+    static const struct option opts[] = {
+        {"tcti", required_argument, NULL, 't'},    {"eventlog", required_argument, NULL, 'e'},
+        {"log", required_argument, NULL, 'l'},     {"path", required_argument, NULL, 'p'},
+        {"content", required_argument, NULL, 'c'}, {"file", required_argument, NULL, 'f'},
+        {"alg", required_argument, NULL, 'a'},     {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    memset(a, 0, sizeof(*a));
+    a->tcti = getenv("TC_TCTI");
+    int c;
+    while ((c = getopt_long(argc, argv, "t:e:l:p:c:f:a:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            a->tcti = optarg;
+            break;
+        case 'e':
+            a->eventlog = optarg;
+            break;
+        case 'l':
+            a->log = optarg;
+            break;
+        case 'p':
+            a->path = optarg;
+            break;
+        case 'c':
+            a->content = optarg;
+            break;
+        case 'f':
+            a->file = optarg;
+            break;
+        case 'a':
+            a->alg = optarg;
+            break;
+        case 'h':
+            printf("usage: trustcloud lab %s %s\n", cmd->name, cmd->help);
+            return 1;
+        default:
+            cli_usage("lab", cmd);
+            return -1;
+        }
+    }
+    if (optind != argc) {
+        cli_usage("lab", cmd);
+        return -1;
+    }
+    return 0;
+}
+
+static int open_or_fail(const char *tcti, struct tc_tpm **tpm)
+{
+    int rc = tc_tpm_open(tcti, tpm);
+    if (rc)
+        fprintf(stderr, "trustcloud lab: cannot open the TPM at '%s': %s\n",
+                tcti ? tcti : "(default)", tc_strerror(rc));
+    return rc;
+}
+
+static int finish(int rc, const struct tc_reason *why)
+{
+    if (rc == 0)
+        return TC_EXIT_OK;
+    fprintf(stderr, "trustcloud lab: ");
+    tc_reason_print(stderr, why);
+    return TC_EXIT_USAGE;
+}
+
+static int lab_boot(int argc, char **argv)
+{
+    struct lab_args a;
+    int p = parse(argc, argv, &lab_cmds[0], &a);
+    if (p)
+        return p > 0 ? TC_EXIT_OK : TC_EXIT_USAGE;
+    if (!a.eventlog)
+        return cli_usage("lab", &lab_cmds[0]);
+    struct tc_reason why;
+    tc_reason_clear(&why);
+    struct tc_evlog *log = NULL;
+    struct tc_tpm *tpm = NULL;
+    size_t n = 0;
+    int rc = tc_evlog_parse_file(a.eventlog, &log, &why);
+    if (rc == 0 && (rc = open_or_fail(a.tcti, &tpm)) == 0)
+        rc = tc_lab_boot(tpm, log, &n, &why);
+    else if (rc)
+        tc_reason_print(stderr, &why);
+    tc_tpm_close(tpm);
+    tc_evlog_free(log);
+    if (rc == 0)
+        printf("extended %zu events\n", n);
+    return finish(rc, &why);
+}
+
+static const struct tc_hash_alg *alg_or_default(const char *name)
+{
+    return tc_hash_by_name(name ? name : "sha256");
+}
+
+static int lab_ima_start(int argc, char **argv)
+{
+    struct lab_args a;
+    int p = parse(argc, argv, &lab_cmds[1], &a);
+    if (p)
+        return p > 0 ? TC_EXIT_OK : TC_EXIT_USAGE;
+    const struct tc_hash_alg *alg = alg_or_default(a.alg);
+    if (!a.log || !alg)
+        return cli_usage("lab", &lab_cmds[1]);
+    struct tc_reason why;
+    tc_reason_clear(&why);
+    struct tc_tpm *tpm = NULL;
+    int rc = open_or_fail(a.tcti, &tpm);
+    if (rc == 0)
+        rc = tc_lab_ima_start(tpm, a.log, alg, &why);
+    tc_tpm_close(tpm);
+    return finish(rc, &why);
+}
+
+static int lab_measure(int argc, char **argv)
+{
+    struct lab_args a;
+    int p = parse(argc, argv, &lab_cmds[2], &a);
+    if (p)
+        return p > 0 ? TC_EXIT_OK : TC_EXIT_USAGE;
+    const struct tc_hash_alg *alg = alg_or_default(a.alg);
+    if (!a.log || !a.path || !alg || (!a.content == !a.file))
+        return cli_usage("lab", &lab_cmds[2]);
+    struct tc_reason why;
+    tc_reason_clear(&why);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int rc = 0;
+    if (a.file && (rc = tc_file_read(a.file, 256u << 20, &data, &len)) != 0) {
+        fprintf(stderr, "trustcloud lab: cannot read %s\n", a.file);
+        return TC_EXIT_USAGE;
+    }
+    struct tc_tpm *tpm = NULL;
+    if ((rc = open_or_fail(a.tcti, &tpm)) == 0)
+        rc = tc_lab_ima_measure(tpm, a.log, a.path,
+                                a.file ? data : (const uint8_t *)a.content,
+                                a.file ? len : strlen(a.content), alg, &why);
+    tc_tpm_close(tpm);
+    free(data);
+    return finish(rc, &why);
+}
+
+int cmd_lab(int argc, char **argv)
+{
+    return cli_dispatch("lab", lab_cmds, sizeof(lab_cmds) / sizeof(lab_cmds[0]), argc, argv);
+}
