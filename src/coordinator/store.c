@@ -334,6 +334,14 @@ int tc_store_events_since(struct tc_store *s, int64_t since, size_t limit,
     return s->ops->events_since(s, since, limit, out, n);
 }
 
+int tc_store_events_last_seq(struct tc_store *s, int64_t *seq)
+{
+    if (!VALID(s) || seq == NULL)
+        return TC_ERR_INVALID_ARG;
+    *seq = 0;
+    return s->ops->events_last_seq(s, seq);
+}
+
 /* ---- enrollments ----------------------------------------------------------------------- */
 
 int tc_store_enrollment_put(struct tc_store *s, struct tc_store_enrollment *e)

@@ -159,6 +159,7 @@ enum stmt_id {
     ST_NODE_HEAD,
     ST_NODE_UPDATE,
     ST_NODE_DELETE,
+    ST_NODE_UNASSIGN_ALL,
     ST_ROUND_UPDATE,
     ST_EVENTLOG_UPDATE,
     ST_RESULT_INSERT,
@@ -167,6 +168,7 @@ enum stmt_id {
     ST_OUTBOX_INSERT,
     ST_RESULTS_LIST,
     ST_EVENTS_SINCE,
+    ST_EVENTS_LAST,
     ST_ENR_INSERT,
     ST_ENR_GET,
     ST_ENR_DELETE,
@@ -209,6 +211,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                        "group_name = ?9, missed = ?10, updated = ?11, version = version + 1 "
                        "WHERE id = ?1 AND version = ?12",
     [ST_NODE_DELETE] = "DELETE FROM nodes WHERE id = ?1",
+    /* A later node with the same id must not inherit the old one's policies. */
+    [ST_NODE_UNASSIGN_ALL] = "DELETE FROM assignments WHERE target_kind = 'node' AND target = ?1",
     /* ?8 = has_quote: quote info and IMA count only move with a verified quote. */
     [ST_ROUND_UPDATE] =
         "UPDATE nodes SET state = ?2, reason_code = ?3, reason_check = ?4, reason_entry = ?5, "
@@ -235,6 +239,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                         " FROM results WHERE node_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
     [ST_EVENTS_SINCE] = "SELECT seq, ts, node_id, old_state, new_state, " REASON_COLS
                         " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    /* sqlite_sequence keeps the highest seq ever handed out, even once pruned. */
+    [ST_EVENTS_LAST] =
+        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
     [ST_ENR_INSERT] = "INSERT INTO enrollments (id, node_id, secret_hash, ek_pub, ek_cert, "
                       "ak_pub, ak_name, created, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
                       "?8, ?9)",
@@ -555,7 +562,7 @@ static int take_lock(const char *path, int *fd_out)
         return TC_ERR_ALLOC;
     memcpy(lock, path, len);
     memcpy(lock + len, ".lock", 6);
-    if ((fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+    if ((fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
         LOG_ERROR("cannot open lock file: %s", strerror(errno));
         rc = TC_ERR_IO;
         goto out;
@@ -620,7 +627,7 @@ int tc_store_sqlite_open(const char *path, const struct tc_store_options *opts,
         goto out;
     /* Create the file ourselves so it is 0600 (it holds webhook secrets);
      * SQLite gives the -wal and -shm files the same mode. */
-    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
         LOG_ERROR("cannot create database file: %s", strerror(errno));
         rc = TC_ERR_IO;
         goto out;
@@ -911,8 +918,15 @@ static int sq_node_delete(struct tc_store *s, const char *id)
         return rc;
     GET(q, ST_NODE_DELETE, st);
     BIND(q, bind_text(st, 1, id));
-    if ((rc = run(q, st, "node delete")) == 0 && sqlite3_changes(q->db) == 0)
+    if ((rc = run(q, st, "node delete")) != 0)
+        goto out;
+    if (sqlite3_changes(q->db) == 0) {
         rc = TC_ERR_NOT_FOUND;
+        goto out;
+    }
+    GET(q, ST_NODE_UNASSIGN_ALL, st);
+    BIND(q, bind_text(st, 1, id));
+    rc = run(q, st, "node unassign");
 out:
     rst(st);
     return tx_end(q, rc);
@@ -1070,6 +1084,22 @@ out:
     *out = v;
     *n = k;
     return 0;
+}
+
+static int sq_events_last_seq(struct tc_store *s, int64_t *seq)
+{
+    struct sqlite_store *q = SQ(s);
+    sqlite3_stmt *st = NULL;
+    int rc = 0, r;
+    GET(q, ST_EVENTS_LAST, st);
+    if ((r = step(q, st)) != SQLITE_ROW) {
+        rc = map_err(q, r, "events last");
+        goto out;
+    }
+    *seq = sqlite3_column_int64(st, 0);
+out:
+    rst(st);
+    return rc;
 }
 
 /* ---- enrollments ----------------------------------------------------------------------- */
@@ -1488,6 +1518,7 @@ static const struct tc_store_ops sqlite_ops = {
     .record_rounds = sq_record_rounds,
     .results_list = sq_results_list,
     .events_since = sq_events_since,
+    .events_last_seq = sq_events_last_seq,
     .enrollment_put = sq_enrollment_put,
     .enrollment_get = sq_enrollment_get,
     .enrollment_complete = sq_enrollment_complete,

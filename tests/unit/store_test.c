@@ -397,6 +397,14 @@ static void policy_versioning_and_assignment(void **state)
     assert_int_equal(tc_store_unassign(s, TC_ASSIGN_GROUP, "rack-7", "boot"), TC_ERR_NOT_FOUND);
     assert_int_equal(tc_store_node_policies(s, "n1", collect_names, acc), 0);
     assert_string_equal(acc, "base;");
+    /* A node re-created under the same id starts without the old node's assignments. */
+    assert_int_equal(tc_store_node_delete(s, "n1"), 0);
+    make_node(&n, "n1", TC_NODE_ENROLLED);
+    assert_int_equal(tc_store_node_create(s, &n), 0);
+    acc[0] = '\0';
+    assert_int_equal(tc_store_node_policies(s, "n1", collect_names, acc), 0);
+    assert_string_equal(acc, "");
+    assert_int_equal(q64(f, "SELECT count(*) FROM assignments"), 1); /* the group one */
     tc_store_close(s);
 }
 
@@ -478,6 +486,9 @@ static void history_paging_events_and_idempotency(void **state)
     free(ev);
     assert_int_equal(tc_store_events_since(s, mid + 1, 100, &ev, &cnt), 0);
     assert_int_equal(cnt, 0);
+    int64_t last = 0;
+    assert_int_equal(tc_store_events_last_seq(s, &last), 0);
+    assert_int_equal(last, mid + 1);
     tc_store_close(s);
 }
 
@@ -588,6 +599,9 @@ static void outbox_retry_scheduling(void **state)
     assert_int_equal(tc_store_prune(s, INT64_MAX), 0);
     assert_int_equal(q64(f, "SELECT count(*) FROM events"), 0);
     assert_int_equal(q64(f, "SELECT count(*) FROM deliveries"), 0);
+    int64_t last = 0;
+    assert_int_equal(tc_store_events_last_seq(s, &last), 0);
+    assert_int_equal(last, res.event_seq); /* remembered although pruned */
     /* A new event after pruning gets a fresh, higher seq. */
     make_round(&r, "n1", 3, TC_NODE_TRUSTED);
     int64_t old_seq = res.event_seq;
@@ -930,10 +944,18 @@ static void bench_mode(struct fx *f, bool full)
         el = now_s() - t0;
     } while (el < 0.5);
     double batched = (double)bdone / el;
-    print_message("store bench (synchronous=%s, %d nodes): %.0f single-node rounds/s, "
-                  "%.0f batched rounds/s (batch %d)\n",
-                  full ? "FULL" : "NORMAL", BENCH_NODES, single, batched, BENCH_BATCH);
     tc_store_close(s);
+    /* A restart: open (WAL recovery, migrations check) and load every node. */
+    int count = 0;
+    t0 = now_s();
+    assert_int_equal(tc_store_open(f->uri, &o, &s), 0);
+    assert_int_equal(tc_store_node_list(s, count_node, &count), 0);
+    double restart_ms = (now_s() - t0) * 1000;
+    assert_int_equal(count, BENCH_NODES);
+    tc_store_close(s);
+    print_message("store bench (synchronous=%s, %d nodes): %.0f single-node rounds/s, "
+                  "%.0f batched rounds/s (batch %d), reopen + load all nodes %.1f ms\n",
+                  full ? "FULL" : "NORMAL", BENCH_NODES, single, batched, BENCH_BATCH, restart_ms);
 }
 
 static void throughput(void **state)
