@@ -614,15 +614,17 @@ static int certs_from_bytes(const uint8_t *data, size_t len, STACK_OF(X509) * sk
     return rc ? rc : found ? 0 : TC_ERR_FORMAT;
 }
 
-static int certs_from_file(const char *path, STACK_OF(X509) * sk)
+static int certs_from_file(const char *path, STACK_OF(X509) * sk, bool quiet)
 {
     uint8_t *data = NULL;
     size_t len = 0;
     int rc = tc_file_read(path, TC_PKI_MAX_FILE, &data, &len);
     if (rc == 0)
         rc = certs_from_bytes(data, len, sk);
-    if (rc)
+    if (rc && !quiet)
         LOG_WARN("%s: no usable certificate (%s)", path, tc_strerror(rc));
+    else if (rc)
+        LOG_DEBUG("%s: skipped, no usable certificate (%s)", path, tc_strerror(rc));
     free(data);
     return rc;
 }
@@ -634,7 +636,7 @@ static int load_trust(const char *path, STACK_OF(X509) * sk)
     if (stat(path, &st) != 0)
         return TC_ERR_IO;
     if (!S_ISDIR(st.st_mode))
-        return certs_from_file(path, sk);
+        return certs_from_file(path, sk, false);
     DIR *d = opendir(path);
     if (!d)
         return TC_ERR_IO;
@@ -647,7 +649,7 @@ static int load_trust(const char *path, STACK_OF(X509) * sk)
         if (stat(p, &st) != 0 || !S_ISREG(st.st_mode))
             continue;
         /* A stray non-certificate file in the directory does not void the others. */
-        int r = certs_from_file(p, sk);
+        int r = certs_from_file(p, sk, true);
         if (r == TC_ERR_TOO_LARGE || r == TC_ERR_ALLOC) {
             rc = r;
             break;
