@@ -20,7 +20,8 @@ static int lab_ima_start(int argc, char **argv);
 static int lab_measure(int argc, char **argv);
 
 static const struct cli_cmd lab_cmds[] = {
-    {"boot", lab_boot, "[--tcti T] --eventlog FILE  extend a captured UEFI event log into the PCRs"},
+    {"boot", lab_boot,
+     "[--tcti T] --eventlog FILE  extend a captured UEFI event log into the PCRs"},
     {"ima-start", lab_ima_start,
      "[--tcti T] --log FILE [--alg sha256]  start an IMA list (boot_aggregate) and extend it"},
     {"measure", lab_measure,
@@ -34,12 +35,15 @@ struct lab_args {
 
 static int parse(int argc, char **argv, const struct cli_cmd *cmd, struct lab_args *a)
 {
-    static const struct option opts[] = {
-        {"tcti", required_argument, NULL, 't'},    {"eventlog", required_argument, NULL, 'e'},
-        {"log", required_argument, NULL, 'l'},     {"path", required_argument, NULL, 'p'},
-        {"content", required_argument, NULL, 'c'}, {"file", required_argument, NULL, 'f'},
-        {"alg", required_argument, NULL, 'a'},     {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"tcti", required_argument, NULL, 't'},
+                                         {"eventlog", required_argument, NULL, 'e'},
+                                         {"log", required_argument, NULL, 'l'},
+                                         {"path", required_argument, NULL, 'p'},
+                                         {"content", required_argument, NULL, 'c'},
+                                         {"file", required_argument, NULL, 'f'},
+                                         {"alg", required_argument, NULL, 'a'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof(*a));
     a->tcti = getenv("TC_TCTI");
     int c;
@@ -168,8 +172,7 @@ static int lab_measure(int argc, char **argv)
     }
     struct tc_tpm *tpm = NULL;
     if ((rc = open_or_fail(a.tcti, &tpm)) == 0)
-        rc = tc_lab_ima_measure(tpm, a.log, a.path,
-                                a.file ? data : (const uint8_t *)a.content,
+        rc = tc_lab_ima_measure(tpm, a.log, a.path, a.file ? data : (const uint8_t *)a.content,
                                 a.file ? len : strlen(a.content), alg, &why);
     tc_tpm_close(tpm);
     free(data);

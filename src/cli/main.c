@@ -10,6 +10,7 @@
 static const struct cli_cmd groups[] = {
     {"tpm", cmd_tpm, "info|pcrread|quote|ek|ak|extend ...  talk to a TPM by TCTI"},
     {"quote", cmd_quote, "verify ...  verify a TPM quote (tpm2-tools or trustcloud formats)"},
+    {"appraise", cmd_appraise, "--ak ... [--eventlog ...] [--ima-log ...]  the whole verdict"},
     {"eventlog", cmd_eventlog, "replay|show [--json] FILE  UEFI (TCG PC Client) event logs"},
     {"ima", cmd_ima, "replay|show [--json] FILE  Linux IMA measurement lists"},
     {"policy", cmd_policy, "create|check ...  runtime (IMA) and measured-boot policies"},

@@ -46,8 +46,7 @@ int tc_lab_boot(struct tc_tpm *tpm, const struct tc_evlog *log, size_t *count,
 
 /* Appends one entry (list first, then PCRs, as the kernel does). */
 static int ima_add(struct tc_tpm *tpm, const char *path, bool truncate, const char *file_path,
-                   const uint8_t *digest, const struct tc_hash_alg *file_alg,
-                   struct tc_reason *why)
+                   const uint8_t *digest, const struct tc_hash_alg *file_alg, struct tc_reason *why)
 {
     int rc;
     uint8_t *old = NULL, *tdata = NULL;
