@@ -34,7 +34,8 @@
  * selected PCR has no value), "quote.pcr_digest", "quote.signature",
  * "quote.scheme" (signature scheme/hash differs from the key's), "quote.signer",
  * "quote.clock", "quote.reset_count", "quote.restart_count",
- * "quote.ak_attributes", "quote.ak" (unusable key).
+ * "quote.ak_attributes", "quote.ak" (unusable key), "quote.args" (a required argument is
+ * missing).
  */
 #ifndef TRUSTCLOUD_QUOTE_H
 #define TRUSTCLOUD_QUOTE_H
@@ -229,5 +230,16 @@ int tc_pcrfile_read_values(const uint8_t *data, size_t len, const struct tc_pcr_
  */
 int tc_pcrfile_parse(const uint8_t *data, size_t len, struct tc_pcr_set *out);
 int tc_pcrfile_load(const char *path, struct tc_pcr_set *out);
+
+/*
+ * Converts a tpm2_quote -f plain signature into a marshaled TPMT_SIGNATURE for ak: ECDSA/SM2
+ * keys take a DER ECDSA-Sig-Value (consumed exactly), RSA keys the raw signature (as many bytes
+ * as the modulus). sig_alg: TPM2_ALG_* of the scheme, or 0 for the AK's own scheme (ECDSA, SM2
+ * or RSASSA when it has none). hash: the scheme hash (tpm2_quote -g). out holds
+ * TC_QUOTE_MAX_SIG bytes. Errors: TC_ERR_FORMAT, TC_ERR_KEY (scheme does not fit the key).
+ */
+struct tc_ak;
+int tc_sig_from_plain(const struct tc_ak *ak, uint16_t sig_alg, const struct tc_hash_alg *hash,
+                      const uint8_t *plain, size_t plain_len, uint8_t *out, size_t *out_len);
 
 #endif

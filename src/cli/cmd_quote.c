@@ -13,7 +13,9 @@
 #define VERIFY_HELP                                                                                \
     "--ak AK --message MSG --signature SIG --pcrs PCRS --nonce HEX [--pcr-list SEL]\n"             \
     "       [--previous PREV_MSG] [--ek EK_PUB | --ak-qualified-name FILE]\n"                      \
-    "       [--counters-obfuscated] [--json]\n"                                                    \
+    "       [--counters-obfuscated] [--signature-format tss|plain\n"                               \
+    "       [--hash-algorithm ALG] [--scheme ecdsa|rsassa|rsapss|sm2]]\n"                          \
+    "       [--json]\n"                                                                            \
     "  AK: PEM/DER public key or TPM2B_PUBLIC; MSG/SIG: tpm2_quote -m/-s (tss format);\n"          \
     "  PCRS: tpm2_quote -o file or JSON {\"sha256\":{\"0\":\"hex\"}}; --ek: the EK's\n"            \
     "  TPM2B_PUBLIC, to check the quote's signer is this AK under this EK"
@@ -55,6 +57,9 @@ static int quote_verify_main(int argc, char **argv)
         {"ek", required_argument, NULL, 'e'},
         {"ak-qualified-name", required_argument, NULL, 'n'},
         {"counters-obfuscated", no_argument, NULL, 'o'},
+        {"signature-format", required_argument, NULL, 'F'},
+        {"hash-algorithm", required_argument, NULL, 'g'},
+        {"scheme", required_argument, NULL, 'S'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -62,8 +67,9 @@ static int quote_verify_main(int argc, char **argv)
     static const struct cli_cmd self = {"verify", NULL, VERIFY_HELP};
     const char *ak_path = NULL, *msg_path = NULL, *sig_path = NULL, *pcrs_path = NULL;
     const char *nonce_hex = NULL, *sel_spec = NULL, *prev_path = NULL, *ek_path = NULL;
-    const char *qn_path = NULL;
+    const char *qn_path = NULL, *sig_format = "tss", *hash_name = "sha256";
     int json = 0, obfuscated = 0, c;
+    uint16_t scheme = 0; /* TPM2_ALG_* of a plain signature; 0: the AK's */
 
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -97,6 +103,19 @@ static int quote_verify_main(int argc, char **argv)
         case 'o':
             obfuscated = 1;
             break;
+        case 'F':
+            sig_format = optarg;
+            break;
+        case 'g':
+            hash_name = optarg;
+            break;
+        case 'S':
+            scheme = strcmp(optarg, "ecdsa") == 0    ? 0x0018
+                     : strcmp(optarg, "rsassa") == 0 ? 0x0014
+                     : strcmp(optarg, "rsapss") == 0 ? 0x0016
+                     : strcmp(optarg, "sm2") == 0    ? 0x001B
+                                                     : 0xFFFF;
+            break;
         case 'j':
             json = 1;
             break;
@@ -108,7 +127,9 @@ static int quote_verify_main(int argc, char **argv)
         }
     }
     if (optind != argc || !ak_path || !msg_path || !sig_path || !pcrs_path || !nonce_hex ||
-        (ek_path && qn_path))
+        (ek_path && qn_path) ||
+        (strcmp(sig_format, "tss") != 0 && strcmp(sig_format, "plain") != 0) ||
+        tc_hash_by_name(hash_name) == NULL || scheme == 0xFFFF)
         return cli_usage("quote", &self);
 
     struct tc_reason why;
@@ -120,7 +141,9 @@ static int quote_verify_main(int argc, char **argv)
     struct tc_pcr_selection sel;
     struct tc_quote_info prev_info, info;
     struct tc_quote_expect ex;
-    uint8_t nonce[TC_QUOTE_MAX_NONCE], signer_qn[TC_QUOTE_MAX_NAME];
+    uint8_t nonce[TC_QUOTE_MAX_NONCE], signer_qn[TC_QUOTE_MAX_NAME], sig_tss[TC_QUOTE_MAX_SIG];
+    const uint8_t *sig_use = NULL;
+    size_t sig_use_len = 0;
     size_t signer_qn_len = 0;
     int rc, ret = TC_EXIT_USAGE;
 
@@ -145,6 +168,18 @@ static int quote_verify_main(int argc, char **argv)
     if ((rc = read_input(msg_path, TC_QUOTE_MAX_ATTEST, &msg, &msg_len, &why)) != 0 ||
         (rc = read_input(sig_path, TC_QUOTE_MAX_SIG, &sig, &sig_len, &why)) != 0)
         goto out;
+    if (strcmp(sig_format, "plain") == 0) {
+        /* tpm2_quote -f plain: DER ECDSA or raw RSA, scheme from the AK, hash from -g. */
+        if ((rc = tc_sig_from_plain(ak, scheme, tc_hash_by_name(hash_name), sig, sig_len, sig_tss,
+                                    &sig_use_len)) != 0) {
+            rc = tc_fail(&why, rc, "quote.signature", -1, "not a plain signature for this AK");
+            goto out;
+        }
+        sig_use = sig_tss;
+    } else {
+        sig_use = sig;
+        sig_use_len = sig_len;
+    }
     if ((rc = tc_pcrfile_load(pcrs_path, &pcrs)) != 0) {
         rc = tc_fail(&why, rc == TC_ERR_IO ? TC_ERR_IO : rc, "quote.pcr_values", -1,
                      "cannot use PCR file %s (%s)", pcrs_path, tc_strerror(rc));
@@ -179,7 +214,8 @@ static int quote_verify_main(int argc, char **argv)
     }
     ex.counters_obfuscated = obfuscated;
 
-    if ((rc = tc_quote_verify(ak, msg, msg_len, sig, sig_len, &pcrs, &ex, &info, &why)) != 0)
+    if ((rc = tc_quote_verify(ak, msg, msg_len, sig_use, sig_use_len, &pcrs, &ex, &info, &why)) !=
+        0)
         goto out;
 
     if (json) {

@@ -7,6 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <tss2/tss2_mu.h>
+
+#include "evidence/quote_internal.h"
 #include "trustcloud/buf.h"
 #include "trustcloud/error.h"
 #include "trustcloud/log.h"
@@ -229,4 +235,56 @@ int tc_pcrfile_load(const char *path, struct tc_pcr_set *out)
     rc = tc_pcrfile_parse(data, len, out);
     free(data);
     return rc;
+}
+
+int tc_sig_from_plain(const struct tc_ak *ak, uint16_t sig_alg, const struct tc_hash_alg *hash,
+                      const uint8_t *plain, size_t plain_len, uint8_t *out, size_t *out_len)
+{
+    TPMT_SIGNATURE t;
+    int rc = TC_ERR_FORMAT;
+    *out_len = 0;
+    memset(&t, 0, sizeof(t));
+    if (hash == NULL || plain_len == 0 || plain_len > TC_QUOTE_MAX_SIG || plain_len > INT32_MAX)
+        return TC_ERR_FORMAT;
+    if (sig_alg == 0)
+        sig_alg = ak->scheme != TPM2_ALG_NULL ? ak->scheme
+                  : ak->key_type == TC_AK_RSA ? TPM2_ALG_RSASSA
+                  : ak->key_type == TC_AK_SM2 ? TPM2_ALG_SM2
+                                              : TPM2_ALG_ECDSA;
+    t.sigAlg = sig_alg;
+    if (sig_alg == TPM2_ALG_ECDSA || sig_alg == TPM2_ALG_SM2) {
+        if (ak->key_type == TC_AK_RSA)
+            return TC_ERR_KEY;
+        const unsigned char *p = plain;
+        ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &p, (long)plain_len);
+        if (es == NULL)
+            return TC_ERR_FORMAT;
+        const BIGNUM *r = ECDSA_SIG_get0_r(es), *s = ECDSA_SIG_get0_s(es);
+        TPMS_SIGNATURE_ECC *e = &t.signature.ecdsa;
+        e->hash = hash->tpm_alg;
+        if (p == plain + plain_len && BN_num_bytes(r) <= 66 && BN_num_bytes(s) <= 66) {
+            e->signatureR.size = (UINT16)BN_bn2bin(r, e->signatureR.buffer);
+            e->signatureS.size = (UINT16)BN_bn2bin(s, e->signatureS.buffer);
+            rc = 0;
+        }
+        ECDSA_SIG_free(es);
+        if (rc)
+            return rc;
+    } else if (sig_alg == TPM2_ALG_RSASSA || sig_alg == TPM2_ALG_RSAPSS) {
+        if (ak->key_type != TC_AK_RSA)
+            return TC_ERR_KEY;
+        if (plain_len > sizeof(t.signature.rsassa.sig.buffer) ||
+            (int)plain_len != EVP_PKEY_get_size(ak->pkey))
+            return TC_ERR_FORMAT;
+        t.signature.rsassa.hash = hash->tpm_alg;
+        t.signature.rsassa.sig.size = (UINT16)plain_len;
+        memcpy(t.signature.rsassa.sig.buffer, plain, plain_len);
+    } else {
+        return TC_ERR_UNSUPPORTED;
+    }
+    size_t off = 0;
+    if (Tss2_MU_TPMT_SIGNATURE_Marshal(&t, out, TC_QUOTE_MAX_SIG, &off) != TSS2_RC_SUCCESS)
+        return TC_ERR_INTERNAL;
+    *out_len = off;
+    return 0;
 }

@@ -87,6 +87,17 @@ for kind in "ecc ecdsa" "rsa rsassa" "rsa rsapss" "ecc_sm2 sm2"; do
     expect_valid --ak "$k.pem" "${common[@]}" --pcr-list "$SEL"
     expect_valid --ak "$k.pub" "${common[@]}" --pcr-list "$SEL" --ek ek.pub
     "$TC_BIN" quote verify --ak "$k.pub" "${common[@]}" >/dev/null || tc_fail "$k: text mode"
+    # tpm2_quote -f plain signatures (DER ECDSA / raw RSA).
+    tpm2_quote -c "$handle" -l "$SEL" -q "$nonce" -m "$k.p.msg" -s "$k.p.sig" -o "$k.p.pcrs" \
+        -g sha256 --scheme "$salg" -f plain >/dev/null
+    for ak in "$k.pub" "$k.pem"; do
+        expect_valid --ak "$ak" --message "$k.p.msg" --signature "$k.p.sig" --pcrs "$k.p.pcrs" \
+            --nonce "$nonce" --signature-format plain --hash-algorithm sha256 --scheme "$salg"
+    done
+    flip "$k.p.sig" -1
+    expect_reject quote.signature --ak "$k.pub" --message "$k.p.msg" \
+        --signature "$k.p.sig.tampered" --pcrs "$k.p.pcrs" --nonce "$nonce" \
+        --signature-format plain
 
     flip "$k.msg" -1
     expect_reject quote.signature --ak "$k.pub" --message "$k.msg.tampered" \

@@ -635,6 +635,54 @@ static void pcr_files(void **state)
     }
 }
 
+/* tpm2_quote -f plain signatures convert back to the TPMT_SIGNATURE that verifies. */
+static void plain_signatures(void **state)
+{
+    for (size_t k = 0; k < NKINDS; k++) {
+        struct quote_case c;
+        struct tc_reason why;
+        case_load(&c, KINDS[k]);
+        TPMT_SIGNATURE t;
+        size_t off = 0;
+        assert_int_equal(Tss2_MU_TPMT_SIGNATURE_Unmarshal(c.sig.data, c.sig.len, &off, &t), 0);
+        uint8_t plain[600] = {0}, *pp = plain;
+        size_t plain_len;
+        if (t.sigAlg == TPM2_ALG_ECDSA || t.sigAlg == TPM2_ALG_SM2) {
+            ECDSA_SIG *es = ECDSA_SIG_new();
+            ECDSA_SIG_set0(es,
+                           BN_bin2bn(t.signature.ecdsa.signatureR.buffer,
+                                     t.signature.ecdsa.signatureR.size, NULL),
+                           BN_bin2bn(t.signature.ecdsa.signatureS.buffer,
+                                     t.signature.ecdsa.signatureS.size, NULL));
+            plain_len = (size_t)i2d_ECDSA_SIG(es, &pp);
+            ECDSA_SIG_free(es);
+        } else {
+            plain_len = t.signature.rsassa.sig.size;
+            memcpy(plain, t.signature.rsassa.sig.buffer, plain_len);
+        }
+        const struct tc_hash_alg *h = tc_hash_by_tpm(t.signature.any.hashAlg);
+        uint8_t tss[TC_QUOTE_MAX_SIG];
+        size_t tss_len;
+        assert_int_equal(tc_sig_from_plain(c.ak_pem, t.sigAlg, h, plain, plain_len, tss, &tss_len),
+                         0);
+        free(c.sig.data);
+        c.sig.data = malloc(tss_len);
+        memcpy(c.sig.data, tss, tss_len);
+        c.sig.len = tss_len;
+        assert_int_equal(verify_case(&c, c.ak_pem, NULL, &why), 0);
+        /* The AK's own scheme is the default for a TPM2B_PUBLIC AK. */
+        assert_int_equal(tc_sig_from_plain(c.ak_pub, 0, h, plain, plain_len, tss, &tss_len), 0);
+        assert_int_equal(tss_len, c.sig.len);
+        assert_memory_equal(tss, c.sig.data, tss_len);
+        /* Trailing bytes or a short RSA signature are not a signature. */
+        assert_int_not_equal(tc_sig_from_plain(c.ak_pub, 0, h, plain, plain_len + 1, tss, &tss_len),
+                             0);
+        assert_int_not_equal(tc_sig_from_plain(c.ak_pub, 0, h, plain, plain_len - 1, tss, &tss_len),
+                             0);
+        case_free(&c);
+    }
+}
+
 static void parse_garbage(void **state)
 {
     struct tc_quote_info info;
@@ -660,7 +708,8 @@ int main(void)
         cmocka_unit_test(structure_checks),   cmocka_unit_test(nonce_and_replay),
         cmocka_unit_test(real_counters),      cmocka_unit_test(monotonic_counters),
         cmocka_unit_test(ak_attributes),      cmocka_unit_test(scheme_mismatch),
-        cmocka_unit_test(pcr_files),          cmocka_unit_test(parse_garbage),
+        cmocka_unit_test(pcr_files),          cmocka_unit_test(plain_signatures),
+        cmocka_unit_test(parse_garbage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
