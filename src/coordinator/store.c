@@ -431,6 +431,16 @@ int tc_store_policy_get(struct tc_store *s, const char *name, int64_t version,
     return rc;
 }
 
+int tc_store_policy_list(struct tc_store *s,
+                         int (*fn)(void *arg, const char *name, int64_t version,
+                                   enum tc_policy_kind kind),
+                         void *arg)
+{
+    if (!VALID(s) || fn == NULL)
+        return TC_ERR_INVALID_ARG;
+    return s->ops->policy_list(s, fn, arg);
+}
+
 static int check_assign(enum tc_assign_target kind, const char *target, const char *policy)
 {
     int rc;
@@ -500,6 +510,14 @@ int tc_store_subscriber_get(struct tc_store *s, int64_t id, struct tc_store_subs
     if ((rc = s->ops->subscriber_get(s, id, out)) != 0)
         tc_store_subscriber_release(out);
     return rc;
+}
+
+int tc_store_subscriber_list(struct tc_store *s,
+                             int (*fn)(void *arg, const struct tc_store_subscriber *sub), void *arg)
+{
+    if (!VALID(s) || fn == NULL)
+        return TC_ERR_INVALID_ARG;
+    return s->ops->subscriber_list(s, fn, arg);
 }
 
 int tc_store_subscriber_delete(struct tc_store *s, int64_t id)

@@ -288,8 +288,9 @@ int tc_store_enrollment_put(struct tc_store *s, struct tc_store_enrollment *e);
 int tc_store_enrollment_get(struct tc_store *s, const char *id, int64_t now,
                             struct tc_store_enrollment *out);
 /* Atomically consumes the enrollment and creates the node: TC_ERR_NOT_FOUND if
- * the enrollment is absent or expired, TC_ERR_MISMATCH if the node exists (the
- * enrollment then stays). Sets node->created/updated/version. */
+ * the enrollment is absent or expired, TC_ERR_MISMATCH if node->id is not the
+ * enrollment's node_id or the node exists (the enrollment then stays). Sets
+ * node->created/updated/version. */
 int tc_store_enrollment_complete(struct tc_store *s, const char *enrollment_id, int64_t now,
                                  struct tc_store_node *node);
 /* Deletes enrollments that expired at or before now; *n (may be NULL) = count. */
@@ -305,6 +306,12 @@ int tc_store_policy_put(struct tc_store *s, const char *name, enum tc_policy_kin
 /* version 0 = current (highest). */
 int tc_store_policy_get(struct tc_store *s, const char *name, int64_t version,
                         struct tc_store_policy *out);
+/* Calls fn with every policy's name, current version and kind, ordered by
+ * name; fn must not call the store. */
+int tc_store_policy_list(struct tc_store *s,
+                         int (*fn)(void *arg, const char *name, int64_t version,
+                                   enum tc_policy_kind kind),
+                         void *arg);
 /* Assigns policy name (must exist) to a node id or group name; idempotent. */
 int tc_store_assign(struct tc_store *s, enum tc_assign_target kind, const char *target,
                     const char *policy);
@@ -323,7 +330,12 @@ int tc_store_node_policies(struct tc_store *s, const char *node_id,
 int tc_store_subscriber_add(struct tc_store *s, const char *url, const uint8_t *secret,
                             size_t secret_len, int64_t *id);
 int tc_store_subscriber_get(struct tc_store *s, int64_t id, struct tc_store_subscriber *out);
-/* Deletes the subscriber and its undelivered outbox rows. */
+/* Calls fn with every subscriber (secret included: never log it), ordered by
+ * id; fn must not call the store. */
+int tc_store_subscriber_list(struct tc_store *s,
+                             int (*fn)(void *arg, const struct tc_store_subscriber *sub),
+                             void *arg);
+/* Deletes the subscriber and its outbox rows. */
 int tc_store_subscriber_delete(struct tc_store *s, int64_t id);
 
 /* Undelivered outbox rows with next_attempt_at <= now, oldest seq first, at
@@ -384,6 +396,8 @@ struct tc_store_ops {
                       const char *body, size_t body_len, int64_t *version);
     int (*policy_get)(struct tc_store *s, const char *name, int64_t version,
                       struct tc_store_policy *out);
+    int (*policy_list)(struct tc_store *s,
+                       int (*fn)(void *, const char *, int64_t, enum tc_policy_kind), void *arg);
     int (*assign)(struct tc_store *s, enum tc_assign_target kind, const char *target,
                   const char *policy);
     int (*unassign)(struct tc_store *s, enum tc_assign_target kind, const char *target,
@@ -393,6 +407,8 @@ struct tc_store_ops {
     int (*subscriber_add)(struct tc_store *s, const char *url, const uint8_t *secret,
                           size_t secret_len, int64_t *id);
     int (*subscriber_get)(struct tc_store *s, int64_t id, struct tc_store_subscriber *out);
+    int (*subscriber_list)(struct tc_store *s,
+                           int (*fn)(void *, const struct tc_store_subscriber *), void *arg);
     int (*subscriber_delete)(struct tc_store *s, int64_t id);
     int (*deliveries_due)(struct tc_store *s, int64_t now, size_t limit,
                           struct tc_store_delivery **out, size_t *n);

@@ -176,12 +176,14 @@ enum stmt_id {
     ST_POL_HEAD,
     ST_POL_INSERT,
     ST_POL_GET,
+    ST_POL_LIST,
     ST_ASSIGN,
     ST_UNASSIGN,
     ST_NODE_POLICIES,
     ST_SUB_INSERT,
     ST_SUB_GET,
     ST_SUB_DELETE,
+    ST_SUB_LIST,
     ST_DUE,
     ST_DONE,
     ST_RETRY,
@@ -255,6 +257,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                       "VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_POL_GET] = "SELECT name, version, kind, body, created FROM policies WHERE name = ?1 "
                    "AND (?2 = 0 OR version = ?2) ORDER BY version DESC LIMIT 1",
+    [ST_POL_LIST] = "SELECT name, max(version), kind FROM policies GROUP BY name ORDER BY name",
     [ST_ASSIGN] = "INSERT OR IGNORE INTO assignments (target_kind, target, policy, created) "
                   "VALUES (?1, ?2, ?3, ?4)",
     [ST_UNASSIGN] =
@@ -266,6 +269,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SUB_INSERT] = "INSERT INTO subscribers (url, secret, created) VALUES (?1, ?2, ?3)",
     [ST_SUB_GET] = "SELECT id, url, secret, created FROM subscribers WHERE id = ?1",
     [ST_SUB_DELETE] = "DELETE FROM subscribers WHERE id = ?1",
+    [ST_SUB_LIST] = "SELECT id, url, secret, created FROM subscribers ORDER BY id",
     [ST_DUE] = "SELECT id, seq, subscriber_id, attempts, next_attempt_at FROM deliveries "
                "WHERE delivered_at IS NULL AND next_attempt_at <= ?1 ORDER BY seq, id LIMIT ?2",
     [ST_DONE] = "UPDATE deliveries SET delivered_at = ?2 WHERE id = ?1 AND delivered_at IS NULL",
@@ -1170,6 +1174,11 @@ static int sq_enrollment_complete(struct tc_store *s, const char *id, int64_t no
         return rc;
     if ((rc = sq_enrollment_get(s, id, now, &e)) != 0)
         goto out;
+    /* The proof of possession was for this node id and no other. */
+    if (strcmp(e.node_id, node->id) != 0) {
+        rc = TC_ERR_MISMATCH;
+        goto out;
+    }
     GET(q, ST_ENR_DELETE, st);
     BIND(q, bind_text(st, 1, id));
     if ((rc = run(q, st, "enrollment delete")) != 0)
@@ -1286,6 +1295,28 @@ out:
     return rc;
 }
 
+static int sq_policy_list(struct tc_store *s,
+                          int (*fn)(void *, const char *, int64_t, enum tc_policy_kind), void *arg)
+{
+    struct sqlite_store *q = SQ(s);
+    sqlite3_stmt *st = NULL;
+    char name[TC_STORE_ID_MAX + 1];
+    enum tc_policy_kind kind;
+    int rc = 0, r;
+    GET(q, ST_POL_LIST, st);
+    while ((r = step(q, st)) == SQLITE_ROW) {
+        if ((rc = col_text(st, 0, name, sizeof(name))) != 0 ||
+            (rc = tc_policy_kind_parse((const char *)sqlite3_column_text(st, 2), &kind)) != 0 ||
+            (rc = fn(arg, name, sqlite3_column_int64(st, 1), kind)) != 0)
+            goto out;
+    }
+    if (r != SQLITE_DONE)
+        rc = map_err(q, r, "policy list");
+out:
+    rst(st);
+    return rc;
+}
+
 static const char *target_name(enum tc_assign_target k)
 {
     return k == TC_ASSIGN_GROUP ? "group" : "node";
@@ -1384,12 +1415,26 @@ out:
     return rc;
 }
 
+static int read_subscriber(sqlite3_stmt *st, struct tc_store_subscriber *sub)
+{
+    int rc;
+    size_t len = (size_t)sqlite3_column_bytes(st, 2);
+    if (len == 0 || len > sizeof(sub->secret))
+        return TC_ERR_FORMAT;
+    if ((rc = col_text(st, 1, sub->url, sizeof(sub->url))) != 0)
+        return rc;
+    memcpy(sub->secret, sqlite3_column_blob(st, 2), len);
+    sub->secret_len = len;
+    sub->id = sqlite3_column_int64(st, 0);
+    sub->created = sqlite3_column_int64(st, 3);
+    return 0;
+}
+
 static int sq_subscriber_get(struct tc_store *s, int64_t id, struct tc_store_subscriber *sub)
 {
     struct sqlite_store *q = SQ(s);
     sqlite3_stmt *st = NULL;
     int rc = 0, r;
-    size_t len;
     GET(q, ST_SUB_GET, st);
     BIND(q, sqlite3_bind_int64(st, 1, id));
     if ((r = step(q, st)) == SQLITE_DONE) {
@@ -1400,18 +1445,33 @@ static int sq_subscriber_get(struct tc_store *s, int64_t id, struct tc_store_sub
         rc = map_err(q, r, "subscriber get");
         goto out;
     }
-    len = (size_t)sqlite3_column_bytes(st, 2);
-    if (len == 0 || len > sizeof(sub->secret)) {
-        rc = TC_ERR_FORMAT;
-        goto out;
-    }
-    if ((rc = col_text(st, 1, sub->url, sizeof(sub->url))) != 0)
-        goto out;
-    memcpy(sub->secret, sqlite3_column_blob(st, 2), len);
-    sub->secret_len = len;
-    sub->id = sqlite3_column_int64(st, 0);
-    sub->created = sqlite3_column_int64(st, 3);
+    rc = read_subscriber(st, sub);
 out:
+    rst(st);
+    return rc;
+}
+
+static int sq_subscriber_list(struct tc_store *s,
+                              int (*fn)(void *, const struct tc_store_subscriber *), void *arg)
+{
+    struct sqlite_store *q = SQ(s);
+    sqlite3_stmt *st = NULL;
+    struct tc_store_subscriber sub;
+    int rc = 0, r;
+    memset(&sub, 0, sizeof(sub));
+    GET(q, ST_SUB_LIST, st);
+    while ((r = step(q, st)) == SQLITE_ROW) {
+        if ((rc = read_subscriber(st, &sub)) != 0)
+            goto out;
+        rc = fn(arg, &sub);
+        tc_store_subscriber_release(&sub);
+        if (rc != 0)
+            goto out;
+    }
+    if (r != SQLITE_DONE)
+        rc = map_err(q, r, "subscriber list");
+out:
+    tc_store_subscriber_release(&sub);
     rst(st);
     return rc;
 }
@@ -1525,11 +1585,13 @@ static const struct tc_store_ops sqlite_ops = {
     .enrollment_purge = sq_enrollment_purge,
     .policy_put = sq_policy_put,
     .policy_get = sq_policy_get,
+    .policy_list = sq_policy_list,
     .assign = sq_assign,
     .unassign = sq_unassign,
     .node_policies = sq_node_policies,
     .subscriber_add = sq_subscriber_add,
     .subscriber_get = sq_subscriber_get,
+    .subscriber_list = sq_subscriber_list,
     .subscriber_delete = sq_subscriber_delete,
     .deliveries_due = sq_deliveries_due,
     .delivery_done = sq_delivery_done,

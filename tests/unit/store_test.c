@@ -349,6 +349,13 @@ static int collect_names(void *arg, const char *name)
     return 0;
 }
 
+static int collect_policies(void *arg, const char *name, int64_t version, enum tc_policy_kind kind)
+{
+    char *acc = arg;
+    sprintf(acc + strlen(acc), "%s=%lld/%s;", name, (long long)version, tc_policy_kind_name(kind));
+    return 0;
+}
+
 static void policy_versioning_and_assignment(void **state)
 {
     struct fx *f = *state;
@@ -375,6 +382,9 @@ static void policy_versioning_and_assignment(void **state)
     tc_store_policy_release(&p);
     assert_int_equal(tc_store_policy_get(s, "base", 3, &p), TC_ERR_NOT_FOUND);
     assert_int_equal(tc_store_policy_get(s, "none", 0, &p), TC_ERR_NOT_FOUND);
+    char list[256] = "";
+    assert_int_equal(tc_store_policy_list(s, collect_policies, list), 0);
+    assert_string_equal(list, "base=2/runtime;boot=1/measured_boot;");
 
     make_node(&n, "n1", TC_NODE_ENROLLED);
     snprintf(n.group_name, sizeof(n.group_name), "rack-7");
@@ -524,6 +534,12 @@ static void history_retention(void **state)
     tc_store_close(s);
 }
 
+static int count_sub(void *arg, const struct tc_store_subscriber *sub)
+{
+    (*(int *)arg)++;
+    return sub->secret_len > 0 ? 0 : -1;
+}
+
 static void outbox_retry_scheduling(void **state)
 {
     struct fx *f = *state;
@@ -543,6 +559,9 @@ static void outbox_retry_scheduling(void **state)
     assert_int_equal(tc_store_subscriber_add(s, "https://hooks.example/b'--", secret, 16, &b), 0);
     int64_t c = 0;
     assert_int_equal(tc_store_subscriber_add(s, "https://x", secret, 65, &c), TC_ERR_TOO_LARGE);
+    int nsubs = 0;
+    assert_int_equal(tc_store_subscriber_list(s, count_sub, &nsubs), 0);
+    assert_int_equal(nsubs, 2);
     assert_int_equal(tc_store_subscriber_get(s, a, &sub), 0);
     assert_int_equal(sub.secret_len, 32);
     assert_memory_equal(sub.secret, secret, 32);
@@ -649,6 +668,8 @@ static void enrollment_lifecycle(void **state)
                             "x'0102030000') > 0"),
                      0);
 
+    make_node(&n, "n2", TC_NODE_PENDING_APPROVAL);
+    assert_int_equal(tc_store_enrollment_complete(s, "enr-1", now, &n), TC_ERR_MISMATCH);
     make_node(&n, "n1", TC_NODE_PENDING_APPROVAL);
     assert_int_equal(tc_store_enrollment_complete(s, "enr-old", now, &n), TC_ERR_NOT_FOUND);
     assert_int_equal(tc_store_enrollment_complete(s, "enr-1", now, &n), 0);
