@@ -23,6 +23,7 @@ struct load_ctx {
     const char *text; /* input, walked line by line by the reader */
     size_t len, off;
     unsigned line;
+    unsigned err_line;   /* line of the first error the handler or reader reported */
     unsigned char *seen; /* one flag per table entry: a key may be set once */
     int rc;
     char *err;
@@ -243,6 +244,7 @@ static char *reader(char *str, int num, void *stream)
     if (memchr(p, '\0', linelen)) {
         set_err(ctx->err, ctx->errlen, "%s:%u: NUL byte in line", ctx->origin, ctx->line);
         ctx->rc = TC_ERR_FORMAT;
+        ctx->err_line = ctx->line;
         return NULL;
     }
     /* inih would silently split a longer line in two: refuse it instead. */
@@ -250,6 +252,7 @@ static char *reader(char *str, int num, void *stream)
         set_err(ctx->err, ctx->errlen, "%s:%u: line longer than %d characters", ctx->origin,
                 ctx->line, num - 2);
         ctx->rc = TC_ERR_FORMAT;
+        ctx->err_line = ctx->line;
         return NULL;
     }
     memcpy(str, p, linelen);
@@ -272,12 +275,14 @@ static int handler(void *user, const char *section, const char *name, const char
         set_err(ctx->err, ctx->errlen, "%s:%u: unknown setting [%s] %s", ctx->origin, ctx->line,
                 section, name);
         ctx->rc = TC_ERR_FORMAT;
+        ctx->err_line = ctx->line;
         return 0;
     }
     if (ctx->seen[i]) {
         set_err(ctx->err, ctx->errlen, "%s:%u: [%s] %s is set more than once", ctx->origin,
                 ctx->line, section, name);
         ctx->rc = TC_ERR_FORMAT;
+        ctx->err_line = ctx->line;
         return 0;
     }
     ctx->seen[i] = 1;
@@ -287,6 +292,7 @@ static int handler(void *user, const char *section, const char *name, const char
         set_err(ctx->err, ctx->errlen, "%s:%u: [%s] %s: %s", ctx->origin, ctx->line, section, name,
                 why);
         ctx->rc = rc == TC_ERR_ALLOC ? rc : TC_ERR_FORMAT;
+        ctx->err_line = ctx->line;
         return 0;
     }
     return 1;
@@ -320,7 +326,7 @@ int tc_config_load_string(const char *text, size_t len, const char *origin, cons
     if (!(ctx.seen = calloc(n + 1, 1)))
         return TC_ERR_ALLOC;
     int line = ini_parse_stream(reader, &ctx, handler, &ctx);
-    if (ctx.rc) {
+    if (ctx.rc && (line <= 0 || (unsigned)line >= ctx.err_line)) {
         rc = ctx.rc;
     } else if (line != 0) {
         /* A syntax error inih found on its own (no handler call): name the line. */
