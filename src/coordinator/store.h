@@ -17,8 +17,9 @@
  *   rounds, an enrollment completion) run in ONE transaction.
  * - All values travel as bound parameters; no SQL is ever built from data, so
  *   ids may contain any bytes except NUL (quotes, "--", "/", "..", non-UTF-8).
- * - Errors: TC_ERR_INVALID_ARG (NULL, empty, NUL-free length cap exceeded is
- *   TC_ERR_TOO_LARGE), TC_ERR_NOT_FOUND (no such row), TC_ERR_MISMATCH (row
+ * - Errors: TC_ERR_INVALID_ARG (NULL or empty argument, unterminated fixed
+ *   array, bad enum), TC_ERR_TOO_LARGE (over one of the caps below, checked
+ *   before any SQL runs), TC_ERR_NOT_FOUND (no such row), TC_ERR_MISMATCH (row
  *   already exists, optimistic-version conflict, or policy kind change),
  *   TC_ERR_IO (database busy, locked by another coordinator, disk error),
  *   TC_ERR_FORMAT (stored data is corrupt or not what this code wrote),
@@ -265,13 +266,18 @@ int tc_store_record_rounds(struct tc_store *s, const struct tc_store_round *r, s
                            struct tc_store_round_result *res);
 
 /* History of one node, newest first: rows with id < before_id (0 = from the
- * newest), at most limit (<= TC_STORE_LIST_MAX). *out is malloc'd (free()),
- * NULL when *n == 0. Retention: the newest history_per_node rows and every
- * state-change row are kept; older unchanged rows are pruned as rounds arrive. */
+ * newest), at most limit (<= TC_STORE_LIST_MAX); empty for an unknown node. *out is malloc'd
+ * (free()), NULL when *n == 0. Retention: the newest history_per_node rows and every state-change
+ * row are kept; older unchanged rows are pruned as rounds arrive. */
 int tc_store_results_list(struct tc_store *s, const char *node_id, int64_t before_id, size_t limit,
                           struct tc_store_result **out, size_t *n);
 
 /* ---- events --------------------------------------------------------------------------- */
+
+/* Every state change of an existing node (by a round or by tc_store_node_update)
+ * produces exactly one event, and one outbox row per subscriber, in the same
+ * transaction as the change. Node creation and deletion produce none. The
+ * reason is stored as columns; tc_reason_to_json renders it for the stream. */
 
 /* Events with seq > since, oldest first, at most limit. *out is malloc'd
  * (free()), NULL when *n == 0. Seqs only grow and are never reused. */

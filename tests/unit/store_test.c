@@ -182,11 +182,15 @@ static void open_errors_and_single_writer_lock(void **state)
     tc_store_close(a);
     /* ...until the first one is gone. */
     b = open_store(f, NULL);
-    tc_store_close(b);
-    /* The file holds webhook secrets: owner-only. */
+    /* The files hold webhook secrets: owner-only, the WAL included. */
     struct stat sb;
+    char wal[320];
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
     assert_int_equal(stat(f->path, &sb), 0);
     assert_int_equal(sb.st_mode & 077, 0);
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_int_equal(sb.st_mode & 077, 0);
+    tc_store_close(b);
 }
 
 static void node_crud_hostile_ids(void **state)
