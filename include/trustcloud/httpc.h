@@ -70,6 +70,19 @@ int tc_httpc_submit(struct tc_httpc *c, const char *method, const char *url,
                     const char *content_type, const void *body, size_t len, tc_httpc_done cb,
                     void *arg);
 
+/* The same with every option, including a timeout for this request only. */
+struct tc_httpc_req {
+    const char *method;
+    const char *url;
+    const char *content_type; /* NULL: no Content-Type header */
+    const void *body;         /* copied; NULL with len 0 for none */
+    size_t len;
+    long timeout_ms; /* 0 = the client's timeout_ms */
+    tc_httpc_done cb;
+    void *arg;
+};
+int tc_httpc_submit_req(struct tc_httpc *c, const struct tc_httpc_req *req);
+
 /*
  * Drives transfers for up to timeout_ms (returns early once something
  * completed or a request was submitted) and runs completion callbacks.

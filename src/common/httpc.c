@@ -237,18 +237,21 @@ out:
     return rc;
 }
 
-int tc_httpc_submit(struct tc_httpc *c, const char *method, const char *url,
-                    const char *content_type, const void *body, size_t len, tc_httpc_done cb,
-                    void *arg)
+int tc_httpc_submit_req(struct tc_httpc *c, const struct tc_httpc_req *req)
 {
     struct xfer *x = NULL;
-    if (!c || !cb)
+    if (!c || !req || !req->cb || req->timeout_ms < 0)
         return TC_ERR_INVALID_ARG;
-    int rc = xfer_new(&c->cfg, method, url, content_type, body, len, &x);
+    int rc = xfer_new(&c->cfg, req->method, req->url, req->content_type, req->body, req->len, &x);
     if (rc)
         return rc;
-    x->cb = cb;
-    x->arg = arg;
+    if (req->timeout_ms > 0 &&
+        curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, req->timeout_ms) != CURLE_OK) {
+        xfer_free(x);
+        return TC_ERR_INTERNAL;
+    }
+    x->cb = req->cb;
+    x->arg = req->arg;
     pthread_mutex_lock(&c->lock);
     x->next = c->queue;
     c->queue = x;
@@ -256,6 +259,20 @@ int tc_httpc_submit(struct tc_httpc *c, const char *method, const char *url,
     pthread_mutex_unlock(&c->lock);
     curl_multi_wakeup(c->multi);
     return 0;
+}
+
+int tc_httpc_submit(struct tc_httpc *c, const char *method, const char *url,
+                    const char *content_type, const void *body, size_t len, tc_httpc_done cb,
+                    void *arg)
+{
+    struct tc_httpc_req req = {.method = method,
+                               .url = url,
+                               .content_type = content_type,
+                               .body = body,
+                               .len = len,
+                               .cb = cb,
+                               .arg = arg};
+    return tc_httpc_submit_req(c, &req);
 }
 
 size_t tc_httpc_pending(struct tc_httpc *c)

@@ -816,6 +816,8 @@ static void do_accept(struct tc_httpd *srv)
             conn_close(c);
             continue;
         }
+        /* Also with a caller's SSL_CTX: the shuttle retries writes from a buffer that grows. */
+        SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
         SSL_set_accept_state(c->ssl);
     }
 }

@@ -517,6 +517,89 @@ static void client_thread(void **state)
     tc_httpc_free(c);
 }
 
+/* Many deferred requests at once, then a server stopped while one is still deferred. */
+static struct tc_http_deferred *held;
+static volatile int held_calls;
+
+static void h_hold(void *arg, const struct tc_http_request *req, struct tc_http_response *resp)
+{
+    held = tc_http_defer(req);
+    held_calls++;
+    if (!held)
+        tc_http_response_error(resp, 500, "cannot defer");
+}
+
+static int deferred_ok;
+
+static void deferred_cb(void *arg, int status, long code, const uint8_t *body, size_t len)
+{
+    if (status == 0 && code == 202 && len == 5 && memcmp(body, "later", 5) == 0)
+        deferred_ok++;
+    int *last = arg;
+    if (last)
+        *last = status == 0 ? (int)code : status;
+}
+
+static void deferred_many_and_stop(void **state)
+{
+    struct tc_httpc_config cfg = client_cfg(true, false);
+    struct tc_httpc *c = NULL;
+    char u[128];
+    assert_int_equal(tc_httpc_new(&cfg, &c), 0);
+    url(u, sizeof(u), srv_strict, "/v1/wait");
+    deferred_ok = 0;
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(tc_httpc_submit(c, "GET", u, NULL, NULL, 0, deferred_cb, NULL), 0);
+    while (tc_httpc_run(c, 1000) > 0)
+        ;
+    assert_int_equal(deferred_ok, 50);
+
+    struct tc_httpd_config scfg = {.plain_http = true};
+    struct tc_httpd *s = NULL;
+    assert_int_equal(tc_httpd_new(&scfg, &s), 0);
+    assert_int_equal(tc_httpd_route(s, "GET", "/hold", h_hold, NULL, 0), 0);
+    assert_int_equal(tc_httpd_start(s), 0);
+    snprintf(u, sizeof(u), "http://127.0.0.1:%u/hold", tc_httpd_port(s));
+    tc_httpc_free(c);
+    cfg.allow_plain_http = true;
+    assert_int_equal(tc_httpc_new(&cfg, &c), 0);
+    int last = 0;
+    held_calls = 0;
+    assert_int_equal(tc_httpc_submit(c, "GET", u, NULL, NULL, 0, deferred_cb, &last), 0);
+    for (int i = 0; i < 100 && held_calls == 0; i++)
+        tc_httpc_run(c, 50);
+    assert_int_equal(held_calls, 1);
+    assert_non_null(held);
+    /* A second held request with its own short timeout gives up on its own. */
+    struct tc_http_deferred *first = held;
+    int timed = 0;
+    struct tc_httpc_req r = {
+        .method = "GET", .url = u, .timeout_ms = 300, .cb = deferred_cb, .arg = &timed};
+    assert_int_equal(tc_httpc_submit_req(c, &r), 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (timed == 0)
+        tc_httpc_run(c, 100);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_int_equal(timed, TC_ERR_IO);
+    assert_true(t1.tv_sec - t0.tv_sec < 5);
+    assert_int_equal(held_calls, 2);
+    struct tc_http_response r2 = {0};
+    tc_http_deferred_finish(held, &r2); /* its client is gone: the answer goes nowhere */
+    held = first;
+    tc_httpd_stop(s); /* answers the held request (503) or drops its connection */
+    while (tc_httpc_run(c, 1000) > 0)
+        ;
+    assert_true(last == 503 || last == TC_ERR_IO);
+    /* Finishing after the stop only frees the handle. */
+    struct tc_http_response resp = {0};
+    tc_http_response_bytes(&resp, 200, "text/plain", "late", 4);
+    tc_http_deferred_finish(held, &resp);
+    assert_null(resp.body);
+    tc_httpd_free(s);
+    tc_httpc_free(c);
+}
+
 static void plain_mode(void **state)
 {
     struct tc_httpd_config cfg = {.plain_http = true};
@@ -547,10 +630,15 @@ int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(peer_identity),  cmocka_unit_test(no_client_cert),
-        cmocka_unit_test(foreign_ca),     cmocka_unit_test(errors_and_caps),
-        cmocka_unit_test(malformed_http), cmocka_unit_test(keepalive_load),
-        cmocka_unit_test(client_thread),  cmocka_unit_test(plain_mode),
+        cmocka_unit_test(peer_identity),
+        cmocka_unit_test(no_client_cert),
+        cmocka_unit_test(foreign_ca),
+        cmocka_unit_test(errors_and_caps),
+        cmocka_unit_test(malformed_http),
+        cmocka_unit_test(keepalive_load),
+        cmocka_unit_test(client_thread),
+        cmocka_unit_test(plain_mode),
+        cmocka_unit_test(deferred_many_and_stop),
     };
     int r = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
