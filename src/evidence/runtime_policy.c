@@ -210,6 +210,7 @@ struct tc_runtime_policy {
     struct rp_map imabuf;   /* other ima-buf names -> digests */
     struct rp_exclude *excl;
     size_t nexcl;
+    size_t excl_cost; /* sum of regex_cost() */
     char **ignored;
     size_t nignored;
     bool ignore_all_keyrings;
@@ -282,10 +283,84 @@ int tc_runtime_policy_add_keyring_digest(struct tc_runtime_policy *p, const char
     return rc ? rc : item_add_digest(it, alg, digest, len);
 }
 
+/*
+ * glibc's regcomp copies the pattern tree for every '+' and bounded repetition, so stacked or
+ * nested quantifiers ("a++++", "((a{99}){99})") make it allocate exponentially. Before compiling,
+ * estimate the cost as length x the product of those repetition factors, and refuse stacked
+ * quantifiers outright.
+ */
+#define RP_REGEX_MAX_COST (64u << 10)
+#define RP_REGEX_MAX_TOTAL_COST (256u << 10)
+
+static int regex_cost(const char *re, size_t *cost)
+{
+    size_t n = strlen(re), factor = 1;
+    bool after_quant = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = re[i];
+        size_t f = 0; /* 0: not a quantifier */
+        if (c == '\\') {
+            i++;
+            after_quant = false;
+            continue;
+        }
+        if (c == '[') {
+            /* Bracket expression: ']' right after '[' or '[^' is literal. */
+            size_t j = i + 1;
+            if (j < n && re[j] == '^')
+                j++;
+            if (j < n && re[j] == ']')
+                j++;
+            while (j < n && re[j] != ']')
+                j++;
+            i = j;
+            after_quant = false;
+            continue;
+        }
+        if (c == '*' || c == '?')
+            f = 1;
+        else if (c == '+')
+            f = 2;
+        else if (c == '{') {
+            size_t lo = 0, hi = 0, j = i + 1;
+            while (j < n && re[j] >= '0' && re[j] <= '9' && lo < 100000)
+                lo = lo * 10 + (size_t)(re[j++] - '0');
+            hi = lo;
+            if (j < n && re[j] == ',') {
+                j++;
+                hi = 0;
+                while (j < n && re[j] >= '0' && re[j] <= '9' && hi < 100000)
+                    hi = hi * 10 + (size_t)(re[j++] - '0');
+                if (hi < lo)
+                    hi = lo;
+            }
+            f = hi + 1;
+            while (j < n && re[j] != '}')
+                j++;
+            i = j;
+        }
+        if (f == 0) {
+            after_quant = false;
+            continue;
+        }
+        if (after_quant)
+            return TC_ERR_FORMAT;
+        after_quant = true;
+        factor = factor > RP_REGEX_MAX_COST / f ? RP_REGEX_MAX_COST + 1 : factor * f;
+    }
+    *cost = factor > RP_REGEX_MAX_COST / (n + 1) ? RP_REGEX_MAX_COST + 1 : factor * (n + 1);
+    return *cost > RP_REGEX_MAX_COST ? TC_ERR_TOO_LARGE : 0;
+}
+
 int tc_runtime_policy_add_exclude(struct tc_runtime_policy *p, const char *regex)
 {
-    size_t n = strlen(regex);
+    size_t n = strlen(regex), cost = 0;
     if (p->nexcl == TC_RP_MAX_EXCLUDES || n > TC_RP_MAX_REGEX_LEN)
+        return TC_ERR_TOO_LARGE;
+    int rc = regex_cost(regex, &cost);
+    if (rc)
+        return rc;
+    if (cost > RP_REGEX_MAX_TOTAL_COST - p->excl_cost)
         return TC_ERR_TOO_LARGE;
     struct rp_exclude *ne = realloc(p->excl, (p->nexcl + 1) * sizeof(*ne));
     if (ne == NULL)
@@ -308,6 +383,7 @@ int tc_runtime_policy_add_exclude(struct tc_runtime_policy *p, const char *regex
     }
     ne[p->nexcl].src = src;
     p->nexcl++;
+    p->excl_cost += cost;
     return 0;
 }
 

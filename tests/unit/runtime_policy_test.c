@@ -262,6 +262,16 @@ static void excludes(void **state)
         assert_int_equal(tc_runtime_policy_add_exclude(p, "/x"), 0);
     assert_int_equal(tc_runtime_policy_add_exclude(p, "/x"), TC_ERR_TOO_LARGE);
     tc_runtime_policy_free(p);
+    /* Patterns that make glibc's regcomp allocate exponentially are refused up front. */
+    assert_int_equal(tc_runtime_policy_new(&p), 0);
+    assert_int_equal(tc_runtime_policy_add_exclude(p, "@+++++++++++++++++++++++++++++++(a|b)+$"),
+                     TC_ERR_FORMAT);
+    assert_int_equal(tc_runtime_policy_add_exclude(p, "x*+"), TC_ERR_FORMAT);
+    assert_int_equal(tc_runtime_policy_add_exclude(p, "((a{99}){99}){99}"), TC_ERR_TOO_LARGE);
+    assert_int_equal(tc_runtime_policy_add_exclude(p, "/usr/(s?bin|lib)/[^/]+\\.so(\\.[0-9]+)*$"),
+                     0);
+    assert_int_equal(tc_runtime_policy_add_exclude(p, "[]+*]x{2,3}"), 0);
+    tc_runtime_policy_free(p);
     char *longre = malloc(TC_RP_MAX_REGEX_LEN + 2);
     memset(longre, 'a', TC_RP_MAX_REGEX_LEN + 1);
     longre[TC_RP_MAX_REGEX_LEN + 1] = 0;
