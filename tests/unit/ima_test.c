@@ -393,6 +393,105 @@ static void malformed_inputs(void **state)
     tc_ima_log_free(log);
 }
 
+/* Appends a u32le-length-prefixed field. */
+static size_t put(uint8_t *buf, size_t off, const void *p, size_t n)
+{
+    buf[off] = (uint8_t)n;
+    buf[off + 1] = (uint8_t)(n >> 8);
+    buf[off + 2] = buf[off + 3] = 0;
+    memcpy(buf + off + 4, p, n);
+    return off + 4 + n;
+}
+
+/* ima-ngv2, ima-modsig, evm-sig and custom templates. */
+static void other_templates(void **state)
+{
+    struct tc_ima_log *log = NULL, *b = NULL;
+    struct tc_reason why;
+    struct tc_buf asc, bin;
+    uint8_t td[512], d[32] = {7, 7, 7};
+    uint8_t dng[12 + 32], dmod[8 + 32];
+    size_t off;
+    tc_buf_init(&asc, 1u << 20);
+    tc_buf_init(&bin, 1u << 20);
+    assert_int_equal(tc_ima_log_new(NULL, &log), 0);
+
+    memcpy(dng, "ima:sha256:", 12); /* d-ngv2: type and algorithm */
+    memcpy(dng + 12, d, 32);
+    off = put(td, 0, dng, sizeof(dng));
+    off = put(td, off, "/v2\0", 4);
+    assert_int_equal(tc_ima_log_append(log, 10, "ima-ngv2", td, off, false, &why), 0);
+
+    memcpy(dmod, "sha256:", 8);
+    memcpy(dmod + 8, d, 32);
+    off = put(td, 0, dmod, sizeof(dmod));
+    off = put(td, off, "/lib/modules/x.ko\0", 18);
+    off = put(td, off, "", 0);              /* sig */
+    off = put(td, off, dmod, sizeof(dmod)); /* d-modsig */
+    off = put(td, off, "\x01\x02\x03", 3);  /* modsig */
+    assert_int_equal(tc_ima_log_append(log, 10, "ima-modsig", td, off, false, &why), 0);
+    off = put(td, 0, dmod, sizeof(dmod));
+    off = put(td, off, "/lib/modules/y.ko\0", 18);
+    off = put(td, off, "", 0);
+    off = put(td, off, "", 0);
+    off = put(td, off, "", 0);
+    assert_int_equal(tc_ima_log_append(log, 10, "ima-modsig", td, off, false, &why), 0);
+    assert_int_equal(log->entries[1].nfields, 5);
+
+    /* Everything so far survives ASCII and binary. */
+    assert_int_equal(tc_ima_log_to_ascii(log, 0, log->count, &asc), 0);
+    assert_non_null(strstr((char *)asc.data, " ima-ngv2 ima:sha256:0707070000"));
+    assert_non_null(strstr((char *)asc.data, "/lib/modules/y.ko   \n")); /* empty fields */
+    assert_int_equal(tc_ima_log_parse(asc.data, asc.len, NULL, &b, &why), 0);
+    assert_int_equal(tc_ima_log_verify_template_hashes(b, &why), 0);
+    assert_ptr_equal(b->entries[0].digest_alg, tc_hash_by_name("sha256"));
+    assert_string_equal(b->entries[0].path, "/v2");
+    for (size_t k = 0; k < log->count; k++)
+        assert_memory_equal(b->entries[k].template_hash, log->entries[k].template_hash, 20);
+    tc_ima_log_free(b);
+
+    /* evm-sig: binary only. */
+    off = put(td, 0, dmod, sizeof(dmod));
+    off = put(td, off, "/etc/passwd\0", 12);
+    for (int i = 0; i < 7; i++)
+        off = put(td, off, "\x00\x01", 2);
+    assert_int_equal(tc_ima_log_append(log, 10, "evm-sig", td, off, false, &why), 0);
+    /* A custom template starting with d-ng|n-ng, and one that does not. */
+    off = put(td, 0, dmod, sizeof(dmod));
+    off = put(td, off, "/custom\0", 8);
+    off = put(td, off, "x", 1);
+    assert_int_equal(tc_ima_log_append(log, 11, "my-tpl", td, off, false, &why), 0);
+    off = put(td, 0, "garbage", 7);
+    assert_int_equal(tc_ima_log_append(log, 11, "other-tpl", td, off, false, &why), 0);
+    asc.len = 0;
+    assert_int_equal(tc_ima_log_to_ascii(log, 0, log->count, &asc), TC_ERR_UNSUPPORTED);
+    assert_int_equal(tc_ima_log_to_binary(log, 0, log->count, &bin), 0);
+    assert_int_equal(tc_ima_log_parse(bin.data, bin.len, NULL, &b, &why), 0);
+    assert_int_equal(tc_ima_log_verify_template_hashes(b, &why), 0);
+    assert_int_equal(b->entries[3].tpl, TC_IMA_TPL_EVMSIG);
+    assert_string_equal(b->entries[3].path, "/etc/passwd");
+    assert_int_equal(b->entries[4].tpl, TC_IMA_TPL_OTHER);
+    assert_string_equal(b->entries[4].path, "/custom");
+    assert_null(b->entries[5].path);
+    assert_int_equal(b->entries[5].pcr, 11);
+
+    /* Replay touches PCR 11 too. */
+    struct tc_ima_replay_state st;
+    assert_int_equal(tc_ima_replay_init(&st, NULL, 0, 0), 0);
+    assert_int_equal(tc_ima_replay_advance(&st, b, &why), 0);
+    assert_true(tc_pcrs_bank_const(&st.pcrs, tc_hash_by_name("sha1"))->mask & (1u << 11));
+
+    /* ASCII evm-sig lines are refused by name. */
+    const char *line = "10 0000000000000000000000000000000000000000 evm-sig sha1:00 /x\n";
+    tc_ima_log_free(b);
+    assert_int_equal(tc_ima_log_parse((const uint8_t *)line, strlen(line), NULL, &b, &why),
+                     TC_ERR_UNSUPPORTED);
+    assert_non_null(strstr(why.detail, "evm-sig"));
+    tc_buf_release(&asc);
+    tc_buf_release(&bin);
+    tc_ima_log_free(log);
+}
+
 /* ---- incremental replay ------------------------------------------------------------------ */
 
 static struct tc_ima_log *slice(const struct tc_ima_log *full, size_t from, size_t to)
@@ -587,6 +686,19 @@ static void replay_speed(void **state)
     printf("# replay (template-hash check + sha1 + sha256 banks): %.0f 100-entry deltas/s "
            "(%.2f us/entry)\n",
            rounds * 10 / s, s * 1e6 / (rounds * 1000.0));
+    struct tc_buf bin;
+    tc_buf_init(&bin, 1u << 24);
+    assert_int_equal(tc_ima_log_to_binary(full, 0, 100, &bin), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int r = 0; r < rounds * 10; r++) {
+        struct tc_ima_log *l = NULL;
+        assert_int_equal(tc_ima_log_parse(bin.data, bin.len, NULL, &l, NULL), 0);
+        tc_ima_log_free(l);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    printf("# binary parse: %.0f 100-entry deltas/s\n", rounds * 10 / s);
+    tc_buf_release(&bin);
     for (size_t i = 0; i < 10; i++)
         tc_ima_log_free(d[i]);
     tc_ima_log_free(full);
@@ -600,6 +712,7 @@ int main(void)
         cmocka_unit_test(ascii_binary_roundtrip),
         cmocka_unit_test(generated_roundtrips),
         cmocka_unit_test(binary_big_endian),
+        cmocka_unit_test(other_templates),
         cmocka_unit_test(template_hash_mismatch_named),
         cmocka_unit_test(malformed_inputs),
         cmocka_unit_test(incremental_replay),
