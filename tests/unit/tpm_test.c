@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -783,6 +784,42 @@ static void akctx_rejects_bad_files(void **state)
     unlink(bad);
 }
 
+/* Replays tests/data/tpm/akctx: AK context files made by `trustcloud tpm ak create` (*.ctx,
+ * which must parse) and a minimized libFuzzer corpus (fuzz-*, which must not crash). */
+static void akctx_corpus(void **state)
+{
+    const char *data = getenv("TC_TEST_DATA");
+    char dir[512], path[800];
+    if (data == NULL)
+        skip();
+    snprintf(dir, sizeof(dir), "%s/tpm/akctx", data);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct tc_tpm_akctx *ctx = calloc(1, sizeof(*ctx));
+    int files = 0, good = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        uint8_t *buf;
+        size_t len;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        read_file(path, &buf, &len);
+        int rc = tc_tpm_akctx_parse(buf, len, ctx);
+        size_t n = strlen(e->d_name);
+        if (n > 4 && strcmp(e->d_name + n - 4, ".ctx") == 0) {
+            assert_int_equal(rc, 0);
+            good++;
+        }
+        files++;
+        free(buf);
+    }
+    closedir(d);
+    free(ctx);
+    assert_true(good >= 4);
+    printf("akctx corpus: %d files, %d well-formed AK contexts\n", files, good);
+}
+
 /* ---- timing (printed, not asserted) ---- */
 
 static void timings(void **state)
@@ -840,6 +877,7 @@ int main(void)
         cmocka_unit_test(quote_rsapss),
         cmocka_unit_test(quote_sm2),
         cmocka_unit_test(akctx_rejects_bad_files),
+        cmocka_unit_test(akctx_corpus),
         cmocka_unit_test(timings),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
