@@ -78,6 +78,12 @@ struct tc_httpc_req {
     const void *body;         /* copied; NULL with len 0 for none */
     size_t len;
     long timeout_ms; /* 0 = the client's timeout_ms */
+    /* Optional: the server's public key must also hash to this ("sha256//BASE64 of the DER
+     * SubjectPublicKeyInfo", libcurl's CURLOPT_PINNEDPUBLICKEY syntax); a mismatch fails the
+     * request with TC_ERR_SIGNATURE. Lets a caller pin one peer among many signed by the CA. */
+    const char *pinned_pubkey;
+    /* Optional NULL-terminated extra request headers ("Name: value"), copied. */
+    const char *const *headers;
     tc_httpc_done cb;
     void *arg;
 };

@@ -193,7 +193,7 @@ static int map_result(struct xfer *x, CURLcode res, long *code)
     LOG_DEBUG("request failed: %s (%s)", curl_easy_strerror(res), x->errbuf);
     if (x->too_large || res == CURLE_FILESIZE_EXCEEDED)
         return TC_ERR_TOO_LARGE;
-    if (res == CURLE_PEER_FAILED_VERIFICATION)
+    if (res == CURLE_PEER_FAILED_VERIFICATION || res == CURLE_SSL_PINNEDPUBKEYNOTMATCH)
         return TC_ERR_SIGNATURE;
     return TC_ERR_IO;
 }
@@ -249,6 +249,25 @@ int tc_httpc_submit_req(struct tc_httpc *c, const struct tc_httpc_req *req)
         curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, req->timeout_ms) != CURLE_OK) {
         xfer_free(x);
         return TC_ERR_INTERNAL;
+    }
+    if (req->pinned_pubkey &&
+        curl_easy_setopt(x->easy, CURLOPT_PINNEDPUBLICKEY, req->pinned_pubkey) != CURLE_OK) {
+        xfer_free(x);
+        return TC_ERR_INTERNAL;
+    }
+    if (req->headers) {
+        for (const char *const *h = req->headers; *h; h++) {
+            struct curl_slist *l = curl_slist_append(x->headers, *h);
+            if (!l) {
+                xfer_free(x);
+                return TC_ERR_ALLOC;
+            }
+            x->headers = l;
+        }
+        if (curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers) != CURLE_OK) {
+            xfer_free(x);
+            return TC_ERR_INTERNAL;
+        }
     }
     x->cb = req->cb;
     x->arg = req->arg;
