@@ -66,5 +66,11 @@ int cli_report_failure(const struct tc_reason *why, int json)
 
 int main(int argc, char **argv)
 {
+    /* tpm2-tss logs every unmarshalling or TCTI hiccup to stderr; trustcloud reports failures
+     * itself (with the original TSS2_RC), so keep the library quiet unless asked. */
+    setenv("TSS2_LOG", getenv("TC_LOG_LEVEL") && !strcmp(getenv("TC_LOG_LEVEL"), "debug")
+                           ? "all+warning"
+                           : "all+none",
+           0);
     return cli_dispatch("", groups, sizeof(groups) / sizeof(groups[0]), argc, argv);
 }
