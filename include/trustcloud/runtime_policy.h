@@ -66,9 +66,12 @@ int tc_runtime_policy_add_keyring_digest(struct tc_runtime_policy *p, const char
                                          const struct tc_hash_alg *alg, const uint8_t *digest,
                                          size_t len);
 int tc_runtime_policy_add_ignored_keyring(struct tc_runtime_policy *p, const char *keyring);
-/* A public key (PEM or DER SubjectPublicKeyInfo, or a PEM/DER X.509 certificate) that IMA
- * signatures may verify with. Its key id is the last 4 bytes of SHA-1 over the
- * subjectPublicKey bits (what the kernel and ima-evm-utils use). TC_ERR_KEY if unreadable. */
+/* An RSA or EC public key (PEM or DER SubjectPublicKeyInfo, or a PEM/DER X.509 certificate)
+ * that IMA signatures may verify with. Its key id is the last 4 bytes of a certificate's Subject
+ * Key Identifier, else of SHA-1 over the subjectPublicKey bits (what the kernel and
+ * ima-evm-utils use). TC_ERR_KEY if unreadable. In JSON, "verification-keys" is read as Keylime
+ * writes it: a string of JSON {"pubkeys": [base64 DER], "keyids": [int]} (or keyrings by name,
+ * possibly encoded twice); PEM text and lists of PEM strings are accepted too. */
 int tc_runtime_policy_add_key(struct tc_runtime_policy *p, const uint8_t *data, size_t len);
 void tc_runtime_policy_set_allow_violations(struct tc_runtime_policy *p, bool allow);
 /* "log_hash_alg" of Keylime policies (template hash algorithm of the list, sha1 by default). */

@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "trustcloud/buf.h"
 #include "trustcloud/error.h"
@@ -422,10 +423,13 @@ size_t tc_runtime_policy_path_count(const struct tc_runtime_policy *p)
 
 /* ---- keys and IMA signatures -------------------------------------------------------------- */
 
-static EVP_PKEY *read_pkey(const uint8_t *data, size_t len)
+/* A public key from PEM or DER SubjectPublicKeyInfo or X.509 certificate; *skid receives the
+ * last 4 bytes of a certificate's Subject Key Identifier (what the kernel looks keys up by). */
+static EVP_PKEY *read_pkey(const uint8_t *data, size_t len, uint8_t skid[4], bool *has_skid)
 {
     EVP_PKEY *pk = NULL;
     X509 *cert = NULL;
+    *has_skid = false;
     if (len > INT32_MAX)
         return NULL;
     if (memmem(data, len, "-----BEGIN", 10) != NULL) {
@@ -441,42 +445,62 @@ static EVP_PKEY *read_pkey(const uint8_t *data, size_t len)
     } else {
         const unsigned char *q = data;
         pk = d2i_PUBKEY(NULL, &q, (long)len);
+        if (pk != NULL && q != data + len) {
+            EVP_PKEY_free(pk);
+            return NULL;
+        }
         if (pk == NULL) {
             q = data;
             cert = d2i_X509(NULL, &q, (long)len);
         }
     }
-    if (pk == NULL && cert != NULL)
+    if (pk == NULL && cert != NULL) {
+        const ASN1_OCTET_STRING *id = X509_get0_subject_key_id(cert);
+        if (id && ASN1_STRING_length(id) >= 4) {
+            memcpy(skid, ASN1_STRING_get0_data(id) + ASN1_STRING_length(id) - 4, 4);
+            *has_skid = true;
+        }
         pk = X509_get_pubkey(cert);
+    }
     X509_free(cert);
     return pk;
 }
 
-int tc_runtime_policy_add_key(struct tc_runtime_policy *p, const uint8_t *data, size_t len)
+/* keyid NULL: from the certificate's SKID, else computed from the key. */
+static int add_key_with_id(struct tc_runtime_policy *p, const uint8_t *data, size_t len,
+                           const uint8_t *keyid)
 {
     int rc = 0;
     X509_PUBKEY *xpk = NULL;
     EVP_PKEY *pk = NULL;
     const unsigned char *bits;
     int nbits;
-    uint8_t h[20];
+    uint8_t h[20], skid[4];
+    bool has_skid;
     if (p->nkeys == TC_RP_MAX_KEYS)
         return TC_ERR_TOO_LARGE;
     ERR_set_mark();
-    if ((pk = read_pkey(data, len)) == NULL) {
+    if ((pk = read_pkey(data, len, skid, &has_skid)) == NULL ||
+        (EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA && EVP_PKEY_get_base_id(pk) != EVP_PKEY_EC)) {
         rc = TC_ERR_KEY;
         goto out;
     }
-    /* Key id: last 4 bytes of SHA-1 over the subjectPublicKey bits (the X.509 SKID method the
-     * kernel looks keys up by, and what evmctl puts in v2 signatures). */
-    if (X509_PUBKEY_set(&xpk, pk) != 1 ||
-        X509_PUBKEY_get0_param(NULL, &bits, &nbits, NULL, xpk) != 1 || nbits <= 0) {
-        rc = TC_ERR_KEY;
-        goto out;
+    if (keyid) {
+        memcpy(p->keys[p->nkeys].keyid, keyid, 4);
+    } else if (has_skid) {
+        memcpy(p->keys[p->nkeys].keyid, skid, 4);
+    } else {
+        /* Last 4 bytes of SHA-1 over the subjectPublicKey bits (PKCS#1 for RSA, the point for
+         * EC): the usual SKID, and what evmctl puts in v2 signatures. */
+        if (X509_PUBKEY_set(&xpk, pk) != 1 ||
+            X509_PUBKEY_get0_param(NULL, &bits, &nbits, NULL, xpk) != 1 || nbits <= 0) {
+            rc = TC_ERR_KEY;
+            goto out;
+        }
+        if ((rc = tc_hash(tc_hash_by_name("sha1"), bits, (size_t)nbits, h)) != 0)
+            goto out;
+        memcpy(p->keys[p->nkeys].keyid, h + 16, 4);
     }
-    if ((rc = tc_hash(tc_hash_by_name("sha1"), bits, (size_t)nbits, h)) != 0)
-        goto out;
-    memcpy(p->keys[p->nkeys].keyid, h + 16, 4);
     p->keys[p->nkeys].pkey = pk;
     pk = NULL;
     p->nkeys++;
@@ -485,6 +509,11 @@ out:
     X509_PUBKEY_free(xpk);
     EVP_PKEY_free(pk);
     return rc;
+}
+
+int tc_runtime_policy_add_key(struct tc_runtime_policy *p, const uint8_t *data, size_t len)
+{
+    return add_key_with_id(p, data, len, NULL);
 }
 
 /* Kernel enum hash_algo values used in signature headers. */
@@ -507,7 +536,8 @@ static const struct tc_hash_alg *kernel_hash_algo(uint8_t v)
 }
 
 /*
- * IMA signature (security.ima): type 0x03 (EVM_IMA_XATTR_DIGSIG), version 2 or 3, hash algo,
+ * IMA signature (security.ima): type 0x03 (EVM_IMA_XATTR_DIGSIG; 0x05 portable), version 2 or 3,
+ * hash algo,
  * key id (4 bytes), signature size (u16 big-endian), signature. v2 signs the file digest; v3
  * signs H(type || hash algo || file digest) (struct ima_file_id).
  */
@@ -526,7 +556,7 @@ static int verify_ima_sig(const struct tc_runtime_policy *p, const struct tc_ima
         snprintf(detail, dsz, "malformed signature");
         return TC_ERR_FORMAT;
     }
-    if (type != 0x03 || (version != 2 && version != 3)) {
+    if ((type != 0x03 && type != 0x05) || (version != 2 && version != 3)) {
         snprintf(detail, dsz, "unsupported signature type %u version %u", type, version);
         return TC_ERR_UNSUPPORTED;
     }
@@ -751,12 +781,96 @@ static int add_digest_map(struct tc_runtime_policy *p, struct rp_map *m, json_t 
     return 0;
 }
 
-/* Keylime keeps the keys as one string: empty, PEM blocks, or JSON with a list of PEM keys
- * (a bare list or {"pubkeys": [...]}). */
+/* A key given as text: PEM, or base64 of DER. */
+static int add_key_text(struct tc_runtime_policy *p, const char *s, size_t n, const uint8_t *keyid)
+{
+    if (memmem(s, n, "-----BEGIN", 10) != NULL)
+        return add_key_with_id(p, (const uint8_t *)s, n, keyid);
+    if (n == 0 || n % 4 || n > 64 * 1024)
+        return TC_ERR_KEY;
+    uint8_t *der = malloc(n / 4 * 3);
+    if (der == NULL)
+        return TC_ERR_ALLOC;
+    int dl = EVP_DecodeBlock(der, (const unsigned char *)s, (int)n);
+    int rc = TC_ERR_KEY;
+    if (dl > 0) {
+        /* EVP_DecodeBlock counts the '=' padding as zero bytes. */
+        dl -= (s[n - 1] == '=') + (s[n - 2] == '=');
+        rc = add_key_with_id(p, der, (size_t)dl, keyid);
+    }
+    free(der);
+    return rc;
+}
+
+/* One keyring as Keylime writes it: {"pubkeys": [base64 DER...], "keyids": [int...]}, or a
+ * plain list of keys (PEM or base64 DER strings, or {"pubkey": ...} objects). */
+static int add_keyring(struct tc_runtime_policy *p, json_t *kr, int depth, struct tc_reason *why)
+{
+    json_t *list = kr, *ids = NULL;
+    size_t i;
+    json_t *k;
+    if (json_is_object(kr) && json_object_get(kr, "pubkeys")) {
+        list = json_object_get(kr, "pubkeys");
+        ids = json_object_get(kr, "keyids");
+    } else if (json_is_object(kr)) {
+        /* Keylime's ImaKeyrings: keyring name -> keyring (often itself a JSON string). */
+        const char *name;
+        json_object_foreach(kr, name, k)
+        {
+            int rc = depth > 3 ? TC_ERR_FORMAT : 0;
+            json_t *sub = NULL;
+            if (rc == 0 && json_is_string(k)) {
+                size_t n = json_string_length(k);
+                if (n == 0)
+                    continue;
+                if (!json_depth_ok((const uint8_t *)json_string_value(k), n) ||
+                    (sub = json_loadb(json_string_value(k), n, 0, NULL)) == NULL)
+                    rc = TC_ERR_FORMAT;
+                k = sub;
+            }
+            if (rc == 0)
+                rc = add_keyring(p, k, depth + 1, why);
+            json_decref(sub);
+            if (rc)
+                return tc_fail(why, rc, "ima.policy.parse", -1,
+                               "verification-keys: keyring '%.60s' is unreadable", name);
+        }
+        return 0;
+    }
+    if (!json_is_array(list))
+        return tc_fail(why, TC_ERR_FORMAT, "ima.policy.parse", -1,
+                       "verification-keys is not a list of keys");
+    json_array_foreach(list, i, k)
+    {
+        uint8_t id[4], *idp = NULL;
+        json_t *jid = json_is_array(ids) ? json_array_get(ids, i) : NULL;
+        if (json_is_integer(jid)) {
+            json_int_t v = json_integer_value(jid);
+            id[0] = (uint8_t)(v >> 24);
+            id[1] = (uint8_t)(v >> 16);
+            id[2] = (uint8_t)(v >> 8);
+            id[3] = (uint8_t)v;
+            idp = id;
+        }
+        if (json_is_object(k))
+            k = json_object_get(k, "pubkey");
+        if (!json_is_string(k))
+            return tc_fail(why, TC_ERR_FORMAT, "ima.policy.parse", -1,
+                           "verification-keys[%zu] is not a key string", i);
+        int rc = add_key_text(p, json_string_value(k), json_string_length(k), idp);
+        if (rc)
+            return tc_fail(why, rc, "ima.policy.parse", -1,
+                           "verification-keys[%zu]: unreadable key", i);
+    }
+    return 0;
+}
+
+/* Keylime keeps the keys as one string: empty, or JSON (sometimes encoded twice) of a keyring or
+ * of keyrings by name. PEM text and plain JSON lists are accepted too. */
 static int add_keys(struct tc_runtime_policy *p, json_t *vk, struct tc_reason *why)
 {
     int rc = 0;
-    json_t *parsed = NULL, *list = NULL;
+    json_t *parsed = NULL, *inner = NULL;
     if (vk == NULL || json_is_null(vk))
         return 0;
     if (json_is_string(vk)) {
@@ -764,45 +878,31 @@ static int add_keys(struct tc_runtime_policy *p, json_t *vk, struct tc_reason *w
         size_t n = json_string_length(vk);
         if (n == 0)
             return 0;
-        if (s[0] == '[' || s[0] == '{') {
-            if (!json_depth_ok((const uint8_t *)s, n) ||
-                (parsed = json_loadb(s, n, 0, NULL)) == NULL)
-                return tc_fail(why, TC_ERR_FORMAT, "ima.policy.parse", -1,
-                               "verification-keys is not valid JSON");
-            vk = parsed;
-        } else {
-            rc = tc_runtime_policy_add_key(p, (const uint8_t *)s, n);
-            if (rc)
-                return tc_fail(why, rc, "ima.policy.parse", -1,
-                               "verification-keys: unreadable key");
-            return 0;
+        if (memmem(s, n, "-----BEGIN", 10) != NULL && s[0] == '-') {
+            rc = add_key_with_id(p, (const uint8_t *)s, n, NULL);
+            return rc ? tc_fail(why, rc, "ima.policy.parse", -1,
+                                "verification-keys: unreadable key")
+                      : 0;
+        }
+        if (!json_depth_ok((const uint8_t *)s, n) ||
+            (parsed = json_loadb(s, n, JSON_DECODE_ANY, NULL)) == NULL)
+            return tc_fail(why, TC_ERR_FORMAT, "ima.policy.parse", -1,
+                           "verification-keys is not valid JSON");
+        vk = parsed;
+        if (json_is_string(vk)) {
+            if ((inner = json_loadb(json_string_value(vk), json_string_length(vk), 0, NULL)) ==
+                    NULL ||
+                !json_depth_ok((const uint8_t *)json_string_value(vk), json_string_length(vk))) {
+                rc = tc_fail(why, TC_ERR_FORMAT, "ima.policy.parse", -1,
+                             "verification-keys is not valid JSON");
+                goto out;
+            }
+            vk = inner;
         }
     }
-    list = json_is_object(vk) ? json_object_get(vk, "pubkeys") : vk;
-    if (!json_is_array(list)) {
-        rc = tc_fail(why, TC_ERR_FORMAT, "ima.policy.parse", -1,
-                     "verification-keys is not a list of keys");
-        goto out;
-    }
-    size_t i;
-    json_t *k;
-    json_array_foreach(list, i, k)
-    {
-        if (json_is_object(k))
-            k = json_object_get(k, "pubkey");
-        if (!json_is_string(k)) {
-            rc = tc_fail(why, TC_ERR_FORMAT, "ima.policy.parse", -1,
-                         "verification-keys[%zu] is not a PEM string", i);
-            goto out;
-        }
-        rc = tc_runtime_policy_add_key(p, (const uint8_t *)json_string_value(k),
-                                       json_string_length(k));
-        if (rc) {
-            tc_fail(why, rc, "ima.policy.parse", -1, "verification-keys[%zu]: unreadable key", i);
-            goto out;
-        }
-    }
+    rc = add_keyring(p, vk, 0, why);
 out:
+    json_decref(inner);
     json_decref(parsed);
     return rc;
 }
@@ -1042,20 +1142,30 @@ int tc_runtime_policy_to_json(const struct tc_runtime_policy *p, json_t **out)
     json_object_set_new(ima, "dm_policy", json_null());
     json_object_set_new(j, "ima", ima);
     json_object_set_new(j, "ima-buf", ib);
-    json_t *keys = json_array();
-    for (size_t i = 0; keys && i < p->nkeys; i++) {
-        BIO *bio = BIO_new(BIO_s_mem());
-        char *pem;
-        long n;
-        if (bio && PEM_write_bio_PUBKEY(bio, p->keys[i].pkey) == 1 &&
-            (n = BIO_get_mem_data(bio, &pem)) > 0)
-            json_array_append_new(keys, json_stringn(pem, (size_t)n));
-        BIO_free(bio);
+    /* Keylime's keyring string: {"pubkeys": [base64 DER SPKI], "keyids": [int]}. */
+    json_t *keys = json_array(), *ids = json_array();
+    for (size_t i = 0; keys && ids && i < p->nkeys; i++) {
+        unsigned char *der = NULL;
+        int dl = i2d_PUBKEY(p->keys[i].pkey, &der);
+        char *b64 = dl > 0 ? malloc((size_t)dl / 3 * 4 + 8) : NULL;
+        if (b64) {
+            EVP_EncodeBlock((unsigned char *)b64, der, dl);
+            const uint8_t *k = p->keys[i].keyid;
+            json_array_append_new(keys, json_string(b64));
+            json_array_append_new(
+                ids, json_integer((json_int_t)((uint32_t)k[0] << 24 | (uint32_t)k[1] << 16 |
+                                               (uint32_t)k[2] << 8 | k[3])));
+        }
+        free(b64);
+        OPENSSL_free(der);
     }
-    char *ks = keys && json_array_size(keys) ? json_dumps(keys, JSON_COMPACT) : NULL;
+    json_t *vkr = p->nkeys ? json_pack("{s:O, s:O}", "pubkeys", keys, "keyids", ids) : NULL;
+    char *ks = vkr ? json_dumps(vkr, JSON_COMPACT) : NULL;
     json_object_set_new(j, "verification-keys", json_string(ks ? ks : ""));
     free(ks);
+    json_decref(vkr);
     json_decref(keys);
+    json_decref(ids);
     *out = j;
     return 0;
 fail:

@@ -58,8 +58,12 @@ expect 1 "$TC_BIN" policy check runtime --policy "$T/p.json" --ima-log "$D/gener
 grep -q '"ima.policy.violation"' "$T/out" || tc_fail "violation not reported"
 expect 0 "$TC_BIN" policy check runtime --policy "$T/p.json" --ima-log "$D/generated-300.ascii" \
     --allow-violations
-expect 0 "$TC_BIN" policy check runtime --policy "$D/evmctl-policy.json" \
-    --ima-log "$D/evmctl-signed.bin"
+for pol in evmctl-policy.json evmctl-policy-keylime.json; do
+    expect 0 "$TC_BIN" policy check runtime --policy "$D/$pol" --ima-log "$D/evmctl-signed.bin"
+done
+# The same list against a policy without keys: the signed files are not in its digests.
+expect 0 "$TC_BIN" policy create runtime --from-ima-log "$D/generated-300.ascii" -o "$T/nokeys.json"
+expect 1 "$TC_BIN" policy check runtime --policy "$T/nokeys.json" --ima-log "$D/evmctl-signed.bin"
 # A list with an extra file fails on that entry.
 head -n 1 "$D/generated-300.ascii" >"$T/short.ascii"
 expect 0 "$TC_BIN" policy create runtime --from-ima-log "$T/short.ascii" -o "$T/p1.json"

@@ -430,13 +430,31 @@ static void evmctl_signature(void **state)
     snprintf(path, sizeof(path), "%s/ima/evmctl-signed.ascii", dir);
     if (tc_ima_log_parse_file(path, NULL, &log, &why) != 0)
         skip();
-    snprintf(path, sizeof(path), "%s/ima/evmctl-policy.json", dir);
-    if (tc_runtime_policy_load_file(path, &p, &why) != 0)
-        fail_msg("%s %s", why.check, why.detail);
     assert_int_equal(tc_ima_log_verify_template_hashes(log, &why), 0);
-    if (tc_runtime_policy_check_log(p, log, 0, log->count, &why) != 0)
-        fail_msg("%s %ld %s", why.check, why.entry, why.detail);
+    /* Keys as PEM (two keys, one certificate whose SKID is the key id), and as Keylime writes
+     * them (keyrings of base64 DER keys with key ids, JSON inside JSON strings). */
+    const char *pols[] = {"evmctl-policy.json", "evmctl-policy-keylime.json"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/ima/%s", dir, pols[i]);
+        if (tc_runtime_policy_load_file(path, &p, &why) != 0)
+            fail_msg("%s %s", why.check, why.detail);
+        if (tc_runtime_policy_check_log(p, log, 0, log->count, &why) != 0)
+            fail_msg("%s: %s %ld %s", pols[i], why.check, why.entry, why.detail);
+        tc_runtime_policy_free(p);
+    }
+    /* The certificate-signed entry needs the certificate's key id, not the computed one. */
+    size_t len;
+    uint8_t *pem = NULL;
+    snprintf(path, sizeof(path), "%s/ima/evmctl-cert.pem", dir);
+    assert_int_equal(tc_file_read(path, 1u << 16, &pem, &len), 0);
+    assert_int_equal(tc_runtime_policy_new(&p), 0);
+    assert_int_equal(tc_runtime_policy_add_key(p, pem, len), 0);
+    assert_int_equal(tc_runtime_policy_check_log(p, log, 4, 5, &why), 0);
+    assert_int_equal(tc_runtime_policy_check_log(p, log, 1, 2, &why), TC_ERR_POLICY);
+    assert_string_equal(why.check, "ima.policy.signature");
+    assert_non_null(strstr(why.detail, "ca3ed2b8"));
     tc_runtime_policy_free(p);
+    free(pem);
     tc_ima_log_free(log);
 }
 
