@@ -37,6 +37,7 @@ int cmd_policy(int argc, char **argv);
 int cmd_credential(int argc, char **argv);
 int cmd_lab(int argc, char **argv);
 int cmd_appraise(int argc, char **argv);
+int cmd_ca(int argc, char **argv);
 
 /* Entries other files provide to the group tables above. */
 int policy_mb_create_main(int argc, char **argv); /* cmd_policy_mb.c */

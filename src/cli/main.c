@@ -15,6 +15,7 @@ static const struct cli_cmd groups[] = {
     {"ima", cmd_ima, "replay|show [--json] FILE  Linux IMA measurement lists"},
     {"policy", cmd_policy, "create|check ...  runtime (IMA) and measured-boot policies"},
     {"credential", cmd_credential, "make ...  wrap a secret to a TPM's EK and AK name"},
+    {"ca", cmd_ca, "init|issue ...  the coordinator's CA, its certificate, operator certificates"},
     {"lab", cmd_lab, "boot|ima-start|measure ...  give a software TPM a real node's evidence"},
 };
 
