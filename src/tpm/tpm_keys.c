@@ -188,6 +188,22 @@ static int nv_buffer_max(struct tc_tpm *tpm, uint16_t *max)
     return 0;
 }
 
+/* Whether a persistent object or NV index exists, asked without provoking an error (which
+ * tpm2-tss would log) for the common "not provisioned" case. */
+static int handle_exists(struct tc_tpm *tpm, uint32_t handle, bool *exists)
+{
+    TPMI_YES_NO more = TPM2_NO;
+    TPMS_CAPABILITY_DATA *cap = NULL;
+    *exists = false;
+    TSS2_RC r = Esys_GetCapability(tpm->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                   TPM2_CAP_HANDLES, handle, 1, &more, &cap);
+    if (r != TSS2_RC_SUCCESS)
+        return tc_tpm_rc(r, "Esys_GetCapability(handles)");
+    *exists = cap->data.handles.count >= 1 && cap->data.handles.handle[0] == handle;
+    Esys_Free(cap);
+    return 0;
+}
+
 int tc_tpm_nv_read(struct tc_tpm *tpm, uint32_t index, size_t max, uint8_t **data, size_t *len)
 {
     ESYS_TR nv = ESYS_TR_NONE;
@@ -199,8 +215,15 @@ int tc_tpm_nv_read(struct tc_tpm *tpm, uint32_t index, size_t max, uint8_t **dat
 
     *data = NULL;
     *len = 0;
+    bool exists;
     if ((index >> 24) != TPM2_HT_NV_INDEX)
         return TC_ERR_INVALID_ARG;
+    if ((rc = handle_exists(tpm, index, &exists)) != 0)
+        return rc;
+    if (!exists) {
+        LOG_INFO("NV index 0x%08x is not defined", index);
+        return TC_ERR_NOT_FOUND;
+    }
     TSS2_RC r =
         Esys_TR_FromTPMPublic(tpm->esys, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv);
     if (r != TSS2_RC_SUCCESS) {
@@ -288,8 +311,13 @@ int tc_tpm_key_from_persistent(struct tc_tpm *tpm, uint32_t handle, struct tc_tp
     int rc = 0;
 
     key_clear(key);
+    bool exists;
     if ((handle >> 24) != TPM2_HT_PERSISTENT)
         return TC_ERR_INVALID_ARG;
+    if ((rc = handle_exists(tpm, handle, &exists)) != 0)
+        return rc;
+    if (!exists)
+        return TC_ERR_NOT_FOUND;
     TSS2_RC r =
         Esys_TR_FromTPMPublic(tpm->esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &h);
     if (r != TSS2_RC_SUCCESS) {
