@@ -38,6 +38,9 @@ int cmd_credential(int argc, char **argv);
 int cmd_lab(int argc, char **argv);
 int cmd_appraise(int argc, char **argv);
 int cmd_ca(int argc, char **argv);
+int cmd_node(int argc, char **argv);       /* cmd_node.c: coordinator operator API */
+int cmd_events(int argc, char **argv);     /* cmd_events.c */
+int cmd_subscriber(int argc, char **argv); /* cmd_subscriber.c */
 
 /* Entries other files provide to the group tables above. */
 int policy_mb_create_main(int argc, char **argv); /* cmd_policy_mb.c */

@@ -13,9 +13,13 @@ static const struct cli_cmd groups[] = {
     {"appraise", cmd_appraise, "--ak ... [--eventlog ...] [--ima-log ...]  the whole verdict"},
     {"eventlog", cmd_eventlog, "replay|show [--json] FILE  UEFI (TCG PC Client) event logs"},
     {"ima", cmd_ima, "replay|show [--json] FILE  Linux IMA measurement lists"},
-    {"policy", cmd_policy, "create|check ...  runtime (IMA) and measured-boot policies"},
+    {"policy", cmd_policy,
+     "create|check|add|list|show|assign|update ...  build, check and manage policies"},
     {"credential", cmd_credential, "make ...  wrap a secret to a TPM's EK and AK name"},
     {"ca", cmd_ca, "init|issue ...  the coordinator's CA, its certificate, operator certificates"},
+    {"node", cmd_node, "list|show|approve|delete|history ...  nodes known to the coordinator"},
+    {"events", cmd_events, "[--since SEQ] [--follow] [--json]  the coordinator's event stream"},
+    {"subscriber", cmd_subscriber, "add|list|delete ...  webhooks told about state changes"},
     {"lab", cmd_lab, "boot|ima-start|measure ...  give a software TPM a real node's evidence"},
 };
 
