@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * trustcloud-agent: the node agent (the RATS attester). Private to src/agent.
+ *
+ *   agent_config.c   the [agent] settings table, loading and checks
+ *   agent_request.c  bounded parsing of what the coordinator sends, building answers, base64
+ *   agent_tpm.c      TPM access, one connection per operation (identity, quote, activation)
+ *   agent_enroll.c   enrollment client (docs/protocol.md, "Enrollment")
+ *   agent_serve.c    the mTLS server: /v1/quote, /v1/notice, /v1/peers
+ *   agent_main.c     command line, signals
+ */
+#ifndef TC_AGENT_H
+#define TC_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "trustcloud/config.h"
+#include "trustcloud/pcrs.h"
+#include "trustcloud/reason.h"
+#include "trustcloud/tpm.h"
+
+/* ---- Configuration (agent_config.c) ------------------------------------------------------ */
+
+enum agent_alg { AGENT_ALG_ECC = 0, AGENT_ALG_RSA = 1 };
+
+struct agent_config {
+    char *node_id;
+    char *tcti;
+    char *state_dir;
+    char *listen_address;
+    long long listen_port;
+    char *agent_url; /* derived from listen_address:listen_port when not set */
+    char *coordinator_url;
+    char *ca_file;
+    char *eventlog_path;
+    char *ima_path;
+    int ek_alg; /* enum agent_alg */
+    int ak_alg; /* enum agent_alg */
+    char *group;
+    int log_level;                /* enum tc_log_level */
+    long long enroll_backoff_max; /* ms: longest wait between enrollment attempts */
+    long long enroll_attempts;    /* 0: retry for ever while the coordinator is unreachable */
+    long long max_pending_quotes; /* quote requests queued for the TPM before 503 */
+};
+
+extern const struct tc_config_setting agent_config_table[];
+
+/* Defaults, then the file, then agent_config_check. Errors carry "file:line: what" or the
+ * failed check in err. Call agent_config_release in every case. */
+int agent_config_load(const char *path, struct agent_config *cfg, char *err, size_t errlen);
+int agent_config_load_string(const char *text, size_t len, struct agent_config *cfg, char *err,
+                             size_t errlen);
+/* Cross-field checks and derived values (agent_url). TC_ERR_INVALID_ARG with err set. */
+int agent_config_check(struct agent_config *cfg, char *err, size_t errlen);
+void agent_config_release(struct agent_config *cfg);
+
+/* Node ids match [A-Za-z0-9._-]{1,64} (docs/protocol.md). */
+bool agent_node_id_valid(const char *id);
+enum tc_key_alg agent_key_alg(int agent_alg);
+
+/* Files in state_dir. */
+#define AGENT_FILE_AK "ak.ctx"
+#define AGENT_FILE_KEY "tls.key"  /* the agent's TLS key, 0600 */
+#define AGENT_FILE_CERT "tls.crt" /* its certificate, issued at enrollment */
+#define AGENT_FILE_CA "ca.pem"    /* the CA the coordinator returned at enrollment */
+/* dir/name into buf; TC_ERR_TOO_LARGE when it does not fit. */
+int agent_path(const char *dir, const char *name, char *buf, size_t cap);
+
+/* ---- Requests and answers (agent_request.c) ---------------------------------------------- */
+
+#define AGENT_MAX_NONCE 64 /* TPM2B_DATA limit for qualifyingData here */
+#define AGENT_MAX_SELECTION_TEXT 256
+#define AGENT_MAX_IMA_FROM 100000000ULL /* far above any real list (TC_IMA_MAX_ENTRIES) */
+#define AGENT_MAX_REQUEST (64u * 1024)  /* request bodies the agent accepts */
+#define AGENT_MAX_ANSWER (16u << 20)    /* a /v1/quote answer (protocol cap) */
+
+struct agent_quote_request {
+    uint8_t nonce[AGENT_MAX_NONCE];
+    size_t nonce_len;
+    struct tc_pcr_set selection; /* banks and masks only */
+    uint64_t ima_from;
+    bool want_eventlog;
+};
+
+/* Parses and bounds-checks a POST /v1/quote body. Any failure is TC_ERR_FORMAT (or
+ * TC_ERR_TOO_LARGE / TC_ERR_UNSUPPORTED) with why naming "request.<field>". */
+int agent_quote_request_parse(const uint8_t *body, size_t len, struct agent_quote_request *req,
+                              struct tc_reason *why);
+
+/* A revocation notice (POST /v1/notice): the protocol's event object. */
+struct agent_notice {
+    char node_id[65];
+    char new_state[33];
+    char old_state[33];
+    long long seq; /* -1 when absent */
+    char check[48];
+};
+int agent_notice_parse(const uint8_t *body, size_t len, struct agent_notice *n,
+                       struct tc_reason *why);
+
+/* Standard base64 (RFC 4648, with padding). *out malloc'd (NUL-terminated). */
+int agent_b64_encode(const uint8_t *in, size_t len, char **out);
+/* Decodes a base64 string of slen characters into at most cap bytes (TC_ERR_TOO_LARGE beyond,
+ * TC_ERR_FORMAT for anything that is not canonical padded base64). */
+int agent_b64_decode(const char *s, size_t slen, uint8_t *out, size_t cap, size_t *out_len);
+
+/* The /v1/quote answer. ima_list: binary measurements of entries ima_first.. (may be empty);
+ * eventlog may be NULL (not asked). *out is a new reference. */
+int agent_quote_answer(const uint8_t *attest, size_t attest_len, const uint8_t *sig, size_t sig_len,
+                       const struct tc_pcr_set *pcrs, const uint8_t *eventlog, size_t eventlog_len,
+                       uint64_t ima_first, const uint8_t *ima_list, size_t ima_list_len,
+                       json_t **out);
+
+/* {"error": detail, "check": check} */
+json_t *agent_error_json(const struct tc_reason *why);
+
+/* ---- TPM (agent_tpm.c) ------------------------------------------------------------------- */
+
+/* What enrollment needs from the TPM: marshaled public areas and the EK certificate. */
+struct agent_identity {
+    uint8_t ek_pub[TC_TPM_MAX_PUBLIC];
+    size_t ek_pub_len;
+    uint8_t ak_pub[TC_TPM_MAX_PUBLIC];
+    size_t ak_pub_len;
+    uint8_t ak_name[TC_TPM_MAX_NAME];
+    size_t ak_name_len;
+    uint8_t *ek_cert; /* DER, malloc'd; NULL when the TPM has none for this EK type */
+    size_t ek_cert_len;
+};
+void agent_identity_release(struct agent_identity *id);
+
+/* Opens the TPM, creates the EK, loads the AK from state_dir (or creates and saves it the first
+ * time), fills id, closes the TPM. */
+int agent_tpm_identity(const struct agent_config *cfg, struct agent_identity *id);
+
+/* Opens the TPM, loads EK and AK, activates the credential, then quotes PCR sel with
+ * qualifyingData = nonce, closes. secret receives the credential. */
+int agent_tpm_activate_and_quote(const struct agent_config *cfg, const uint8_t *id_object,
+                                 size_t id_object_len, const uint8_t *enc_secret,
+                                 size_t enc_secret_len, uint8_t *secret, size_t secret_cap,
+                                 size_t *secret_len, const struct tc_pcr_set *sel,
+                                 const uint8_t *nonce, size_t nonce_len,
+                                 struct tc_tpm_quote *quote);
+
+/* Opens the TPM, loads EK and AK, quotes, closes. */
+int agent_tpm_quote(const struct agent_config *cfg, const struct tc_pcr_set *sel,
+                    const uint8_t *nonce, size_t nonce_len, struct tc_tpm_quote *quote);
+
+/* ---- Enrollment (agent_enroll.c) --------------------------------------------------------- */
+
+/* Exit status for a refusal by the coordinator (scripts can rely on it). */
+#define AGENT_EXIT_REFUSED 3
+
+struct agent_enroll_result {
+    bool already;   /* state_dir had a certificate for our key: nothing was sent */
+    char state[32]; /* "enrolled" or "pending_approval" when something was sent */
+};
+
+/* Runs enrollment unless state_dir already holds a certificate for the agent's TLS key.
+ * Retries with exponential backoff while the coordinator is unreachable (or answers 5xx), up
+ * to cfg->enroll_attempts (0: until *stop becomes non-zero). Returns 0, TC_ERR_POLICY when the
+ * coordinator refused (its reason is logged and copied to why), TC_ERR_IO when it stayed
+ * unreachable, or the error of a local step (TPM, files). */
+int agent_enroll(const struct agent_config *cfg, volatile int *stop,
+                 struct agent_enroll_result *res, struct tc_reason *why);
+
+/* SHA-256(nonce || SHA-256(DER SubjectPublicKeyInfo of key)): the enrollment quote's
+ * qualifyingData, binding the TLS key to the AK. key is an EVP_PKEY *. */
+int agent_binding_digest(const uint8_t *nonce, size_t nonce_len, const void *key, uint8_t out[32]);
+
+/* ---- Serving (agent_serve.c) ------------------------------------------------------------- */
+
+struct agent_server;
+int agent_server_new(const struct agent_config *cfg, struct agent_server **out);
+uint16_t agent_server_port(const struct agent_server *s);
+/* Stops serving, answers queued requests with 503, frees. NULL is a no-op. */
+void agent_server_free(struct agent_server *s);
+
+#endif

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * TPM access for the agent. The connection is opened for one operation and closed again:
+ * without a resource manager (swtpm, or /dev/tpm0) a TPM serves one client at a time, and the
+ * node's own software (the kernel's IMA, a workload) must be able to extend PCRs between two
+ * quotes. The EK is a primary key, recreated from the TPM's seed each time (deterministic);
+ * the AK is loaded from its context file in state_dir.
+ */
+#define LOGMODULE "agent"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "agent.h"
+#include "trustcloud/error.h"
+#include "trustcloud/log.h"
+#include "trustcloud/tpm_credential.h"
+
+#define EK_CERT_MAX (16u * 1024)
+
+void agent_identity_release(struct agent_identity *id)
+{
+    if (id == NULL)
+        return;
+    free(id->ek_cert);
+    memset(id, 0, sizeof(*id));
+}
+
+/* Opens the TPM and loads EK and AK. create_ak: make (and save) the AK when there is no
+ * context file yet. */
+static int open_keys(const struct agent_config *cfg, bool create_ak, struct tc_tpm **tpm,
+                     struct tc_tpm_key *ek, struct tc_tpm_key *ak)
+{
+    char path[4096];
+    struct stat st;
+    int rc;
+
+    *tpm = NULL;
+    memset(ek, 0, sizeof(*ek));
+    memset(ak, 0, sizeof(*ak));
+    if ((rc = agent_path(cfg->state_dir, AGENT_FILE_AK, path, sizeof(path))) != 0)
+        return rc;
+    if ((rc = tc_tpm_open(cfg->tcti, tpm)) != 0) {
+        LOG_ERROR("cannot open the TPM at '%s'", cfg->tcti);
+        return rc;
+    }
+    if ((rc = tc_tpm_ek_create(*tpm, agent_key_alg(cfg->ek_alg), ek)) != 0) {
+        LOG_ERROR("cannot create the EK");
+        goto out;
+    }
+    if (stat(path, &st) == 0 || !create_ak || errno != ENOENT) {
+        if ((rc = tc_tpm_ak_load(*tpm, ek, path, ak)) != 0)
+            LOG_ERROR("cannot load the AK from %s (%s)", path, tc_strerror(rc));
+    } else {
+        rc = tc_tpm_ak_create(*tpm, ek, agent_key_alg(cfg->ak_alg), TC_SIG_DEFAULT, path, ak);
+        if (rc == 0)
+            LOG_INFO("created a new AK in %s", path);
+        else
+            LOG_ERROR("cannot create the AK (%s)", tc_strerror(rc));
+    }
+out:
+    if (rc != 0) {
+        tc_tpm_close(*tpm); /* flushes whatever was loaded */
+        *tpm = NULL;
+        memset(ek, 0, sizeof(*ek));
+        memset(ak, 0, sizeof(*ak));
+    }
+    return rc;
+}
+
+static void close_keys(struct tc_tpm *tpm, struct tc_tpm_key *ek, struct tc_tpm_key *ak)
+{
+    tc_tpm_key_release(tpm, ak);
+    tc_tpm_key_release(tpm, ek);
+    tc_tpm_close(tpm);
+}
+
+int agent_tpm_identity(const struct agent_config *cfg, struct agent_identity *id)
+{
+    struct tc_tpm *tpm = NULL;
+    struct tc_tpm_key ek, ak;
+    int rc;
+
+    memset(id, 0, sizeof(*id));
+    if ((rc = open_keys(cfg, true, &tpm, &ek, &ak)) != 0)
+        return rc;
+    memcpy(id->ek_pub, ek.pub, ek.pub_len);
+    id->ek_pub_len = ek.pub_len;
+    memcpy(id->ak_pub, ak.pub, ak.pub_len);
+    id->ak_pub_len = ak.pub_len;
+    memcpy(id->ak_name, ak.name, ak.name_len);
+    id->ak_name_len = ak.name_len;
+    rc = tc_tpm_ek_cert_read(tpm, agent_key_alg(cfg->ek_alg), &id->ek_cert, &id->ek_cert_len);
+    if (rc == TC_ERR_NOT_FOUND) {
+        /* The coordinator decides whether that is acceptable (allow_ek_without_cert). */
+        LOG_WARN("the TPM holds no certificate for its %s EK", cfg->ek_alg ? "RSA" : "ECC P-256");
+        rc = 0;
+    } else if (rc == 0 && id->ek_cert_len > EK_CERT_MAX) {
+        rc = TC_ERR_TOO_LARGE;
+    }
+    close_keys(tpm, &ek, &ak);
+    if (rc != 0)
+        agent_identity_release(id);
+    return rc;
+}
+
+int agent_tpm_activate_and_quote(const struct agent_config *cfg, const uint8_t *id_object,
+                                 size_t id_object_len, const uint8_t *enc_secret,
+                                 size_t enc_secret_len, uint8_t *secret, size_t secret_cap,
+                                 size_t *secret_len, const struct tc_pcr_set *sel,
+                                 const uint8_t *nonce, size_t nonce_len, struct tc_tpm_quote *quote)
+{
+    struct tc_tpm *tpm = NULL;
+    struct tc_tpm_key ek, ak;
+    int rc;
+
+    *secret_len = 0;
+    memset(quote, 0, sizeof(*quote));
+    if ((rc = open_keys(cfg, false, &tpm, &ek, &ak)) != 0)
+        return rc;
+    if ((rc = tc_tpm_activate_credential(tpm, &ak, &ek, id_object, id_object_len, enc_secret,
+                                         enc_secret_len, secret, secret_cap, secret_len)) != 0) {
+        LOG_ERROR("credential activation failed (%s): the credential was not made for this "
+                  "TPM's EK and AK",
+                  tc_strerror(rc));
+        goto out;
+    }
+    if ((rc = tc_tpm_quote(tpm, &ak, sel, nonce, nonce_len, quote)) != 0)
+        LOG_ERROR("enrollment quote failed (%s)", tc_strerror(rc));
+out:
+    close_keys(tpm, &ek, &ak);
+    return rc;
+}
+
+int agent_tpm_quote(const struct agent_config *cfg, const struct tc_pcr_set *sel,
+                    const uint8_t *nonce, size_t nonce_len, struct tc_tpm_quote *quote)
+{
+    struct tc_tpm *tpm = NULL;
+    struct tc_tpm_key ek, ak;
+    int rc;
+
+    memset(quote, 0, sizeof(*quote));
+    if ((rc = open_keys(cfg, false, &tpm, &ek, &ak)) != 0)
+        return rc;
+    if ((rc = tc_tpm_quote(tpm, &ak, sel, nonce, nonce_len, quote)) != 0)
+        LOG_ERROR("quote failed (%s)", tc_strerror(rc));
+    close_keys(tpm, &ek, &ak);
+    return rc;
+}
