@@ -2,6 +2,8 @@
 /*
  * trustcloud policy create|check runtime|measured-boot. Runtime (IMA) policies
  * are handled here; measured-boot policies by cmd_policy_mb.c.
+ * trustcloud policy add|list|show|assign|update: the same policies stored on the coordinator
+ * (docs/protocol.md, "Operator API"), versioned by name.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -9,6 +11,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "coord_client.h"
+#include "trustcloud/buf.h"
 #include "trustcloud/error.h"
 #include "trustcloud/ima.h"
 #include "trustcloud/runtime_policy.h"
@@ -219,9 +223,337 @@ static int policy_check(int argc, char **argv)
     return dispatch_kind(argc, argv, runtime_check, policy_mb_check_main);
 }
 
+/* ---- policies on the coordinator: add|list|show|assign|update ----------------------------- */
+
+static int policy_add(int argc, char **argv);
+static int policy_list(int argc, char **argv);
+static int policy_show(int argc, char **argv);
+static int policy_assign(int argc, char **argv);
+static int policy_update(int argc, char **argv);
+
+static const struct cli_cmd policy_remote_cmds[] = {
+    {"add", policy_add,
+     "--name NAME --kind runtime|measured-boot|pcr --file F " COORD_CLIENT_HELP
+     "  store a policy on the coordinator (a new version when NAME exists)"},
+    {"list", policy_list, COORD_CLIENT_HELP "  policies on the coordinator, current versions"},
+    {"show", policy_show, "NAME [--version N] " COORD_CLIENT_HELP "  one policy and its body"},
+    {"assign", policy_assign,
+     "NAME (--node ID | --group G) " COORD_CLIENT_HELP
+     "  apply a policy to a node or a group (from the next round)"},
+    {"update", policy_update,
+     "NAME --file F " COORD_CLIENT_HELP "  new version of an existing policy (same kind)"},
+};
+
+enum { OPT_NAME = 0x2000, OPT_KIND, OPT_FILE, OPT_VERSION, OPT_NODE, OPT_GROUP };
+
+/* Policy bodies the CLI sends: the coordinator's own cap is max_policy_body (16 MiB default). */
+#define POLICY_FILE_MAX (64u << 20)
+
+struct remote_args {
+    struct coord_client c;
+    const char *name, *kind, *file, *node, *group;
+    long long version;
+};
+
+/* Returns 0, -1 (help printed) or an exit code. want_name: NAME is the one positional. */
+static int remote_parse(int argc, char **argv, const struct cli_cmd *cmd, bool want_name,
+                        struct remote_args *a)
+{
+    static const struct option opts[] = {
+        COORD_CLIENT_OPTIONS,
+        {"name", required_argument, NULL, OPT_NAME},
+        {"kind", required_argument, NULL, OPT_KIND},
+        {"file", required_argument, NULL, OPT_FILE},
+        {"version", required_argument, NULL, OPT_VERSION},
+        {"node", required_argument, NULL, OPT_NODE},
+        {"group", required_argument, NULL, OPT_GROUP},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    static char label[32];
+    memset(a, 0, sizeof(*a));
+    snprintf(label, sizeof(label), "policy %s", cmd->name);
+    coord_client_init(&a->c, label);
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (coord_client_option(&a->c, c, optarg))
+            continue;
+        switch (c) {
+        case OPT_NAME:
+            a->name = optarg;
+            break;
+        case OPT_KIND:
+            a->kind = optarg;
+            break;
+        case OPT_FILE:
+            a->file = optarg;
+            break;
+        case OPT_NODE:
+            a->node = optarg;
+            break;
+        case OPT_GROUP:
+            a->group = optarg;
+            break;
+        case OPT_VERSION: {
+            char *end;
+            a->version = strtoll(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || a->version < 1)
+                return cli_usage("policy", cmd);
+            break;
+        }
+        case 'h':
+            printf("usage: trustcloud policy %s %s\n", cmd->name, cmd->help);
+            return -1;
+        default:
+            return cli_usage("policy", cmd);
+        }
+    }
+    if (want_name) {
+        if (optind + 1 != argc || a->name)
+            return cli_usage("policy", cmd);
+        a->name = argv[optind];
+    } else if (optind != argc) {
+        return cli_usage("policy", cmd);
+    }
+    if (a->name && a->name[0] == '\0')
+        return cli_usage("policy", cmd);
+    return coord_client_finish(&a->c);
+}
+
+/* "/v1/policies/ESCAPED" + suffix. */
+static int policy_path(char *buf, size_t cap, const char *name, const char *suffix)
+{
+    snprintf(buf, cap, "/v1/policies/");
+    if (coord_client_path_escape(buf, cap, name) != 0 || strlen(buf) + strlen(suffix) >= cap) {
+        fprintf(stderr, "trustcloud policy: policy name too long\n");
+        return TC_EXIT_USAGE;
+    }
+    strcat(buf, suffix);
+    return 0;
+}
+
+/* The CLI says measured-boot (like `policy create`); the API says measured_boot. */
+static const char *api_kind(const char *k)
+{
+    if (!strcmp(k, "runtime") || !strcmp(k, "pcr"))
+        return k;
+    if (!strcmp(k, "measured-boot") || !strcmp(k, "measured_boot"))
+        return "measured_boot";
+    return NULL;
+}
+
+/* Loads a policy file as JSON (any size up to POLICY_FILE_MAX). */
+static json_t *load_policy_file(const char *path)
+{
+    json_error_t err;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (tc_file_read(path, POLICY_FILE_MAX, &data, &len) != 0) {
+        fprintf(stderr, "trustcloud policy: cannot read %s (missing, or above %u MiB)\n", path,
+                POLICY_FILE_MAX >> 20);
+        return NULL;
+    }
+    json_t *j = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &err);
+    free(data);
+    if (!j)
+        fprintf(stderr, "trustcloud policy: %s:%d: not JSON: %s\n", path, err.line, err.text);
+    else if (!json_is_object(j)) {
+        fprintf(stderr, "trustcloud policy: %s: a policy is a JSON object\n", path);
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
+}
+
+static int post_policy(struct remote_args *a, const char *kind)
+{
+    json_t *body = NULL, *resp = NULL, *pol = NULL;
+    int ret = TC_EXIT_USAGE;
+    if ((pol = load_policy_file(a->file)) == NULL)
+        goto out;
+    body = json_pack("{s:s, s:s, s:O}", "name", a->name, "kind", kind, "body", pol);
+    if (!body) {
+        fprintf(stderr, "trustcloud policy: the name is not UTF-8 text\n");
+        goto out;
+    }
+    if ((ret = coord_client_call(&a->c, "POST", "/v1/policies", body, 120000, &resp, NULL)) != 0)
+        goto out;
+    if (a->c.json) {
+        coord_client_print_json(resp);
+    } else {
+        const json_t *v = json_object_get(resp, "version");
+        printf("policy %s (%s): version %lld\n", a->name, kind,
+               json_is_integer(v) ? (long long)json_integer_value(v) : -1LL);
+    }
+out:
+    json_decref(pol);
+    json_decref(body);
+    json_decref(resp);
+    return ret;
+}
+
+static int policy_add(int argc, char **argv)
+{
+    struct remote_args a;
+    int ret = remote_parse(argc, argv, &policy_remote_cmds[0], false, &a);
+    if (ret)
+        return ret < 0 ? TC_EXIT_OK : ret;
+    if (!a.name || !a.kind || !a.file)
+        return cli_usage("policy", &policy_remote_cmds[0]);
+    const char *kind = api_kind(a.kind);
+    if (!kind) {
+        fprintf(stderr, "trustcloud policy add: kind is runtime, measured-boot or pcr\n");
+        return TC_EXIT_USAGE;
+    }
+    return post_policy(&a, kind);
+}
+
+/* The policy object of a show answer ({"policy": {...}} or the object itself). */
+static const json_t *policy_object(const json_t *resp)
+{
+    const json_t *p = json_object_get(resp, "policy");
+    return json_is_object(p) ? p : resp;
+}
+
+static int policy_update(int argc, char **argv)
+{
+    struct remote_args a;
+    json_t *resp = NULL;
+    char path[512];
+    int ret = remote_parse(argc, argv, &policy_remote_cmds[4], true, &a);
+    if (ret)
+        return ret < 0 ? TC_EXIT_OK : ret;
+    if (!a.file || a.kind)
+        return cli_usage("policy", &policy_remote_cmds[4]);
+    /* An update keeps the kind: ask the coordinator which it is (and that NAME exists). */
+    if ((ret = policy_path(path, sizeof(path), a.name, "")) != 0 ||
+        (ret = coord_client_call(&a.c, "GET", path, NULL, 0, &resp, NULL)) != 0)
+        goto out;
+    const char *kind = coord_client_str(policy_object(resp), "kind", NULL);
+    if (!kind || !api_kind(kind)) {
+        fprintf(stderr, "trustcloud policy update: the coordinator did not say the kind of %s\n",
+                a.name);
+        ret = TC_EXIT_USAGE;
+        goto out;
+    }
+    ret = post_policy(&a, api_kind(kind));
+out:
+    json_decref(resp);
+    return ret;
+}
+
+static int policy_list(int argc, char **argv)
+{
+    struct remote_args a;
+    json_t *resp = NULL;
+    int ret = remote_parse(argc, argv, &policy_remote_cmds[1], false, &a);
+    if (ret)
+        return ret < 0 ? TC_EXIT_OK : ret;
+    if ((ret = coord_client_call(&a.c, "GET", "/v1/policies", NULL, 0, &resp, NULL)) != 0)
+        goto out;
+    if (a.c.json) {
+        coord_client_print_json(resp);
+        goto out;
+    }
+    const json_t *list = json_object_get(resp, "policies");
+    if (!json_is_array(list)) {
+        fprintf(stderr, "trustcloud policy list: the answer has no policy list\n");
+        ret = TC_EXIT_USAGE;
+        goto out;
+    }
+    printf("%-24s %-14s %s\n", "POLICY", "KIND", "VERSION");
+    size_t i;
+    const json_t *p;
+    json_array_foreach(list, i, p)
+    {
+        const json_t *v = json_object_get(p, "version");
+        printf("%-24s %-14s %lld\n", coord_client_str(p, "name", "?"),
+               coord_client_str(p, "kind", "?"),
+               json_is_integer(v) ? (long long)json_integer_value(v) : -1LL);
+    }
+    if (json_array_size(list) == 0)
+        printf("(no policies)\n");
+out:
+    json_decref(resp);
+    return ret;
+}
+
+static int policy_show(int argc, char **argv)
+{
+    struct remote_args a;
+    json_t *resp = NULL;
+    char path[512];
+    int ret = remote_parse(argc, argv, &policy_remote_cmds[2], true, &a);
+    if (ret)
+        return ret < 0 ? TC_EXIT_OK : ret;
+    if ((ret = policy_path(path, sizeof(path) - 32, a.name, "")) != 0)
+        goto out;
+    if (a.version)
+        snprintf(path + strlen(path), 32, "?version=%lld", a.version);
+    if ((ret = coord_client_call(&a.c, "GET", path, NULL, 0, &resp, NULL)) != 0)
+        goto out;
+    if (a.c.json) {
+        coord_client_print_json(resp);
+        goto out;
+    }
+    const json_t *p = policy_object(resp);
+    const json_t *v = json_object_get(p, "version");
+    printf("policy:  %s\nkind:    %s\nversion: %lld\n", coord_client_str(p, "name", a.name),
+           coord_client_str(p, "kind", "?"),
+           json_is_integer(v) ? (long long)json_integer_value(v) : -1LL);
+    const json_t *body = json_object_get(p, "body");
+    if (body) {
+        printf("body:\n");
+        coord_client_print_json(body);
+    }
+out:
+    json_decref(resp);
+    return ret;
+}
+
+static int policy_assign(int argc, char **argv)
+{
+    struct remote_args a;
+    json_t *body = NULL, *resp = NULL;
+    char path[512];
+    int ret = remote_parse(argc, argv, &policy_remote_cmds[3], true, &a);
+    if (ret)
+        return ret < 0 ? TC_EXIT_OK : ret;
+    if (!!a.node == !!a.group)
+        return cli_usage("policy", &policy_remote_cmds[3]);
+    body = json_pack("{s:s}", a.node ? "node" : "group", a.node ? a.node : a.group);
+    if (!body) {
+        fprintf(stderr, "trustcloud policy assign: the target is not UTF-8 text\n");
+        return TC_EXIT_USAGE;
+    }
+    if ((ret = policy_path(path, sizeof(path), a.name, "/assign")) != 0 ||
+        (ret = coord_client_call(&a.c, "POST", path, body, 0, &resp, NULL)) != 0)
+        goto out;
+    if (a.c.json) {
+        json_t *o = resp ? json_incref(resp)
+                         : json_pack("{s:s, s:s, s:s}", "policy", a.name, a.node ? "node" : "group",
+                                     a.node ? a.node : a.group);
+        coord_client_print_json(o);
+        json_decref(o);
+    } else {
+        printf("policy %s assigned to %s %s\n", a.name, a.node ? "node" : "group",
+               a.node ? a.node : a.group);
+    }
+out:
+    json_decref(body);
+    json_decref(resp);
+    return ret;
+}
+
 static const struct cli_cmd policy_cmds[] = {
     {"create", policy_create, "runtime|measured-boot ...  build a policy from known-good evidence"},
     {"check", policy_check, "runtime|measured-boot ...  check evidence against a policy"},
+    {"add", policy_add, "--name N --kind K --file F  store a policy on the coordinator"},
+    {"list", policy_list, "  the coordinator's policies"},
+    {"show", policy_show, "NAME [--version N]  one policy on the coordinator"},
+    {"assign", policy_assign, "NAME (--node ID | --group G)  apply a policy"},
+    {"update", policy_update, "NAME --file F  new version of a policy"},
 };
 
 int cmd_policy(int argc, char **argv)
