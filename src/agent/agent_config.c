@@ -75,9 +75,12 @@ enum tc_key_alg agent_key_alg(int agent_alg)
 
 int agent_path(const char *dir, const char *name, char *buf, size_t cap)
 {
-    int n = snprintf(buf, cap, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= cap)
+    size_t dl = strlen(dir), nl = strlen(name);
+    if (cap == 0 || dl + 1 + nl >= cap)
         return TC_ERR_TOO_LARGE;
+    memcpy(buf, dir, dl);
+    buf[dl] = '/';
+    memcpy(buf + dl + 1, name, nl + 1);
     return 0;
 }
 

@@ -156,7 +156,7 @@ out:
     return res;
 }
 
-static int put_b64(json_t *o, const char *key, const uint8_t *data, size_t len)
+static int set_b64(json_t *o, const char *key, const uint8_t *data, size_t len)
 {
     char *s = NULL;
     int rc = agent_b64_encode(data, len, &s);
@@ -292,11 +292,11 @@ static enum attempt enroll_once(const struct agent_config *cfg, const char *base
         json_object_set_new(req, "agent_url", json_string(cfg->agent_url)) != 0 ||
         json_object_set_new(req, "group", json_string(cfg->group)) != 0)
         goto out;
-    if ((*rc = put_b64(req, "ek_pub", id->ek_pub, id->ek_pub_len)) != 0 ||
-        (*rc = put_b64(req, "ak_pub", id->ak_pub, id->ak_pub_len)) != 0)
+    if ((*rc = set_b64(req, "ek_pub", id->ek_pub, id->ek_pub_len)) != 0 ||
+        (*rc = set_b64(req, "ak_pub", id->ak_pub, id->ak_pub_len)) != 0)
         goto out;
     if (id->ek_cert != NULL)
-        *rc = put_b64(req, "ek_cert", id->ek_cert, id->ek_cert_len);
+        *rc = set_b64(req, "ek_cert", id->ek_cert, id->ek_cert_len);
     else
         *rc = json_object_set_new(req, "ek_cert", json_null()) == 0 ? 0 : TC_ERR_ALLOC;
     if (*rc != 0)
@@ -338,9 +338,9 @@ static enum attempt enroll_once(const struct agent_config *cfg, const char *base
     if ((act = json_object()) == NULL || (q = json_object()) == NULL ||
         json_object_set_new(q, "pcrs", tc_pcrs_to_json(&quote.pcrs)) != 0)
         goto out;
-    if ((*rc = put_b64(act, "secret", secret, secret_len)) != 0 ||
-        (*rc = put_b64(q, "attest", quote.attest, quote.attest_len)) != 0 ||
-        (*rc = put_b64(q, "signature", quote.sig, quote.sig_len)) != 0)
+    if ((*rc = set_b64(act, "secret", secret, secret_len)) != 0 ||
+        (*rc = set_b64(q, "attest", quote.attest, quote.attest_len)) != 0 ||
+        (*rc = set_b64(q, "signature", quote.sig, quote.sig_len)) != 0)
         goto out;
     *rc = TC_ERR_ALLOC;
     if (json_object_set(act, "quote", q) != 0)
