@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * trustcloud-coordinator internals: settings, the daemon state shared by the
+ * HTTPS handlers (libmicrohttpd's thread) and the attestation engine (one
+ * event loop thread), request validation helpers and the IMA state codec.
+ *
+ * Locking: struct coord.lock guards the store (which is single-threaded by
+ * contract), the node table and the waiter list. Handlers hold it for the
+ * duration of one request; the engine holds it while it appraises the answers
+ * of one tick and records them, never while it waits on the network.
+ */
+#ifndef TC_COORDINATOR_COORD_H
+#define TC_COORDINATOR_COORD_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coordinator/store.h"
+#include "trustcloud/config.h"
+#include "trustcloud/httpc.h"
+#include "trustcloud/httpd.h"
+#include "trustcloud/ima.h"
+#include "trustcloud/pki.h"
+#include "trustcloud/quote.h"
+
+/* ---- settings (coord_config.c) --------------------------------------------------------- */
+
+enum coord_approval { COORD_APPROVAL_AUTO = 0, COORD_APPROVAL_MANUAL };
+
+struct coord_settings {
+    char *listen;                      /* numeric address */
+    long long port;                    /* 0 = any free port */
+    char *db;                          /* store URI, "sqlite:PATH" */
+    char *ca_dir;                      /* `trustcloud ca init` output */
+    char *ek_ca_bundle;                /* manufacturer EK CA file or directory (optional) */
+    int approval;                      /* enum coord_approval */
+    long long interval_ms;             /* challenge period per node */
+    long long unreachable_after;       /* consecutive misses before "unreachable" */
+    long long request_timeout_ms;      /* one challenge; a timeout is a miss */
+    bool allow_ek_without_cert;        /* accept EKs with no manufacturer certificate */
+    bool load_test_allow_software_aks; /* POST /v1/nodes/import (load tests only) */
+    long long webhook_max_backoff_ms;  /* cap of the webhook retry delay */
+    long long webhook_timeout_ms;      /* one webhook delivery attempt */
+    bool webhook_allow_http;           /* accept http:// subscriber URLs (tests, local relays) */
+    long long enrollment_ttl_ms;       /* pending enrollment lifetime */
+    long long max_body;                /* request body cap except policies */
+    long long max_policy_body;         /* POST /v1/policies body cap */
+    char *pcr_selection;               /* quoted PCRs, tpm2-tools syntax */
+    bool sync_full;                    /* store fsyncs every commit */
+    int log_level;                     /* enum tc_log_level */
+};
+
+extern const struct tc_config_setting coord_settings_table[];
+
+/* Loads path (NULL: defaults only) and checks cross-field rules. err gets "file:line: what". */
+int coord_settings_load(const char *path, struct coord_settings *s, char *err, size_t errlen);
+void coord_settings_release(struct coord_settings *s);
+
+/* ---- request validation (coord_validate.c) --------------------------------------------- */
+
+#define COORD_NODE_ID_MAX 64
+#define COORD_JSON_MAX_DEPTH 16
+#define COORD_B64_MAX (24u << 20) /* decoded bytes of any base64 field */
+
+/* [A-Za-z0-9._-]{1,64}; len is the byte length (embedded NULs fail). */
+bool coord_valid_node_id(const char *s, size_t len);
+/* Group names follow the node id rule. */
+#define coord_valid_group coord_valid_node_id
+/* https://HOST[:PORT][/] with HOST an IPv4 literal, [IPv6] literal or DNS name; host (without
+ * brackets) copied to host[hostcap]. http:// too when allow_http. */
+bool coord_valid_url(const char *url, bool allow_http, char *host, size_t hostcap);
+/* Parses a JSON object of at most max bytes and depth COORD_JSON_MAX_DEPTH (duplicate keys
+ * refused). Returns NULL with err filled ("json.size", "json.depth", "json.parse", "json.type"). */
+json_t *coord_json_parse(const uint8_t *body, size_t len, size_t max, struct tc_reason *err);
+/* Nesting depth of JSON text (brackets outside strings); stops counting past limit. */
+size_t coord_json_depth(const uint8_t *body, size_t len, size_t limit);
+/* Standard base64 (padding required, no whitespace) of at most max decoded bytes. *out
+ * malloc'd (free). TC_ERR_FORMAT or TC_ERR_TOO_LARGE. */
+int coord_b64_decode(const char *s, size_t len, size_t max, uint8_t **out, size_t *out_len);
+/* Base64 text (malloc'd, NUL-terminated). */
+char *coord_b64_encode(const uint8_t *data, size_t len);
+/* A string member of at most max bytes (no NUL); NULL if absent or not a string. */
+const char *coord_json_str(const json_t *obj, const char *key, size_t max, size_t *len);
+
+/* ---- IMA replay state codec (coord_imastate.c) ----------------------------------------- */
+
+#define COORD_IMA_STATE_VERSION 1
+/* Versioned binary form for tc_store_node.ima_state. *out malloc'd. */
+int coord_ima_state_encode(const struct tc_ima_replay_state *st, uint8_t **out, size_t *len);
+/* TC_ERR_FORMAT / TC_ERR_UNSUPPORTED (version, bank) / TC_ERR_TRAILING. */
+int coord_ima_state_decode(const uint8_t *data, size_t len, struct tc_ima_replay_state *st);
+
+/* ---- the daemon --------------------------------------------------------------------------- */
+
+struct coord_node;    /* engine view of one node (coord_engine.c) */
+struct coord_pending; /* what activation needs besides the stored enrollment (coord_enroll.c) */
+struct coord_waiter;  /* a deferred GET /v1/events */
+
+struct coord {
+    struct coord_settings *cfg;
+    struct tc_store *store;
+    struct tc_pki_ca *ca;
+    char *ca_pem; /* handed to agents with their certificate */
+    char cert_file[4096], key_file[4096], ca_file[4096];
+    struct tc_httpd *httpd;
+    struct tc_httpc *httpc;
+    struct tc_pcr_selection selection; /* what every challenge asks for */
+    char selection_text[256];
+
+    pthread_mutex_t lock;
+    pthread_t engine_thread;
+    bool engine_running;
+    volatile int stop;
+
+    /* Pending enrollments' nonce, CSR and address. Kept in memory only: an enrollment lives
+     * two minutes, and after a restart the agent simply enrolls again. */
+    struct coord_pending *pending;
+    size_t npending;
+
+    /* Engine state (under lock). */
+    struct coord_node **nodes;
+    size_t nnodes, nodes_cap;
+    uint64_t assign_gen; /* bumped by every policy/assignment change */
+    struct coord_policy_cache *policies;
+    struct coord_waiter *waiters;
+    int64_t last_seq_seen;
+    struct coord_delivery_flight *deliveries; /* webhook attempts in flight */
+    /* Measurements. */
+    uint64_t stat_rounds, stat_batches, stat_appraisals;
+    double stat_appraise_ms, stat_record_ms;
+};
+
+/* Opens the store, loads the CA, builds the server and client, loads every node. */
+int coord_new(struct coord_settings *cfg, struct coord **out);
+/* Starts serving and the engine thread. */
+int coord_start(struct coord *c);
+/* Stops the engine and the server (idempotent). */
+void coord_stop(struct coord *c);
+void coord_free(struct coord *c);
+
+/* Routes (coord_api.c, coord_enroll.c). */
+int coord_api_register(struct coord *c);
+void coord_enroll_handle(struct coord *c, const struct tc_http_request *req,
+                         struct tc_http_response *resp);
+void coord_activate_handle(struct coord *c, const char *enrollment_id,
+                           const struct tc_http_request *req, struct tc_http_response *resp);
+
+void coord_enroll_release(struct coord *c);
+
+/* Engine lifecycle (coord_engine.c). */
+int coord_engine_start(struct coord *c);
+void coord_engine_stop(struct coord *c);
+void coord_engine_release(struct coord *c);
+/* Parses a policy body of its kind (validation of POST /v1/policies, and the engine's cache). */
+struct tc_mb_policy;
+struct tc_runtime_policy;
+int coord_policy_parse(enum tc_policy_kind kind, const char *body, size_t len,
+                       struct tc_mb_policy **mb, struct tc_runtime_policy **rt,
+                       struct tc_pcr_set *pcrs, struct tc_reason *why);
+
+/* Engine hooks, called under lock by the API. */
+int coord_engine_load(struct coord *c);                        /* every node from the store */
+int coord_engine_node_upsert(struct coord *c, const char *id); /* (re)read one node */
+void coord_engine_node_remove(struct coord *c, const char *id);
+void coord_engine_policies_changed(struct coord *c);
+/* A deferred events request (takes the handle). */
+int coord_engine_add_waiter(struct coord *c, struct tc_http_deferred *d, int64_t since,
+                            int64_t deadline_ms);
+/* {"events": [...], "last": N} for seq > since (at most limit). */
+json_t *coord_events_json(struct coord *c, int64_t since, size_t limit, size_t *count);
+/* One event as the webhook/notice/stream body. */
+json_t *coord_event_json(const struct tc_store_event *ev);
+/* Error reply: {"error": text, "check": check}. */
+void coord_reply_error(struct tc_http_response *resp, unsigned status, const char *check,
+                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Hex of SHA-256 of a DER SubjectPublicKeyInfo: the pin recorded for an agent. */
+int coord_spki_pin_hex(EVP_PKEY *key, char out[65]);
+/* "sha256//BASE64" for libcurl from the recorded hex pin. */
+int coord_pin_curl(const char *hex, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* trustcloud-coordinator settings: one typed table, defaults, bounds, cross-field checks. */
+#define LOGMODULE "coordinator"
+#include <stdio.h>
+#include <string.h>
+
+#include "coordinator/coord.h"
+#include "trustcloud/error.h"
+#include "trustcloud/log.h"
+#include "trustcloud/pcrs.h"
+
+static const char *const approvals[] = {"auto", "manual", NULL};
+static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+
+#define OFF(f) offsetof(struct coord_settings, f)
+#define S "coordinator"
+const struct tc_config_setting coord_settings_table[] = {
+    {S, "listen", TC_CFG_STRING, "127.0.0.1", OFF(listen), 0, 0, NULL,
+     "numeric IPv4/IPv6 address to listen on"},
+    {S, "port", TC_CFG_INT, "8441", OFF(port), 0, 65535, NULL, "TCP port (0: any free port)"},
+    {S, "db", TC_CFG_STRING, "sqlite:coordinator.db", OFF(db), 0, 0, NULL,
+     "store URI: sqlite:PATH (relative to the working directory)"},
+    {S, "ca_dir", TC_CFG_PATH, NULL, OFF(ca_dir), 0, 0, NULL,
+     "directory made by `trustcloud ca init` (required)"},
+    {S, "ek_ca_bundle", TC_CFG_PATH, NULL, OFF(ek_ca_bundle), 0, 0, NULL,
+     "TPM manufacturer CA certificates (file or directory) for EK certificates"},
+    {S, "approval", TC_CFG_ENUM, "auto", OFF(approval), 0, 0, approvals,
+     "auto: enrolled nodes are attested at once; manual: `trustcloud node approve` first"},
+    {S, "interval", TC_CFG_DURATION, "2s", OFF(interval_ms), 100, 3600000, NULL,
+     "challenge period per node"},
+    {S, "unreachable_after", TC_CFG_INT, "3", OFF(unreachable_after), 1, 1000, NULL,
+     "consecutive missed challenges before a node is unreachable"},
+    {S, "request_timeout", TC_CFG_DURATION, "5s", OFF(request_timeout_ms), 100, 600000, NULL,
+     "deadline of one challenge (a timeout counts as a miss)"},
+    {S, "allow_ek_without_cert", TC_CFG_BOOL, "false", OFF(allow_ek_without_cert), 0, 0, NULL,
+     "accept TPMs whose EK has no manufacturer certificate"},
+    {S, "load_test_allow_software_aks", TC_CFG_BOOL, "false", OFF(load_test_allow_software_aks), 0,
+     0, NULL, "LOAD TESTS ONLY: operators may import nodes without credential activation"},
+    {S, "webhook_max_backoff", TC_CFG_DURATION, "1h", OFF(webhook_max_backoff_ms), 1000, 86400000,
+     NULL, "longest delay between two webhook delivery attempts"},
+    {S, "webhook_timeout", TC_CFG_DURATION, "10s", OFF(webhook_timeout_ms), 100, 600000, NULL,
+     "deadline of one webhook delivery attempt"},
+    {S, "webhook_allow_http", TC_CFG_BOOL, "false", OFF(webhook_allow_http), 0, 0, NULL,
+     "accept plain http:// webhook URLs"},
+    {S, "enrollment_ttl", TC_CFG_DURATION, "120s", OFF(enrollment_ttl_ms), 1000, 3600000, NULL,
+     "how long a pending enrollment can be activated"},
+    {S, "max_body", TC_CFG_INT, "1048576", OFF(max_body), 4096, 16777216, NULL,
+     "request body cap in bytes (all routes but policies)"},
+    {S, "max_policy_body", TC_CFG_INT, "16777216", OFF(max_policy_body), 4096, 67108864, NULL,
+     "POST /v1/policies body cap in bytes"},
+    {S, "pcr_selection", TC_CFG_STRING, "sha256:0,1,2,3,4,5,6,7,8,9,10", OFF(pcr_selection), 0, 0,
+     NULL, "PCRs every challenge asks to quote (tpm2-tools syntax)"},
+    {S, "sync_full", TC_CFG_BOOL, "false", OFF(sync_full), 0, 0, NULL,
+     "fsync every store commit (survives power loss; rounds are batched per tick)"},
+    {S, "log_level", TC_CFG_ENUM, "info", OFF(log_level), 0, 0, levels, "log level"},
+    {NULL, NULL, 0, NULL, 0, 0, 0, NULL, NULL},
+};
+#undef S
+
+int coord_settings_load(const char *path, struct coord_settings *s, char *err, size_t errlen)
+{
+    int rc;
+    if (path)
+        rc = tc_config_load(path, coord_settings_table, s, err, errlen);
+    else
+        rc = tc_config_defaults(coord_settings_table, s, err, errlen);
+    if (rc)
+        return rc;
+    const char *origin = path ? path : "(defaults)";
+    if (!s->ca_dir) {
+        snprintf(err, errlen, "%s: [coordinator] ca_dir is required", origin);
+        return TC_ERR_FORMAT;
+    }
+    if (strncmp(s->db, "sqlite:", 7) != 0 || s->db[7] == '\0') {
+        snprintf(err, errlen, "%s: [coordinator] db must be sqlite:PATH", origin);
+        return TC_ERR_FORMAT;
+    }
+    struct tc_pcr_set sel;
+    if (tc_pcrs_parse_selection(s->pcr_selection, &sel) != 0) {
+        snprintf(err, errlen, "%s: [coordinator] pcr_selection '%s' is not a PCR selection", origin,
+                 s->pcr_selection);
+        return TC_ERR_FORMAT;
+    }
+    return 0;
+}
+
+void coord_settings_release(struct coord_settings *s)
+{
+    tc_config_release(coord_settings_table, s);
+}

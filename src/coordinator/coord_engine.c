@@ -1,0 +1,1123 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The continuous attestation engine: ONE thread drives every challenge,
+ * webhook delivery and revocation notice through one tc_httpc (libcurl multi).
+ *
+ * Per tick: under the lock, due nodes get `POST {agent_url}/v1/quote` with a
+ * fresh nonce (a node whose previous challenge is still in flight skips the
+ * tick: rounds of one node never overlap), due webhook deliveries are sent;
+ * then, without the lock, the client runs for at most TICK_MS; then, under
+ * the lock again, every answer that arrived is appraised (tc_appraise) and all
+ * resulting rounds are recorded in ONE store transaction, state changes fan
+ * out as notices to the other agents, and waiting event long-polls are
+ * answered. Per-request timeouts keep a dead node from delaying anyone.
+ */
+#define LOGMODULE "engine"
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "coordinator/coord.h"
+#include "trustcloud/appraisal.h"
+#include "trustcloud/buf.h"
+#include "trustcloud/error.h"
+#include "trustcloud/eventlog.h"
+#include "trustcloud/log.h"
+#include "trustcloud/mb_policy.h"
+#include "trustcloud/runtime_policy.h"
+
+#define TICK_MS 50
+#define QUOTE_MAX_BODY (16u << 20)
+#define DELIVERIES_PER_TICK 256
+#define EVENTS_PER_ANSWER 1000
+
+/* ---- policies ----------------------------------------------------------------------------- */
+
+struct coord_policy_cache {
+    struct coord_policy_cache *next;
+    char name[TC_STORE_ID_MAX + 1];
+    int64_t version;
+    enum tc_policy_kind kind;
+    bool seen;              /* still listed by the store (refresh bookkeeping) */
+    struct tc_reason error; /* code != 0: the stored body does not parse */
+    struct tc_mb_policy *mb;
+    struct tc_runtime_policy *rt;
+    struct tc_pcr_set pcrs;
+};
+
+static void policy_free(struct coord_policy_cache *p)
+{
+    if (!p)
+        return;
+    tc_mb_policy_free(p->mb);
+    tc_runtime_policy_free(p->rt);
+    free(p);
+}
+
+static struct coord_policy_cache *policy_find(struct coord *c, const char *name)
+{
+    for (struct coord_policy_cache *p = c->policies; p; p = p->next)
+        if (strcmp(p->name, name) == 0)
+            return p;
+    return NULL;
+}
+
+/* Parses a stored policy body of its kind (also used to validate POST /v1/policies). */
+int coord_policy_parse(enum tc_policy_kind kind, const char *body, size_t len,
+                       struct tc_mb_policy **mb, struct tc_runtime_policy **rt,
+                       struct tc_pcr_set *pcrs, struct tc_reason *why)
+{
+    int rc = 0;
+    switch (kind) {
+    case TC_POLICY_MEASURED_BOOT:
+        rc = tc_mb_policy_from_json(body, len, mb, why);
+        break;
+    case TC_POLICY_RUNTIME:
+        rc = tc_runtime_policy_parse((const uint8_t *)body, len, rt, why);
+        break;
+    case TC_POLICY_PCR: {
+        json_error_t jerr;
+        json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+        tc_pcrs_init(pcrs);
+        if (!j || !json_is_object(j) || tc_pcrs_from_json(j, pcrs) != 0 || pcrs->nbanks == 0)
+            rc = tc_fail(why, TC_ERR_FORMAT, "pcr.policy", -1,
+                         "a PCR policy is {\"sha256\": {\"0\": \"hex\", ...}}");
+        json_decref(j);
+        break;
+    }
+    default:
+        rc = tc_fail(why, TC_ERR_FORMAT, "policy.kind", -1, "unknown policy kind");
+    }
+    return rc;
+}
+
+struct policy_list_ctx {
+    struct coord *c;
+    struct {
+        char name[TC_STORE_ID_MAX + 1];
+        int64_t version;
+        enum tc_policy_kind kind;
+    } * items;
+    size_t n, cap;
+};
+
+static int policy_list_cb(void *arg, const char *name, int64_t version, enum tc_policy_kind kind)
+{
+    struct policy_list_ctx *x = arg;
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 16;
+        void *g = realloc(x->items, cap * sizeof(*x->items));
+        if (!g)
+            return TC_ERR_ALLOC;
+        x->items = g;
+        x->cap = cap;
+    }
+    snprintf(x->items[x->n].name, sizeof(x->items[x->n].name), "%s", name);
+    x->items[x->n].version = version;
+    x->items[x->n].kind = kind;
+    x->n++;
+    return 0;
+}
+
+/* Brings the cache to the store's current versions: a new version is parsed once and picked up
+ * by every node at its next round, without re-enrollment. */
+static void policies_refresh(struct coord *c)
+{
+    struct policy_list_ctx x = {.c = c};
+    int rc = tc_store_policy_list(c->store, policy_list_cb, &x);
+    if (rc) {
+        LOG_ERROR("cannot list policies: %s", tc_strerror(rc));
+        free(x.items);
+        return;
+    }
+    for (struct coord_policy_cache *p = c->policies; p; p = p->next)
+        p->seen = false;
+    for (size_t i = 0; i < x.n; i++) {
+        struct coord_policy_cache *p = policy_find(c, x.items[i].name);
+        if (p && p->version == x.items[i].version) {
+            p->seen = true;
+            continue;
+        }
+        struct coord_policy_cache *np = calloc(1, sizeof(*np));
+        struct tc_store_policy sp;
+        memset(&sp, 0, sizeof(sp));
+        if (!np)
+            continue;
+        snprintf(np->name, sizeof(np->name), "%s", x.items[i].name);
+        np->kind = x.items[i].kind;
+        np->seen = true;
+        if ((rc = tc_store_policy_get(c->store, np->name, 0, &sp)) != 0) {
+            tc_fail(&np->error, rc, "policy.load", -1, "cannot load policy %s", np->name);
+        } else {
+            np->version = sp.version;
+            if (coord_policy_parse(np->kind, sp.body, sp.body_len, &np->mb, &np->rt, &np->pcrs,
+                                   &np->error) == 0)
+                tc_reason_clear(&np->error);
+            tc_store_policy_release(&sp);
+        }
+        /* Replace in place so nodes holding the name see the new version. */
+        if (p) {
+            struct coord_policy_cache **pp = &c->policies;
+            while (*pp != p)
+                pp = &(*pp)->next;
+            np->next = p->next;
+            *pp = np;
+            policy_free(p);
+        } else {
+            np->next = c->policies;
+            c->policies = np;
+        }
+        LOG_INFO("policy %s (%s) version %lld loaded%s", np->name, tc_policy_kind_name(np->kind),
+                 (long long)np->version, np->error.code ? " BUT DOES NOT PARSE" : "");
+    }
+    free(x.items);
+}
+
+void coord_engine_policies_changed(struct coord *c)
+{
+    c->assign_gen++;
+    policies_refresh(c);
+}
+
+/* ---- nodes -------------------------------------------------------------------------------- */
+
+struct coord_node {
+    char id[TC_STORE_ID_MAX + 1];
+    enum tc_node_state state;
+    char url[TC_STORE_URL_MAX + 1];
+    char pin[80]; /* libcurl pin, "" = CA check only (load-test imports) */
+    struct tc_reason reason;
+    uint32_t missed;
+    uint64_t last_round;
+    uint8_t *ak_pub;
+    size_t ak_pub_len;
+    struct tc_ak *ak; /* parsed once */
+    bool has_quote;
+    struct tc_quote_info prev;
+    struct tc_ima_replay_state ima;
+    struct tc_evlog *evlog; /* NULL: ask for the boot log */
+    bool reboot_pending;    /* reset counter moved: ask again for the log and IMA from 0 */
+    /* Policies: names resolved when policy_gen != c->assign_gen. */
+    uint64_t policy_gen;
+    char mb_name[TC_STORE_ID_MAX + 1], pcr_name[TC_STORE_ID_MAX + 1], rt_name[TC_STORE_ID_MAX + 1];
+    /* Scheduling. */
+    int64_t next_at;
+    bool in_flight, deleted;
+    uint8_t nonce[32];
+    bool asked_evlog;
+    uint64_t asked_ima_from;
+    /* Answer (written by the httpc callback on the engine thread). */
+    struct coord_node *done_next;
+    int status;
+    long http_code;
+    uint8_t *body;
+    size_t body_len;
+};
+
+static void node_free(struct coord_node *n)
+{
+    if (!n)
+        return;
+    free(n->ak_pub);
+    tc_ak_free(n->ak);
+    tc_evlog_free(n->evlog);
+    free(n->body);
+    free(n);
+}
+
+static struct coord_node *node_find(struct coord *c, const char *id)
+{
+    for (size_t i = 0; i < c->nnodes; i++)
+        if (!c->nodes[i]->deleted && strcmp(c->nodes[i]->id, id) == 0)
+            return c->nodes[i];
+    return NULL;
+}
+
+/* Spreads first challenges over one interval so a restart does not send them all at once. */
+static int64_t phase(const struct coord *c, const char *id)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = id; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return (int64_t)(h % (uint32_t)c->cfg->interval_ms);
+}
+
+/* Copies what the engine needs from a stored node (no store calls: also used in list walks). */
+static int node_fill(struct coord *c, struct coord_node *n, const struct tc_store_node *s)
+{
+    snprintf(n->id, sizeof(n->id), "%s", s->id);
+    n->state = s->state;
+    snprintf(n->url, sizeof(n->url), "%s", s->agent_url);
+    size_t ul = strlen(n->url);
+    while (ul > 0 && n->url[ul - 1] == '/')
+        n->url[--ul] = '\0';
+    n->pin[0] = '\0';
+    if (s->tls_cert_fp[0] && coord_pin_curl(s->tls_cert_fp, n->pin, sizeof(n->pin)) != 0)
+        LOG_WARN("node %s: unusable TLS pin, its challenges will fail", s->id);
+    n->reason = s->reason;
+    n->missed = s->missed;
+    n->last_round = s->last_round;
+    if (!n->ak_pub && s->ak_pub.data) {
+        if (!(n->ak_pub = malloc(s->ak_pub.len)))
+            return TC_ERR_ALLOC;
+        memcpy(n->ak_pub, s->ak_pub.data, s->ak_pub.len);
+        n->ak_pub_len = s->ak_pub.len;
+    }
+    if (!n->has_quote && s->has_quote) {
+        n->has_quote = true;
+        memset(&n->prev, 0, sizeof(n->prev));
+        n->prev.reset_count = s->reset_count;
+        n->prev.restart_count = s->restart_count;
+        n->prev.clock = s->clock;
+    }
+    if (s->ima_state.data) {
+        if (coord_ima_state_decode(s->ima_state.data, s->ima_state.len, &n->ima) != 0) {
+            LOG_WARN("node %s: stored IMA state unreadable, replaying from zero", s->id);
+            tc_ima_replay_init(&n->ima, NULL, 0, 0);
+        }
+    } else if (n->ima.pcrs.nbanks == 0) {
+        tc_ima_replay_init(&n->ima, NULL, 0, 0);
+    }
+    return 0;
+}
+
+static int node_add(struct coord *c, struct coord_node *n)
+{
+    if (c->nnodes == c->nodes_cap) {
+        size_t cap = c->nodes_cap ? c->nodes_cap * 2 : 64;
+        void *g = realloc(c->nodes, cap * sizeof(*c->nodes));
+        if (!g)
+            return TC_ERR_ALLOC;
+        c->nodes = g;
+        c->nodes_cap = cap;
+    }
+    c->nodes[c->nnodes++] = n;
+    return 0;
+}
+
+static int load_cb(void *arg, const struct tc_store_node *s)
+{
+    struct coord *c = arg;
+    struct coord_node *n = calloc(1, sizeof(*n));
+    int rc;
+    if (!n)
+        return TC_ERR_ALLOC;
+    if ((rc = node_fill(c, n, s)) != 0 || (rc = node_add(c, n)) != 0) {
+        node_free(n);
+        return rc;
+    }
+    n->next_at = tc_store_now_ms() + phase(c, n->id);
+    return 0;
+}
+
+int coord_engine_load(struct coord *c)
+{
+    int rc = tc_store_node_list(c->store, load_cb, c);
+    if (rc == 0)
+        rc = tc_store_events_last_seq(c->store, &c->last_seq_seen);
+    policies_refresh(c);
+    return rc;
+}
+
+int coord_engine_node_upsert(struct coord *c, const char *id)
+{
+    struct tc_store_node s;
+    memset(&s, 0, sizeof(s));
+    int rc = tc_store_node_get(c->store, id, &s);
+    if (rc)
+        return rc;
+    struct coord_node *n = node_find(c, id);
+    if (n) {
+        rc = node_fill(c, n, &s);
+    } else if (!(n = calloc(1, sizeof(*n)))) {
+        rc = TC_ERR_ALLOC;
+    } else if ((rc = node_fill(c, n, &s)) != 0 || (rc = node_add(c, n)) != 0) {
+        node_free(n);
+    } else {
+        n->next_at = tc_store_now_ms(); /* attest a new node at once */
+        n->policy_gen = c->assign_gen - 1;
+    }
+    tc_store_node_release(&s);
+    return rc;
+}
+
+void coord_engine_node_remove(struct coord *c, const char *id)
+{
+    struct coord_node *n = node_find(c, id);
+    if (n)
+        n->deleted = true; /* freed by the engine once no request refers to it */
+}
+
+struct names_ctx {
+    struct coord *c;
+    struct coord_node *n;
+};
+
+static int names_cb(void *arg, const char *policy)
+{
+    struct names_ctx *x = arg;
+    struct coord_policy_cache *p = policy_find(x->c, policy);
+    if (!p)
+        return 0;
+    char *slot = p->kind == TC_POLICY_MEASURED_BOOT ? x->n->mb_name
+                 : p->kind == TC_POLICY_RUNTIME     ? x->n->rt_name
+                                                    : x->n->pcr_name;
+    if (slot[0] == '\0') /* several of one kind: the first by name applies */
+        snprintf(slot, TC_STORE_ID_MAX + 1, "%s", policy);
+    return 0;
+}
+
+static void node_resolve_policies(struct coord *c, struct coord_node *n)
+{
+    if (n->policy_gen == c->assign_gen)
+        return;
+    n->mb_name[0] = n->pcr_name[0] = n->rt_name[0] = '\0';
+    struct names_ctx x = {c, n};
+    int rc = tc_store_node_policies(c->store, n->id, names_cb, &x);
+    if (rc && rc != TC_ERR_NOT_FOUND)
+        LOG_WARN("node %s: cannot read its policies: %s", n->id, tc_strerror(rc));
+    else
+        n->policy_gen = c->assign_gen;
+}
+
+/* ---- challenges ---------------------------------------------------------------------------- */
+
+static struct coord_node *done_list; /* answers of this tick (engine thread only) */
+
+static void quote_done(void *arg, int status, long http_code, const uint8_t *body, size_t len)
+{
+    struct coord_node *n = arg;
+    n->status = status;
+    n->http_code = http_code;
+    free(n->body);
+    n->body = NULL;
+    n->body_len = 0;
+    if (status == 0 && http_code == 200 && (n->body = malloc(len + 1)) != NULL) {
+        memcpy(n->body, body, len);
+        n->body[len] = '\0';
+        n->body_len = len;
+    }
+    n->done_next = done_list;
+    done_list = n;
+}
+
+static int challenge(struct coord *c, struct coord_node *n)
+{
+    char url[TC_STORE_URL_MAX + 16], nonce_hex[65];
+    if (RAND_bytes(n->nonce, sizeof(n->nonce)) != 1)
+        return TC_ERR_CRYPTO;
+    tc_hex_encode(n->nonce, sizeof(n->nonce), nonce_hex);
+    n->asked_evlog = n->evlog == NULL || n->reboot_pending;
+    n->asked_ima_from = n->reboot_pending ? 0 : n->ima.count;
+    char *body = NULL;
+    json_t *j =
+        json_pack("{s:s, s:s, s:I, s:b}", "nonce", nonce_hex, "pcr_selection", c->selection_text,
+                  "ima_from", (json_int_t)n->asked_ima_from, "want_eventlog", n->asked_evlog);
+    if (!j || !(body = json_dumps(j, JSON_COMPACT))) {
+        json_decref(j);
+        return TC_ERR_ALLOC;
+    }
+    json_decref(j);
+    snprintf(url, sizeof(url), "%s/v1/quote", n->url);
+    struct tc_httpc_req r = {.method = "POST",
+                             .url = url,
+                             .content_type = "application/json",
+                             .body = body,
+                             .len = strlen(body),
+                             .timeout_ms = c->cfg->request_timeout_ms,
+                             .pinned_pubkey = n->pin[0] ? n->pin : NULL,
+                             .cb = quote_done,
+                             .arg = n};
+    int rc = tc_httpc_submit_req(c->httpc, &r);
+    free(body);
+    return rc;
+}
+
+/* ---- appraisal of one answer ------------------------------------------------------------ */
+
+struct pending_round {
+    struct tc_store_round r;
+    struct coord_node *n;
+    enum tc_node_state old_state;
+    uint8_t *ima_state; /* owned */
+    uint8_t *eventlog;  /* owned */
+};
+
+static int b64_field(const json_t *o, const char *key, size_t max, uint8_t **out, size_t *len)
+{
+    json_t *v = json_object_get(o, key);
+    if (!json_is_string(v))
+        return TC_ERR_NOT_FOUND;
+    return coord_b64_decode(json_string_value(v), json_string_length(v), max, out, len);
+}
+
+/* Fills pr for an answered challenge. Returns 1 when no round is recorded (the node must be
+ * asked again at once, e.g. for its boot log after a reboot). */
+static int appraise_answer(struct coord *c, struct coord_node *n, struct pending_round *pr)
+{
+    struct tc_reason *why = &pr->r.reason;
+    uint8_t *attest = NULL, *sig = NULL, *evraw = NULL, *imaraw = NULL;
+    size_t attest_len = 0, sig_len = 0, evlen = 0, imalen = 0;
+    struct tc_evlog *evlog = NULL;
+    struct tc_ima_log *ima = NULL;
+    struct tc_pcr_set pcrs;
+    struct tc_appraisal a;
+    struct tc_reason tmp;
+    int again = 0;
+    json_t *j = coord_json_parse(n->body, n->body_len, QUOTE_MAX_BODY, &tmp);
+    memset(&a, 0, sizeof(a));
+    if (!j) {
+        tc_fail(why, TC_ERR_FORMAT, "agent.response", -1, "answer is not JSON: %s", tmp.detail);
+        goto out;
+    }
+    if (b64_field(j, "attest", TC_QUOTE_MAX_ATTEST, &attest, &attest_len) ||
+        b64_field(j, "signature", TC_QUOTE_MAX_SIG, &sig, &sig_len) ||
+        !json_is_object(json_object_get(j, "pcrs")) ||
+        tc_pcrs_from_json(json_object_get(j, "pcrs"), &pcrs) != 0) {
+        tc_fail(why, TC_ERR_FORMAT, "agent.response", -1,
+                "answer lacks a valid attest, signature or pcrs");
+        goto out;
+    }
+    int rc = b64_field(j, "eventlog", TC_STORE_EVENTLOG_MAX, &evraw, &evlen);
+    if (rc && rc != TC_ERR_NOT_FOUND) {
+        tc_fail(why, rc, "agent.response", -1, "eventlog is not valid base64 within %u bytes",
+                TC_STORE_EVENTLOG_MAX);
+        goto out;
+    }
+    json_t *jima = json_object_get(j, "ima");
+    json_int_t ima_first = 0;
+    if (jima && !json_is_null(jima)) {
+        json_t *jf = json_object_get(jima, "first");
+        if (!json_is_object(jima) || !json_is_integer(jf) || json_integer_value(jf) < 0 ||
+            (rc = b64_field(jima, "list", QUOTE_MAX_BODY, &imaraw, &imalen)) != 0) {
+            tc_fail(why, TC_ERR_FORMAT, "agent.response", -1,
+                    "ima must be {\"first\": n, \"list\": \"b64\"}");
+            goto out;
+        }
+        ima_first = json_integer_value(jf);
+    }
+
+    /* A reboot (reset counter moved) is not a failure: the boot log is re-verified and the IMA
+     * replay restarts from zero, so both must come with this answer. */
+    struct tc_quote_info qi;
+    bool rebooted = false;
+    if (n->has_quote && tc_quote_parse(attest, attest_len, &qi, NULL) == 0 &&
+        qi.reset_count != n->prev.reset_count)
+        rebooted = true;
+    if (rebooted && (!evraw || (imaraw && ima_first != 0))) {
+        if (!n->asked_evlog || n->asked_ima_from != 0) {
+            n->reboot_pending = true;
+            again = 1;
+            goto out;
+        }
+        tc_fail(why, TC_ERR_POLICY, "boot.no_eventlog", -1,
+                "the node rebooted but did not send its boot log and full IMA list");
+        goto out;
+    }
+    if (evraw && tc_evlog_parse(evraw, evlen, &evlog, why) != 0)
+        goto out;
+    struct tc_ima_replay_state st = n->ima;
+    if (rebooted)
+        tc_ima_replay_init(&st, NULL, 0, st.flags);
+    if (imaraw) {
+        struct tc_ima_parse_opts po = {.format = TC_IMA_FMT_BINARY,
+                                       .first_index = (size_t)ima_first};
+        if (tc_ima_log_parse(imaraw, imalen, &po, &ima, why) != 0)
+            goto out;
+    }
+
+    node_resolve_policies(c, n);
+    struct coord_policy_cache *mb = n->mb_name[0] ? policy_find(c, n->mb_name) : NULL;
+    struct coord_policy_cache *pp = n->pcr_name[0] ? policy_find(c, n->pcr_name) : NULL;
+    struct coord_policy_cache *rp = n->rt_name[0] ? policy_find(c, n->rt_name) : NULL;
+    struct coord_policy_cache *bad = mb && mb->error.code   ? mb
+                                     : pp && pp->error.code ? pp
+                                     : rp && rp->error.code ? rp
+                                                            : NULL;
+    if (bad) {
+        tc_fail(why, TC_ERR_POLICY, "policy.invalid", -1, "policy %s v%lld does not parse: %s",
+                bad->name, (long long)bad->version, bad->error.detail);
+        goto out;
+    }
+    if (rp && !ima) {
+        tc_fail(why, TC_ERR_POLICY, "ima.missing", -1,
+                "a runtime policy applies but the agent sent no IMA list");
+        goto out;
+    }
+    if (!n->ak) {
+        struct tc_reason akwhy;
+        if (tc_ak_from_tpm2b_public(n->ak_pub, n->ak_pub_len, &n->ak, &akwhy) != 0) {
+            *why = akwhy;
+            goto out;
+        }
+    }
+    struct tc_appraisal_input in = {
+        .ak = n->ak,
+        .attest = attest,
+        .attest_len = attest_len,
+        .sig = sig,
+        .sig_len = sig_len,
+        .pcrs = &pcrs,
+        .expect = {.nonce = n->nonce,
+                   .nonce_len = sizeof(n->nonce),
+                   .selection = &c->selection,
+                   .previous = n->has_quote ? &n->prev : NULL},
+        .eventlog = evlog ? evlog : n->evlog,
+        .mb_policy = mb ? mb->mb : NULL,
+        .pcr_policy = pp ? &pp->pcrs : NULL,
+        .ima = ima,
+        .ima_state = &st,
+        .runtime_policy = rp ? rp->rt : NULL,
+    };
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    rc = tc_appraise(&in, &a);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    c->stat_appraisals++;
+    c->stat_appraise_ms +=
+        (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    if (a.quote_ok) {
+        n->has_quote = true;
+        n->prev = a.quote;
+        pr->r.has_quote = true;
+        pr->r.reset_count = a.quote.reset_count;
+        pr->r.restart_count = a.quote.restart_count;
+        pr->r.clock = a.quote.clock;
+        pr->r.ima_count = n->ima.count;
+    }
+    if (rc == 0) {
+        n->reboot_pending = false;
+        if (evlog) {
+            tc_evlog_free(n->evlog);
+            n->evlog = evlog;
+            evlog = NULL;
+            pr->eventlog = evraw;
+            pr->r.eventlog = evraw;
+            pr->r.eventlog_len = evlen;
+            evraw = NULL;
+        }
+        if (ima || rebooted) {
+            n->ima = st;
+            if (coord_ima_state_encode(&n->ima, &pr->ima_state, &pr->r.ima_state_len) == 0)
+                pr->r.ima_state = pr->ima_state;
+        }
+        pr->r.ima_count = n->ima.count;
+        tc_reason_clear(why);
+        pr->r.state = TC_NODE_TRUSTED;
+        goto out_ok;
+    }
+    *why = a.why;
+    /* A boot log that failed is asked for again next round. */
+    if (strncmp(why->check, "boot.", 5) == 0 || strncmp(why->check, "mb.", 3) == 0 ||
+        strncmp(why->check, "eventlog.", 9) == 0) {
+        tc_evlog_free(n->evlog);
+        n->evlog = NULL;
+    }
+out:
+    if (!again && pr->r.reason.code == 0)
+        tc_fail(why, TC_ERR_INTERNAL, "coordinator", -1, "appraisal failed without a reason");
+    pr->r.state = TC_NODE_UNTRUSTED;
+out_ok:
+    json_decref(j);
+    free(attest);
+    free(sig);
+    free(evraw);
+    free(imaraw);
+    tc_evlog_free(evlog);
+    tc_ima_log_free(ima);
+    return again;
+}
+
+/* ---- webhooks, notices, waiters --------------------------------------------------------- */
+
+struct coord_delivery_flight {
+    struct coord_delivery_flight *next;
+    struct coord *c;
+    int64_t id;
+    uint32_t attempts;
+    bool done;
+    int status;
+    long http_code;
+};
+
+json_t *coord_event_json(const struct tc_store_event *ev)
+{
+    return json_pack("{s:I, s:I, s:s, s:s, s:s, s:o}", "seq", (json_int_t)ev->seq, "ts",
+                     (json_int_t)ev->ts, "node_id", ev->node_id, "old_state",
+                     tc_node_state_name(ev->old_state), "new_state",
+                     tc_node_state_name(ev->new_state), "reason",
+                     ev->reason.code ? tc_reason_to_json(&ev->reason) : json_null());
+}
+
+static void delivery_done_cb(void *arg, int status, long http_code, const uint8_t *body, size_t len)
+{
+    struct coord_delivery_flight *f = arg;
+    f->done = true;
+    f->status = status;
+    f->http_code = http_code;
+}
+
+static bool delivery_in_flight(struct coord *c, int64_t id)
+{
+    for (struct coord_delivery_flight *f = c->deliveries; f; f = f->next)
+        if (f->id == id)
+            return true;
+    return false;
+}
+
+static void deliver_one(struct coord *c, const struct tc_store_delivery *d)
+{
+    struct tc_store_event *ev = NULL;
+    size_t nev = 0;
+    struct tc_store_subscriber sub;
+    memset(&sub, 0, sizeof(sub));
+    char *body = NULL;
+    json_t *j = NULL;
+    if (tc_store_events_since(c->store, d->seq - 1, 1, &ev, &nev) != 0 || nev != 1 ||
+        ev[0].seq != d->seq || tc_store_subscriber_get(c->store, d->subscriber_id, &sub) != 0)
+        goto out;
+    if (!(j = coord_event_json(&ev[0])) || !(body = json_dumps(j, JSON_COMPACT)))
+        goto out;
+    uint8_t mac[32];
+    unsigned maclen = 0;
+    if (!HMAC(EVP_sha256(), sub.secret, (int)sub.secret_len, (const uint8_t *)body, strlen(body),
+              mac, &maclen) ||
+        maclen != 32)
+        goto out;
+    char hex[65], sig_h[96], seq_h[64];
+    tc_hex_encode(mac, 32, hex);
+    snprintf(sig_h, sizeof(sig_h), "X-Trustcloud-Signature: sha256=%s", hex);
+    snprintf(seq_h, sizeof(seq_h), "X-Trustcloud-Event: %lld", (long long)d->seq);
+    const char *headers[] = {sig_h, seq_h, NULL};
+    struct coord_delivery_flight *f = calloc(1, sizeof(*f));
+    if (!f)
+        goto out;
+    f->c = c;
+    f->id = d->id;
+    f->attempts = d->attempts;
+    struct tc_httpc_req r = {.method = "POST",
+                             .url = sub.url,
+                             .content_type = "application/json",
+                             .body = body,
+                             .len = strlen(body),
+                             .timeout_ms = c->cfg->webhook_timeout_ms,
+                             .headers = headers,
+                             .cb = delivery_done_cb,
+                             .arg = f};
+    if (tc_httpc_submit_req(c->httpc, &r) != 0) {
+        free(f);
+        /* e.g. an http:// URL while webhook_allow_http is off: retry later, never drop */
+        int64_t delay = tc_store_backoff_ms(d->attempts + 1);
+        if (delay > c->cfg->webhook_max_backoff_ms)
+            delay = c->cfg->webhook_max_backoff_ms;
+        tc_store_delivery_retry(c->store, d->id, tc_store_now_ms() + delay);
+        goto out;
+    }
+    f->next = c->deliveries;
+    c->deliveries = f;
+out:
+    json_decref(j);
+    free(body);
+    free(ev);
+    tc_store_subscriber_release(&sub);
+}
+
+static void deliveries_submit(struct coord *c, int64_t now)
+{
+    struct tc_store_delivery *d = NULL;
+    size_t n = 0;
+    if (tc_store_deliveries_due(c->store, now, DELIVERIES_PER_TICK, &d, &n) != 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (!delivery_in_flight(c, d[i].id))
+            deliver_one(c, &d[i]);
+    free(d);
+}
+
+static void deliveries_finish(struct coord *c, int64_t now)
+{
+    struct coord_delivery_flight **pp = &c->deliveries;
+    while (*pp) {
+        struct coord_delivery_flight *f = *pp;
+        if (!f->done) {
+            pp = &f->next;
+            continue;
+        }
+        *pp = f->next;
+        if (f->status == 0 && f->http_code >= 200 && f->http_code < 300) {
+            tc_store_delivery_done(c->store, f->id, now);
+        } else {
+            int64_t delay = tc_store_backoff_ms(f->attempts + 1);
+            if (delay > c->cfg->webhook_max_backoff_ms)
+                delay = c->cfg->webhook_max_backoff_ms;
+            LOG_INFO("webhook delivery %lld failed (%s, HTTP %ld); retry in %lld ms",
+                     (long long)f->id, f->status ? tc_strerror(f->status) : "answered",
+                     f->http_code, (long long)delay);
+            tc_store_delivery_retry(c->store, f->id, now + delay);
+        }
+        free(f);
+    }
+}
+
+static void notice_done(void *arg, int status, long http_code, const uint8_t *body, size_t len)
+{
+    (void)arg;
+    if (status != 0 || http_code / 100 != 2)
+        LOG_DEBUG("notice not accepted (%s, HTTP %ld)", status ? tc_strerror(status) : "answered",
+                  http_code);
+}
+
+/* A node left trusted: every other approved agent hears about it. */
+static void notify_agents(struct coord *c, const struct tc_store_event *ev)
+{
+    json_t *j = coord_event_json(ev);
+    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!body)
+        return;
+    char url[TC_STORE_URL_MAX + 16];
+    for (size_t i = 0; i < c->nnodes; i++) {
+        struct coord_node *n = c->nodes[i];
+        if (n->deleted || n->state == TC_NODE_PENDING_APPROVAL || strcmp(n->id, ev->node_id) == 0)
+            continue;
+        snprintf(url, sizeof(url), "%s/v1/notice", n->url);
+        struct tc_httpc_req r = {.method = "POST",
+                                 .url = url,
+                                 .content_type = "application/json",
+                                 .body = body,
+                                 .len = strlen(body),
+                                 .timeout_ms = c->cfg->request_timeout_ms,
+                                 .pinned_pubkey = n->pin[0] ? n->pin : NULL,
+                                 .cb = notice_done,
+                                 .arg = NULL};
+        tc_httpc_submit_req(c->httpc, &r);
+    }
+    free(body);
+}
+
+struct coord_waiter {
+    struct coord_waiter *next;
+    struct tc_http_deferred *d;
+    int64_t since;
+    int64_t deadline;
+};
+
+int coord_engine_add_waiter(struct coord *c, struct tc_http_deferred *d, int64_t since,
+                            int64_t deadline_ms)
+{
+    struct coord_waiter *w = calloc(1, sizeof(*w));
+    if (!w)
+        return TC_ERR_ALLOC;
+    w->d = d;
+    w->since = since;
+    w->deadline = deadline_ms;
+    w->next = c->waiters;
+    c->waiters = w;
+    return 0;
+}
+
+json_t *coord_events_json(struct coord *c, int64_t since, size_t limit, size_t *count)
+{
+    struct tc_store_event *ev = NULL;
+    size_t n = 0;
+    int64_t last = since;
+    *count = 0;
+    if (tc_store_events_since(c->store, since, limit, &ev, &n) != 0)
+        return NULL;
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++) {
+        json_array_append_new(arr, coord_event_json(&ev[i]));
+        last = ev[i].seq;
+    }
+    free(ev);
+    *count = n;
+    return arr ? json_pack("{s:o, s:I}", "events", arr, "last", (json_int_t)last) : NULL;
+}
+
+static void waiter_answer(struct coord *c, struct coord_waiter *w)
+{
+    struct tc_http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    size_t n;
+    json_t *j = coord_events_json(c, w->since, EVENTS_PER_ANSWER, &n);
+    if (j)
+        tc_http_response_json(&resp, 200, j);
+    else
+        coord_reply_error(&resp, 500, "store", "cannot read events");
+    json_decref(j);
+    tc_http_deferred_finish(w->d, &resp);
+}
+
+static void waiters_run(struct coord *c, int64_t now, bool stopping)
+{
+    int64_t last = 0;
+    if (c->waiters && tc_store_events_last_seq(c->store, &last) != 0)
+        return;
+    struct coord_waiter **pp = &c->waiters;
+    while (*pp) {
+        struct coord_waiter *w = *pp;
+        if (stopping || last > w->since || now >= w->deadline) {
+            *pp = w->next;
+            waiter_answer(c, w);
+            free(w);
+        } else {
+            pp = &w->next;
+        }
+    }
+}
+
+/* ---- the loop -------------------------------------------------------------------------------- */
+
+static void record_batch(struct coord *c, struct pending_round *pr, size_t n)
+{
+    if (n == 0)
+        return;
+    struct tc_store_round *r = calloc(n, sizeof(*r));
+    struct tc_store_round_result *res = calloc(n, sizeof(*res));
+    struct timespec t0, t1;
+    if (!r || !res) {
+        free(r);
+        free(res);
+        LOG_ERROR("out of memory recording %zu rounds", n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        r[i] = pr[i].r;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = tc_store_record_rounds(c->store, r, n, res);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    c->stat_record_ms +=
+        (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    if (rc) {
+        LOG_ERROR("cannot record %zu rounds: %s (they are re-attested next interval)", n,
+                  tc_strerror(rc));
+        free(r);
+        free(res);
+        return;
+    }
+    c->stat_rounds += n;
+    c->stat_batches++;
+    for (size_t i = 0; i < n; i++) {
+        struct coord_node *nd = pr[i].n;
+        if (res[i].status != 0)
+            continue;
+        nd->last_round = r[i].round;
+        if (res[i].event_seq > 0) {
+            LOG_INFO("node %s: %s -> %s%s%s", nd->id, tc_node_state_name(pr[i].old_state),
+                     tc_node_state_name(r[i].state), r[i].reason.code ? ": " : "",
+                     r[i].reason.code ? r[i].reason.check : "");
+            if (pr[i].old_state == TC_NODE_TRUSTED && r[i].state != TC_NODE_TRUSTED) {
+                struct tc_store_event ev = {.seq = res[i].event_seq,
+                                            .ts = r[i].ts,
+                                            .old_state = pr[i].old_state,
+                                            .new_state = r[i].state,
+                                            .reason = r[i].reason};
+                snprintf(ev.node_id, sizeof(ev.node_id), "%s", nd->id);
+                notify_agents(c, &ev);
+            }
+        }
+    }
+    free(r);
+    free(res);
+}
+
+static void process_answers(struct coord *c, int64_t now)
+{
+    struct coord_node *list = done_list;
+    done_list = NULL;
+    size_t cap = 0, n = 0;
+    struct pending_round *pr = NULL;
+    for (struct coord_node *nd = list; nd; nd = nd->done_next)
+        cap++;
+    if (cap && !(pr = calloc(cap, sizeof(*pr)))) {
+        LOG_ERROR("out of memory");
+        cap = 0;
+    }
+    for (struct coord_node *nd = list, *next; nd; nd = next) {
+        next = nd->done_next;
+        nd->in_flight = false;
+        if (nd->deleted || !pr)
+            continue;
+        struct pending_round *p = &pr[n];
+        memset(p, 0, sizeof(*p));
+        p->n = nd;
+        p->old_state = nd->state;
+        p->r.node_id = nd->id;
+        p->r.round = nd->last_round + 1;
+        p->r.ts = now;
+        if (nd->status != 0 || nd->http_code != 200 || !nd->body) {
+            if (nd->status == TC_ERR_SIGNATURE) {
+                /* Someone answered with a certificate that is not this node's. */
+                tc_fail(&p->r.reason, TC_ERR_SIGNATURE, "agent.identity", -1,
+                        "the agent's TLS certificate is not the one enrolled for %s", nd->id);
+                p->r.state = TC_NODE_UNTRUSTED;
+                nd->missed = 0;
+            } else {
+                nd->missed++;
+                tc_fail(&p->r.reason, TC_ERR_IO, "agent.unreachable", -1,
+                        "challenge failed (%s, HTTP %ld), %u consecutive",
+                        nd->status ? tc_strerror(nd->status) : "answered", nd->http_code,
+                        nd->missed);
+                p->r.state = nd->missed >= (uint32_t)c->cfg->unreachable_after ? TC_NODE_UNREACHABLE
+                                                                               : nd->state;
+            }
+        } else {
+            nd->missed = 0;
+            if (appraise_answer(c, nd, p) == 1) {
+                nd->next_at = now; /* ask again at once, with the boot log */
+                free(p->ima_state);
+                free(p->eventlog);
+                continue;
+            }
+        }
+        free(nd->body);
+        nd->body = NULL;
+        p->r.missed = nd->missed;
+        nd->state = p->r.state;
+        nd->reason = p->r.reason;
+        n++;
+    }
+    for (size_t off = 0; off < n; off += TC_STORE_BATCH_MAX)
+        record_batch(c, pr + off, n - off > TC_STORE_BATCH_MAX ? TC_STORE_BATCH_MAX : n - off);
+    for (size_t i = 0; i < n; i++) {
+        free(pr[i].ima_state);
+        free(pr[i].eventlog);
+    }
+    free(pr);
+}
+
+static void reap_deleted(struct coord *c)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < c->nnodes; i++) {
+        struct coord_node *n = c->nodes[i];
+        if (n->deleted && !n->in_flight) {
+            node_free(n);
+            continue;
+        }
+        c->nodes[j++] = n;
+    }
+    c->nnodes = j;
+}
+
+static void send_due(struct coord *c, int64_t now, int64_t *next_wake)
+{
+    int64_t interval = c->cfg->interval_ms;
+    for (size_t i = 0; i < c->nnodes; i++) {
+        struct coord_node *n = c->nodes[i];
+        if (n->deleted || n->state == TC_NODE_PENDING_APPROVAL)
+            continue;
+        if (n->next_at > now) {
+            if (n->next_at < *next_wake)
+                *next_wake = n->next_at;
+            continue;
+        }
+        /* Next slot in this node's phase; a node still busy with its last challenge skips. */
+        while (n->next_at <= now)
+            n->next_at += interval;
+        if (n->in_flight)
+            continue;
+        int rc = challenge(c, n);
+        if (rc) {
+            LOG_WARN("node %s: cannot send a challenge: %s", n->id, tc_strerror(rc));
+            continue;
+        }
+        n->in_flight = true;
+    }
+}
+
+static void *engine_main(void *arg)
+{
+    struct coord *c = arg;
+    int64_t last_deliveries = 0, last_stats = tc_store_now_ms();
+    uint64_t rounds_at_stats = 0;
+    while (!c->stop) {
+        pthread_mutex_lock(&c->lock);
+        int64_t now = tc_store_now_ms();
+        int64_t next_wake = now + TICK_MS;
+        reap_deleted(c);
+        send_due(c, now, &next_wake);
+        if (now - last_deliveries >= 100) {
+            deliveries_submit(c, now);
+            last_deliveries = now;
+        }
+        pthread_mutex_unlock(&c->lock);
+
+        int wait = (int)(next_wake - now);
+        tc_httpc_run(c->httpc, wait < 1 ? 1 : wait > TICK_MS ? TICK_MS : wait);
+
+        pthread_mutex_lock(&c->lock);
+        now = tc_store_now_ms();
+        process_answers(c, now);
+        deliveries_finish(c, now);
+        waiters_run(c, now, false);
+        if (now - last_stats >= 60000) {
+            double secs = (double)(now - last_stats) / 1000.0;
+            LOG_INFO("%zu nodes, %.1f rounds/s, appraisal %.3f ms avg, %llu batches (%.3f ms avg)",
+                     c->nnodes, (double)(c->stat_rounds - rounds_at_stats) / secs,
+                     c->stat_appraisals ? c->stat_appraise_ms / (double)c->stat_appraisals : 0.0,
+                     (unsigned long long)c->stat_batches,
+                     c->stat_batches ? c->stat_record_ms / (double)c->stat_batches : 0.0);
+            rounds_at_stats = c->stat_rounds;
+            last_stats = now;
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
+    return NULL;
+}
+
+int coord_engine_start(struct coord *c)
+{
+    if (pthread_create(&c->engine_thread, NULL, engine_main, c) != 0)
+        return TC_ERR_INTERNAL;
+    c->engine_running = true;
+    return 0;
+}
+
+void coord_engine_stop(struct coord *c)
+{
+    if (c->engine_running) {
+        c->stop = 1;
+        pthread_join(c->engine_thread, NULL);
+        c->engine_running = false;
+    }
+    pthread_mutex_lock(&c->lock);
+    waiters_run(c, tc_store_now_ms(), true);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Frees engine state; the client must already be freed (no callback can still run). */
+void coord_engine_release(struct coord *c)
+{
+    /* tc_httpc_free ran the callbacks of unfinished requests with TC_ERR_IO: they only queued
+     * nodes on done_list and marked flights done. */
+    done_list = NULL;
+    for (size_t i = 0; i < c->nnodes; i++)
+        node_free(c->nodes[i]);
+    free(c->nodes);
+    c->nodes = NULL;
+    c->nnodes = c->nodes_cap = 0;
+    while (c->policies) {
+        struct coord_policy_cache *p = c->policies;
+        c->policies = p->next;
+        policy_free(p);
+    }
+    while (c->deliveries) {
+        struct coord_delivery_flight *f = c->deliveries;
+        c->deliveries = f->next;
+        free(f);
+    }
+    while (c->waiters) {
+        struct coord_waiter *w = c->waiters;
+        c->waiters = w->next;
+        struct tc_http_response resp;
+        memset(&resp, 0, sizeof(resp));
+        coord_reply_error(&resp, 503, "shutdown", "the coordinator is stopping");
+        tc_http_deferred_finish(w->d, &resp);
+        free(w);
+    }
+}
