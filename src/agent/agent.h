@@ -178,6 +178,9 @@ int agent_binding_digest(const uint8_t *nonce, size_t nonce_len, const void *key
 struct agent_server;
 int agent_server_new(const struct agent_config *cfg, struct agent_server **out);
 uint16_t agent_server_port(const struct agent_server *s);
+/* Does the queued TPM work (quotes, one at a time) on the calling thread until *stop is set,
+ * then answers what is still queued with 503. */
+int agent_server_run(struct agent_server *s, volatile int *stop);
 /* Stops serving, answers queued requests with 503, frees. NULL is a no-op. */
 void agent_server_free(struct agent_server *s);
 

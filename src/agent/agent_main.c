@@ -126,10 +126,7 @@ int main(int argc, char **argv)
     }
     /* Tests with listen_port = 0 learn the port from here. */
     LOG_WARN("node %s listening on port %u", cfg.node_id, agent_server_port(srv));
-    while (!stop_requested) {
-        struct timespec ts = {0, 200 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    agent_server_run(srv, &stop_requested);
     LOG_INFO("stopping");
     ret = 0;
 out:

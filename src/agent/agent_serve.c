@@ -6,8 +6,9 @@
  *   GET  /v1/peers   (any client of our CA) the nodes this agent no longer trusts
  *
  * httpd handlers run on one thread and must not block, so a quote request is parsed and
- * checked there, then deferred to a single worker thread that owns all TPM work: quotes are
- * serialised on the TPM by construction, and the queue in front of it is bounded.
+ * checked there, then deferred to the one thread that does all TPM work (the caller of
+ * agent_server_run, the main thread): quotes are serialised on the TPM by construction, and
+ * the queue in front of it is bounded.
  */
 #define LOGMODULE "agent"
 #include <pthread.h>
@@ -48,8 +49,6 @@ struct agent_server {
     struct quote_job *head, *tail;
     size_t pending;
     bool stopping;
-    pthread_t worker;
-    bool worker_started;
 
     pthread_mutex_t peers_lock;
     struct revoked_node *revoked;
@@ -186,35 +185,55 @@ out:
     tc_tpm_quote_release(&q);
 }
 
-static void *quote_worker(void *arg)
+/* Answers every queued request with 503 (the agent is stopping). Called with s->lock held. */
+static void drain_locked(struct agent_server *s)
 {
-    struct agent_server *s = arg;
-    pthread_mutex_lock(&s->lock);
-    for (;;) {
-        while (s->head == NULL && !s->stopping)
-            pthread_cond_wait(&s->wake, &s->lock);
+    while (s->head != NULL) {
         struct quote_job *job = s->head;
-        if (job == NULL)
-            break; /* stopping and nothing left */
+        s->head = job->next;
+        struct tc_http_response resp = {0};
+        answer_error(&resp, 503, "agent.stopping", "the agent is stopping");
+        tc_http_deferred_finish(job->deferred, &resp);
+        free(job);
+        s->pending--;
+    }
+    s->tail = NULL;
+}
+
+int agent_server_run(struct agent_server *s, volatile int *stop)
+{
+    pthread_mutex_lock(&s->lock);
+    while (!*stop) {
+        if (s->head == NULL) {
+            /* Woken by a new job, or every 200 ms to look at *stop (set by a signal). */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 200 * 1000 * 1000;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&s->wake, &s->lock, &until);
+            continue;
+        }
+        struct quote_job *job = s->head;
         s->head = job->next;
         if (s->head == NULL)
             s->tail = NULL;
-        bool stopping = s->stopping;
         pthread_mutex_unlock(&s->lock);
 
         struct tc_http_response resp = {0};
-        if (stopping)
-            answer_error(&resp, 503, "agent.stopping", "the agent is stopping");
-        else
-            do_quote(s, &job->req, &resp);
+        do_quote(s, &job->req, &resp);
         tc_http_deferred_finish(job->deferred, &resp); /* takes over resp.body */
         free(job);
 
         pthread_mutex_lock(&s->lock);
         s->pending--;
     }
+    s->stopping = true;
+    drain_locked(s);
     pthread_mutex_unlock(&s->lock);
-    return NULL;
+    return 0;
 }
 
 /* ---- handlers ---------------------------------------------------------------------------- */
@@ -390,11 +409,6 @@ int agent_server_new(const struct agent_config *cfg, struct agent_server **out)
         (rc = tc_httpd_route(s->httpd, "POST", "/v1/notice", h_notice, s, 0)) != 0 ||
         (rc = tc_httpd_route(s->httpd, "GET", "/v1/peers", h_peers, s, 0)) != 0)
         goto out;
-    if (pthread_create(&s->worker, NULL, quote_worker, s) != 0) {
-        rc = TC_ERR_INTERNAL;
-        goto out;
-    }
-    s->worker_started = true;
     if ((rc = tc_httpd_start(s->httpd)) != 0)
         goto out;
     LOG_INFO("serving on %s:%u as %s", cfg->listen_address, tc_httpd_port(s->httpd),
@@ -415,14 +429,11 @@ void agent_server_free(struct agent_server *s)
 {
     if (s == NULL)
         return;
-    /* New requests see stopping and get 503; queued ones are answered 503 by the worker after
-     * the quote in progress (if any) completes. */
+    /* New requests see stopping and get 503, and so do queued ones. */
     pthread_mutex_lock(&s->lock);
     s->stopping = true;
-    pthread_cond_broadcast(&s->wake);
+    drain_locked(s);
     pthread_mutex_unlock(&s->lock);
-    if (s->worker_started)
-        pthread_join(s->worker, NULL);
     tc_httpd_free(s->httpd);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);

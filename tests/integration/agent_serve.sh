@@ -64,7 +64,8 @@ log_level = debug
 EOF
 
 start_agent() {
-    "$agent_bin" -c agent.conf >>agent.log 2>&1 &
+    [ -f agent.log ] && mv agent.log agent.log.old
+    "$agent_bin" -c agent.conf >agent.log 2>&1 &
     agent_pid=$!
     TC_PIDS+=("$agent_pid")
     for _ in $(seq 100); do
@@ -77,7 +78,7 @@ start_agent() {
 }
 stop_agent() {
     kill "$agent_pid"
-    wait "$agent_pid" || tc_fail "agent did not exit cleanly on SIGTERM"
+    wait "$agent_pid" || { tail -40 agent.log; tc_fail "agent did not exit cleanly on SIGTERM"; }
 }
 url=https://127.0.0.1:$port
 # call NAME METHOD PATH [BODYFILE]: prints the HTTP status, the body goes to out.json.
