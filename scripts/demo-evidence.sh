@@ -3,7 +3,7 @@
 # The evidence-core demo: a fresh swtpm becomes a "node" that booted with a real machine's UEFI
 # event log and runs a measured workload; its quote, boot log and IMA list are verified; then
 # one IMA entry is tampered with and the verifier rejects it. Leaves nothing running.
-# Usage: scripts/demo.sh [PATH/TO/trustcloud]
+# Usage: scripts/demo-evidence.sh [PATH/TO/trustcloud]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 TC=${1:-$root/build/trustcloud}
