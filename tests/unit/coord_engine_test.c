@@ -1,0 +1,497 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The coordinator in-process against a fake agent that emulates many nodes with software-signed
+ * quotes (softquote.h, imported through the load-test hook): every node becomes trusted, a bad
+ * signature makes one untrusted with its reason, the webhook arrives signed with the
+ * subscriber's HMAC, the other agents get a notice, the events long-poll answers, a silent node
+ * becomes unreachable without delaying the others, a policy update is picked up without
+ * re-enrollment, and after a restart every node keeps its state and round numbers continue.
+ * Also measures rounds per second (TC_COORD_TEST_NODES nodes, default 300).
+ */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
+
+#include "coordinator/coord.h"
+#include "trustcloud/buf.h"
+#include "trustcloud/error.h"
+#include "trustcloud/softquote.h"
+
+#define SECRET "webhook-secret-0123456789"
+
+static char tmpdir[] = "/tmp/tc-coord-test.XXXXXX";
+static char p_ca_dir[512], p_op_cert[512], p_op_key[512], p_ag_cert[512], p_ag_key[512],
+    p_conf[512], p_cacert[512];
+static size_t nnodes = 300;
+
+enum mode { GOOD = 0, BAD_SIG, SILENT };
+
+struct fake_node {
+    struct tc_softak *ak;
+    enum mode mode;
+    uint64_t clock;
+    uint32_t reset;
+    unsigned quotes, notices;
+    struct tc_http_deferred *held; /* SILENT: the request we never answer */
+};
+
+static struct {
+    pthread_mutex_t lock;
+    struct fake_node *nodes;
+    size_t n;
+    unsigned webhooks_ok, webhooks_bad;
+    char last_webhook[2048];
+    struct tc_pcr_set pcrs;
+    struct tc_httpd *srv;
+} fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void p(char *buf, const char *name)
+{
+    snprintf(buf, 512, "%s/%s", tmpdir, name);
+}
+
+static void issue(struct tc_pki_ca *ca, const char *cn, unsigned usage, const char *certpath,
+                  const char *keypath)
+{
+    EVP_PKEY *key = NULL;
+    char *pem = NULL;
+    const char *sans[] = {"IP:127.0.0.1", NULL};
+    assert_int_equal(tc_pki_key_generate(&key), 0);
+    struct tc_pki_issue_req req = {.cn = cn, .sans = sans, .usage = usage, .pubkey = key};
+    assert_int_equal(tc_pki_issue(ca, &req, &pem), 0);
+    assert_int_equal(tc_file_write(certpath, pem, strlen(pem), 0644), 0);
+    assert_int_equal(tc_pki_key_save(keypath, key), 0);
+    free(pem);
+    EVP_PKEY_free(key);
+}
+
+static void answer_quote(struct fake_node *fn, const struct tc_http_request *req,
+                         struct tc_http_response *resp)
+{
+    json_t *j = json_loadb((const char *)req->body, req->body_len, 0, NULL);
+    const char *nonce_hex = json_string_value(json_object_get(j, "nonce"));
+    const char *selspec = json_string_value(json_object_get(j, "pcr_selection"));
+    uint8_t nonce[32];
+    size_t nlen;
+    struct tc_pcr_set sel;
+    if (!nonce_hex || !selspec || tc_hex_decode(nonce_hex, strlen(nonce_hex), nonce, 32, &nlen) ||
+        tc_pcrs_parse_selection(selspec, &sel) != 0) {
+        tc_http_response_error(resp, 400, "bad challenge");
+        json_decref(j);
+        return;
+    }
+    json_decref(j);
+    uint8_t *attest = NULL, *sig = NULL;
+    size_t alen, slen;
+    fn->clock += 1000;
+    if (tc_softquote(fn->ak, &sel, &fake.pcrs, nonce, nlen, fn->clock, fn->reset, 0, &attest, &alen,
+                     &sig, &slen) != 0) {
+        tc_http_response_error(resp, 500, "softquote");
+        return;
+    }
+    if (fn->mode == BAD_SIG)
+        sig[slen - 1] ^= 1;
+    char *a64 = coord_b64_encode(attest, alen), *s64 = coord_b64_encode(sig, slen);
+    json_t *out = json_pack("{s:s, s:s, s:o}", "attest", a64, "signature", s64, "pcrs",
+                            tc_pcrs_to_json(&fake.pcrs));
+    tc_http_response_json(resp, 200, out);
+    json_decref(out);
+    free(a64);
+    free(s64);
+    free(attest);
+    free(sig);
+    fn->quotes++;
+}
+
+static void agent_handler(void *arg, const struct tc_http_request *req,
+                          struct tc_http_response *resp)
+{
+    pthread_mutex_lock(&fake.lock);
+    if (strcmp(req->path, "/hook") == 0) {
+        const char *h = tc_http_header(req, "X-Trustcloud-Signature");
+        uint8_t mac[32];
+        unsigned ml = 0;
+        char want[80] = "sha256=";
+        HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), req->body, req->body_len, mac, &ml);
+        tc_hex_encode(mac, 32, want + 7);
+        if (h && strcmp(h, want) == 0 && tc_http_header(req, "X-Trustcloud-Event")) {
+            fake.webhooks_ok++;
+            snprintf(fake.last_webhook, sizeof(fake.last_webhook), "%s", (const char *)req->body);
+        } else {
+            fake.webhooks_bad++;
+        }
+        tc_http_response_bytes(resp, 204, "text/plain", "", 0);
+        goto out;
+    }
+    unsigned idx;
+    char what[32];
+    if (sscanf(req->path, "/n%u/v1/%31s", &idx, what) != 2 || idx >= fake.n) {
+        tc_http_response_error(resp, 404, "no such node");
+        goto out;
+    }
+    struct fake_node *fn = &fake.nodes[idx];
+    if (strcmp(what, "notice") == 0) {
+        fn->notices++;
+        tc_http_response_bytes(resp, 204, "text/plain", "", 0);
+    } else if (fn->mode == SILENT) {
+        if (fn->held) {
+            tc_http_response_error(resp, 503, "busy");
+        } else if (!(fn->held = tc_http_defer(req))) {
+            tc_http_response_error(resp, 503, "busy");
+        }
+    } else {
+        answer_quote(fn, req, resp);
+    }
+out:
+    pthread_mutex_unlock(&fake.lock);
+}
+
+/* Operator request to the coordinator; returns the HTTP code, *out the parsed JSON. */
+static long op(struct coord *c, const char *method, const char *path, const char *body,
+               json_t **out)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%u%s", (unsigned)tc_httpd_port(c->httpd), path);
+    struct tc_httpc_config cfg = {
+        .cert_file = p_op_cert, .key_file = p_op_key, .ca_file = p_cacert, .timeout_ms = 30000};
+    long code = 0;
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    int rc = tc_httpc_request(&cfg, method, url, body ? "application/json" : NULL, body,
+                              body ? strlen(body) : 0, &code, &resp, &rlen);
+    if (out)
+        *out = rc == 0 ? json_loadb((const char *)resp, rlen, 0, NULL) : NULL;
+    free(resp);
+    return rc == 0 ? code : -1;
+}
+
+static struct coord_settings settings;
+
+static struct coord *start(void)
+{
+    char err[256];
+    memset(&settings, 0, sizeof(settings));
+    assert_int_equal(coord_settings_load(p_conf, &settings, err, sizeof(err)), 0);
+    struct coord *c = NULL;
+    assert_int_equal(coord_new(&settings, &c), 0);
+    assert_int_equal(coord_start(c), 0);
+    return c;
+}
+
+static void stop(struct coord *c)
+{
+    coord_free(c);
+    coord_settings_release(&settings);
+}
+
+/* Counts nodes per state. */
+static void states(struct coord *c, size_t counts[TC_NODE_STATE_COUNT])
+{
+    memset(counts, 0, sizeof(size_t) * TC_NODE_STATE_COUNT);
+    json_t *j = NULL;
+    assert_int_equal(op(c, "GET", "/v1/nodes", NULL, &j), 200);
+    size_t i;
+    json_t *n;
+    json_array_foreach(json_object_get(j, "nodes"), i, n)
+    {
+        enum tc_node_state s;
+        if (tc_node_state_parse(json_string_value(json_object_get(n, "state")), &s) == 0)
+            counts[s]++;
+    }
+    json_decref(j);
+}
+
+static const char *node_state(struct coord *c, const char *id, char *check, size_t cap)
+{
+    static char st[32];
+    char path[128];
+    json_t *j = NULL;
+    snprintf(path, sizeof(path), "/v1/nodes/%s", id);
+    st[0] = 0;
+    if (check)
+        check[0] = 0;
+    if (op(c, "GET", path, NULL, &j) == 200) {
+        snprintf(st, sizeof(st), "%s", json_string_value(json_object_get(j, "state")));
+        const char *ck = json_string_value(json_object_get(json_object_get(j, "reason"), "check"));
+        if (check && ck)
+            snprintf(check, cap, "%s", ck);
+    }
+    json_decref(j);
+    return st;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static bool wait_state(struct coord *c, const char *id, const char *want, double timeout)
+{
+    double t0 = now_s();
+    while (now_s() - t0 < timeout) {
+        if (strcmp(node_state(c, id, NULL, 0), want) == 0)
+            return true;
+        usleep(100000);
+    }
+    return false;
+}
+
+static void engine_end_to_end(void **state)
+{
+    struct coord *c = start();
+    /* Import: the load-test hook (on in this configuration). */
+    for (size_t i = 0; i < nnodes; i++) {
+        size_t len;
+        const uint8_t *pub = tc_softak_public(fake.nodes[i].ak, &len);
+        char *b64 = coord_b64_encode(pub, len);
+        char body[2048];
+        snprintf(body, sizeof(body),
+                 "{\"node_id\":\"n%zu\",\"ak_pub\":\"%s\",\"agent_url\":"
+                 "\"https://127.0.0.1:%u/n%zu\",\"group\":\"g\"}",
+                 i, b64, (unsigned)tc_httpd_port(fake.srv), i);
+        free(b64);
+        assert_int_equal(op(c, "POST", "/v1/nodes/import", body, NULL), 200);
+    }
+    assert_int_equal(op(c, "POST", "/v1/nodes/import", "{\"node_id\":\"x'--\"}", NULL), 400);
+    assert_int_equal(op(c, "POST", "/v1/subscribers",
+                        "{\"url\":\"https://127.0.0.1:0/none\",\"secret\":\"" SECRET "\"}", NULL),
+                     400);
+    char sub[256];
+    snprintf(sub, sizeof(sub), "{\"url\":\"https://127.0.0.1:%u/hook\",\"secret\":\"" SECRET "\"}",
+             (unsigned)tc_httpd_port(fake.srv));
+    assert_int_equal(op(c, "POST", "/v1/subscribers", sub, NULL), 200);
+
+    /* Everyone trusted within a few intervals. */
+    size_t counts[TC_NODE_STATE_COUNT];
+    double t0 = now_s();
+    do {
+        usleep(200000);
+        states(c, counts);
+    } while (counts[TC_NODE_TRUSTED] < nnodes && now_s() - t0 < 30);
+    assert_int_equal(counts[TC_NODE_TRUSTED], nnodes);
+    print_message("all %zu nodes trusted after %.2f s\n", nnodes, now_s() - t0);
+
+    /* Throughput over 3 s. */
+    pthread_mutex_lock(&c->lock);
+    uint64_t r0 = c->stat_rounds, a0 = c->stat_appraisals, b0 = c->stat_batches;
+    double ms0 = c->stat_appraise_ms, rec0 = c->stat_record_ms;
+    pthread_mutex_unlock(&c->lock);
+    t0 = now_s();
+    sleep(3);
+    pthread_mutex_lock(&c->lock);
+    double dt = now_s() - t0;
+    uint64_t rounds = c->stat_rounds - r0, apps = c->stat_appraisals - a0,
+             batches = c->stat_batches - b0;
+    print_message("%zu nodes, interval %lld ms: %.0f rounds/s (expected %.0f), appraisal %.3f ms "
+                  "avg, %llu batches of %.1f rounds, %.3f ms per batch\n",
+                  nnodes, settings.interval_ms, (double)rounds / dt,
+                  (double)nnodes * 1000.0 / (double)settings.interval_ms,
+                  apps ? (c->stat_appraise_ms - ms0) / (double)apps : 0.0,
+                  (unsigned long long)batches, batches ? (double)rounds / (double)batches : 0.0,
+                  batches ? (c->stat_record_ms - rec0) / (double)batches : 0.0);
+    pthread_mutex_unlock(&c->lock);
+    assert_true((double)rounds / dt > 0.7 * (double)nnodes * 1000.0 / (double)settings.interval_ms);
+
+    /* A policy assigned to the group is picked up next round: an impossible PCR 0 value. */
+    char pol[512], bad[65];
+    memset(bad, 'e', 64);
+    bad[64] = 0;
+    snprintf(pol, sizeof(pol),
+             "{\"name\":\"pcr-n2\",\"kind\":\"pcr\",\"body\":{\"sha256\":{\"0\":\"%s\"}}}", bad);
+    assert_int_equal(op(c, "POST", "/v1/policies", pol, NULL), 200);
+    assert_int_equal(op(c, "POST", "/v1/policies/pcr-n2/assign", "{\"node\":\"n2\"}", NULL), 200);
+    assert_true(wait_state(c, "n2", "untrusted", 10));
+    char check[64];
+    node_state(c, "n2", check, sizeof(check));
+    assert_string_equal(check, "pcr.value");
+    /* New version with the real value: trusted again without re-enrollment. */
+    snprintf(pol, sizeof(pol),
+             "{\"name\":\"pcr-n2\",\"kind\":\"pcr\",\"body\":{\"sha256\":{\"0\":\"%064d\"}}}", 0);
+    assert_int_equal(op(c, "POST", "/v1/policies", pol, NULL), 200);
+    assert_true(wait_state(c, "n2", "trusted", 10));
+
+    /* Revocation: n0 signs badly. */
+    json_t *ev = NULL;
+    assert_int_equal(op(c, "GET", "/v1/events?since=0", NULL, &ev), 200);
+    json_int_t since = json_integer_value(json_object_get(ev, "last"));
+    json_decref(ev);
+    unsigned notices_before = 0;
+    pthread_mutex_lock(&fake.lock);
+    for (size_t i = 1; i < nnodes; i++)
+        notices_before += fake.nodes[i].notices;
+    fake.nodes[0].mode = BAD_SIG;
+    pthread_mutex_unlock(&fake.lock);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/events?since=%lld&wait=10", (long long)since);
+    double tw = now_s();
+    assert_int_equal(op(c, "GET", path, NULL, &ev), 200);
+    print_message("long-poll answered after %.2f s\n", now_s() - tw);
+    json_t *e0 = json_array_get(json_object_get(ev, "events"), 0);
+    assert_non_null(e0);
+    assert_string_equal(json_string_value(json_object_get(e0, "node_id")), "n0");
+    assert_string_equal(json_string_value(json_object_get(e0, "new_state")), "untrusted");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(e0, "reason"), "check")),
+                        "quote.signature");
+    json_decref(ev);
+    /* Webhook (signed) and notices within about one interval. */
+    bool hooked = false, noticed = false;
+    t0 = now_s();
+    while (now_s() - t0 < 5 && !(hooked && noticed)) {
+        usleep(50000);
+        pthread_mutex_lock(&fake.lock);
+        hooked = fake.webhooks_ok > 0 && strstr(fake.last_webhook, "\"n0\"");
+        unsigned notices = 0;
+        for (size_t i = 1; i < nnodes; i++)
+            notices += fake.nodes[i].notices;
+        noticed = notices >= notices_before + nnodes - 1;
+        pthread_mutex_unlock(&fake.lock);
+    }
+    print_message("webhook and %zu notices delivered %.2f s after the event was read\n", nnodes - 1,
+                  now_s() - t0);
+    assert_true(hooked);
+    assert_true(noticed);
+    assert_int_equal(fake.webhooks_bad, 0);
+
+    /* A silent node: its requests time out, it becomes unreachable, the others keep going. */
+    pthread_mutex_lock(&fake.lock);
+    fake.nodes[1].mode = SILENT;
+    pthread_mutex_unlock(&fake.lock);
+    assert_true(wait_state(c, "n1", "unreachable", 15));
+    states(c, counts);
+    assert_int_equal(counts[TC_NODE_TRUSTED], nnodes - 2);
+
+    /* History: newest first, rounds strictly decreasing. */
+    json_t *h = NULL;
+    assert_int_equal(op(c, "GET", "/v1/nodes/n3/history?limit=5", NULL, &h), 200);
+    json_t *res = json_object_get(h, "results");
+    assert_true(json_array_size(res) == 5);
+    json_int_t last_round = json_integer_value(json_object_get(json_array_get(res, 0), "round"));
+    assert_true(last_round > json_integer_value(json_object_get(json_array_get(res, 1), "round")));
+    json_decref(h);
+
+    /* Restart: states kept, rounds continue, no re-enrollment. */
+    stop(c);
+    pthread_mutex_lock(&fake.lock);
+    fake.nodes[0].mode = GOOD;
+    pthread_mutex_unlock(&fake.lock);
+    c = start();
+    assert_string_equal(node_state(c, "n3", NULL, 0), "trusted");
+    assert_string_equal(node_state(c, "n1", NULL, 0), "unreachable");
+    assert_true(wait_state(c, "n0", "trusted", 10));
+    usleep(3 * 1000 * (useconds_t)settings.interval_ms); /* n3's first rounds after the restart */
+    assert_int_equal(op(c, "GET", "/v1/nodes/n3/history?limit=1", NULL, &h), 200);
+    res = json_object_get(h, "results");
+    print_message("n3: last round before restart %lld, after %lld\n", (long long)last_round,
+                  (long long)json_integer_value(json_object_get(json_array_get(res, 0), "round")));
+    assert_true(json_integer_value(json_object_get(json_array_get(res, 0), "round")) > last_round);
+    json_decref(h);
+
+    /* Delete forgets the node; deleting again is 404. */
+    assert_int_equal(op(c, "DELETE", "/v1/nodes/n4", NULL, NULL), 200);
+    assert_int_equal(op(c, "DELETE", "/v1/nodes/n4", NULL, NULL), 404);
+    stop(c);
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    const char *env = getenv("TC_COORD_TEST_NODES");
+    if (env && atoi(env) > 4)
+        nnodes = (size_t)atoi(env);
+    if (!mkdtemp(tmpdir))
+        return -1;
+    p(p_ca_dir, "ca");
+    p(p_cacert, "ca/ca.pem");
+    p(p_op_cert, "op.pem");
+    p(p_op_key, "op.key");
+    p(p_ag_cert, "agent.pem");
+    p(p_ag_key, "agent.key");
+    p(p_conf, "coord.conf");
+    struct tc_pki_ca *ca = NULL;
+    assert_int_equal(tc_pki_ca_init(p_ca_dir, "test CA", 0, &ca), 0);
+    char cc[512], ck[512];
+    p(cc, "ca/coordinator.pem");
+    p(ck, "ca/coordinator.key");
+    issue(ca, "coordinator", TC_PKI_USAGE_BOTH, cc, ck);
+    issue(ca, "operator:test", TC_PKI_USAGE_CLIENT, p_op_cert, p_op_key);
+    issue(ca, "node:fake", TC_PKI_USAGE_BOTH, p_ag_cert, p_ag_key);
+    tc_pki_ca_free(ca);
+    char conf[1024];
+    snprintf(conf, sizeof(conf),
+             "[coordinator]\nport = 0\ndb = sqlite:%s/c.db\nca_dir = ca\ninterval = 500ms\n"
+             "request_timeout = 1s\nunreachable_after = 2\nload_test_allow_software_aks = true\n"
+             "log_level = warn\n",
+             tmpdir);
+    assert_int_equal(tc_file_write(p_conf, conf, strlen(conf), 0600), 0);
+
+    fake.n = nnodes;
+    fake.nodes = calloc(nnodes, sizeof(*fake.nodes));
+    for (size_t i = 0; i < nnodes; i++) {
+        assert_int_equal(tc_softak_new(TC_KEY_ECC_P256, &fake.nodes[i].ak), 0);
+        fake.nodes[i].reset = 3;
+    }
+    tc_pcrs_init(&fake.pcrs);
+    uint8_t zero[32] = {0};
+    for (unsigned i = 0; i <= 10; i++)
+        tc_pcrs_set(&fake.pcrs, tc_hash_by_name("sha256"), i, zero);
+    struct tc_httpd_config hc = {
+        .tls = {.cert_file = p_ag_cert, .key_file = p_ag_key, .ca_file = p_cacert},
+        .max_connections = 4096};
+    assert_int_equal(tc_httpd_new(&hc, &fake.srv), 0);
+    assert_int_equal(tc_httpd_route(fake.srv, NULL, "/", agent_handler, NULL, 0), 0);
+    assert_int_equal(tc_httpd_start(fake.srv), 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    pthread_mutex_lock(&fake.lock);
+    for (size_t i = 0; i < fake.n; i++)
+        if (fake.nodes[i].held) {
+            struct tc_http_response r = {0};
+            tc_http_response_error(&r, 503, "bye");
+            tc_http_deferred_finish(fake.nodes[i].held, &r);
+            fake.nodes[i].held = NULL;
+        }
+    pthread_mutex_unlock(&fake.lock);
+    tc_httpd_free(fake.srv);
+    for (size_t i = 0; i < fake.n; i++)
+        tc_softak_free(fake.nodes[i].ak);
+    free(fake.nodes);
+    nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(engine_end_to_end),
+    };
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    curl_global_cleanup();
+    return rc;
+}
