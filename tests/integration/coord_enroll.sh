@@ -32,7 +32,7 @@ start_coord() { # extra config lines on stdin
     done
     [ -n "$PORT" ] || { cat coord.log; tc_fail "coordinator did not start"; }
 }
-stop_coord() { kill -TERM "$COORD_PID"; wait "$COORD_PID" || tc_fail "coordinator exit status"; }
+stop_coord() { kill -TERM "$COORD_PID"; wait "$COORD_PID" || { cat coord.log; tc_fail "coordinator exit status"; }; }
 post() { # PATH JSONFILE -> prints code, body in resp.json
     curl -sS --cacert ca/ca.pem -H 'Content-Type: application/json' --data-binary @"$2" \
         -o resp.json -w '%{http_code}' "https://127.0.0.1:$PORT$1"
