@@ -23,11 +23,32 @@ static const struct tc_hash_alg algs[] = {
 
 static EVP_MD *evp[NALGS];
 static pthread_once_t evp_once = PTHREAD_ONCE_INIT;
+/* One reusable digest context per thread (replay hashes millions of small buffers), freed by
+ * the key's destructor when the thread exits. */
+static pthread_key_t ctx_key;
+
+static void ctx_destroy(void *ctx)
+{
+    EVP_MD_CTX_free(ctx);
+}
 
 static void fetch_all(void)
 {
     for (size_t i = 0; i < NALGS; i++)
         evp[i] = EVP_MD_fetch(NULL, algs[i].ossl_name, NULL);
+    if (pthread_key_create(&ctx_key, ctx_destroy) != 0)
+        abort(); /* no thread-specific storage at start-up: nothing sensible to do */
+}
+
+/* The main thread never runs key destructors: free its context at exit too. */
+static __attribute__((destructor)) void hashalg_fini(void)
+{
+    pthread_once(&evp_once, fetch_all);
+    void *ctx = pthread_getspecific(ctx_key);
+    if (ctx) {
+        pthread_setspecific(ctx_key, NULL);
+        EVP_MD_CTX_free(ctx);
+    }
 }
 
 const struct tc_hash_alg *tc_hash_all(size_t *count)
@@ -114,10 +135,15 @@ int tc_hash2(const struct tc_hash_alg *alg, const void *a, size_t alen, const vo
     const EVP_MD *md = tc_hash_evp(alg);
     if (md == NULL)
         return TC_ERR_UNSUPPORTED;
-    /* One context per thread, reused: replay hashes millions of small buffers. */
-    static __thread EVP_MD_CTX *ctx;
-    if (ctx == NULL && (ctx = EVP_MD_CTX_new()) == NULL)
-        return TC_ERR_ALLOC;
+    EVP_MD_CTX *ctx = pthread_getspecific(ctx_key);
+    if (ctx == NULL) {
+        if ((ctx = EVP_MD_CTX_new()) == NULL)
+            return TC_ERR_ALLOC;
+        if (pthread_setspecific(ctx_key, ctx) != 0) {
+            EVP_MD_CTX_free(ctx);
+            return TC_ERR_ALLOC;
+        }
+    }
     if (EVP_DigestInit_ex(ctx, md, NULL) != 1 || EVP_DigestUpdate(ctx, a, alen) != 1 ||
         (blen && EVP_DigestUpdate(ctx, b, blen) != 1) || EVP_DigestFinal_ex(ctx, out, NULL) != 1) {
         LOG_ERROR("digest %s failed", alg->name);
