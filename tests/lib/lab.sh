@@ -57,6 +57,8 @@ lab_cleanup() {
         for _ in $(seq 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
         kill -KILL -- "-$p" 2>/dev/null
     done
+    # LAB_KEEP=DIR keeps the lab's files (logs, configs, databases) for a post-mortem.
+    [ -z "${LAB_KEEP:-}" ] || { rm -rf "$LAB_KEEP"; cp -a "$LAB_DIR" "$LAB_KEEP"; }
     tc_cleanup
     exit "$rc"
 }
@@ -77,6 +79,35 @@ lab_spawn() {
     setsid "$@" >>"$LAB_LOG" 2>&1 </dev/null &
     LAB_LAST_PID=$!
     TC_PIDS+=("$LAB_LAST_PID")
+}
+
+# lab_free_port [N]: a free loopback port P (with P+1..P+N-1 free too), below the kernel's
+# ephemeral range so that outgoing connections of other programs do not take it meanwhile.
+lab_free_port() {
+    python3 - "${1:-1}" <<'PY'
+import random, socket, sys
+n = int(sys.argv[1])
+lo, hi = 10000, 32000
+try:
+    lo_e = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    hi = min(hi, lo_e - n - 1)
+except (OSError, ValueError):
+    pass
+for _ in range(500):
+    p = random.randint(lo, hi)
+    ok = True
+    for q in range(p, p + n):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", q))
+        except OSError:
+            ok = False
+        finally:
+            s.close()
+    if ok:
+        print(p)
+        break
+PY
 }
 
 # ---- manufacturer CA and TPMs ------------------------------------------------------------
@@ -113,7 +144,7 @@ lab_tpm_start() { # NAME
     local name=$1 dir=$LAB_DIR/$1/tpm port var
     var=LAB_TCTI_${name//[^A-Za-z0-9_]/_}
     for _ in 1 2 3 4 5; do
-        port=$(tc_free_port_pair)
+        port=$(lab_free_port 2)
         rm -f "$dir/pid"
         if swtpm socket --tpm2 --server "type=tcp,port=$port,bindaddr=127.0.0.1" \
             --ctrl "type=tcp,port=$((port + 1)),bindaddr=127.0.0.1" --tpmstate "dir=$dir" \
@@ -177,7 +208,7 @@ print("\n".join(out))' >"$d/coordinator.conf"
     LAB_LOG=$d/coordinator.log
     echo "--- start $(date +%T.%N)" >>"$LAB_LOG"
     local before
-    before=$(grep -c "listening on" "$LAB_LOG" || true)
+    before=$(grep -c "trustcloud-coordinator: listening on" "$LAB_LOG" || true)
     lab_spawn "$LAB_COORD_BIN" -c "$d/coordinator.conf"
     LAB_COORD_PID=$LAB_LAST_PID
     for _ in $(seq 200); do
@@ -185,8 +216,9 @@ print("\n".join(out))' >"$d/coordinator.conf"
         kill -0 "$LAB_COORD_PID" 2>/dev/null || { tail -20 "$LAB_LOG" >&2; tc_fail "coordinator exited"; }
         sleep 0.05
     done
+    [ "$(grep -c "trustcloud-coordinator: listening on" "$LAB_LOG" || true)" -gt "$before" ] ||
+        { tail -20 "$LAB_LOG" >&2; tc_fail "coordinator did not start"; }
     port=$(grep "trustcloud-coordinator: listening on" "$LAB_LOG" | tail -1 | sed 's/.*://')
-    [ -n "$port" ] || { tail -20 "$LAB_LOG" >&2; tc_fail "coordinator did not start"; }
     # A restart must come back at the same address (the CLI and agents know it).
     sed -i "s/^port = .*/port = $port/" "$d/coordinator.conf"
     export TC_COORDINATOR=https://127.0.0.1:$port
@@ -231,7 +263,7 @@ lab_node_start() {
 
 lab_node_prepare() {
     lab_need
-    local name=$1 group=${2:-default} d=$LAB_DIR/$1 f tcti port
+    local name=$1 group=${2:-default} d=$LAB_DIR/$1 f tcti
     mkdir -p "$d/state"
     chmod 700 "$d/state"
     lab_tpm_provision "$name" "${LAB_MFR_CA:-$LAB_DIR/mfr-ca}"
@@ -243,14 +275,13 @@ lab_node_prepare() {
     for f in "${LAB_WORKLOAD[@]}"; do
         "$TC_BIN" lab measure --tcti "$tcti" --log "$d/ima.log" --path "$f" --content "contents of $f"
     done
-    port=$(tc_free_port_pair)
     cat >"$d/agent.conf" <<EOF
 [agent]
 node_id = $name
 tcti = $tcti
 state_dir = state
 listen_address = 127.0.0.1
-listen_port = $port
+listen_port = @PORT@
 coordinator_url = ${LAB_COORD_URL:?start the coordinator first}
 ca_file = $LAB_DIR/coordinator/ca/ca.pem
 eventlog_path = eventlog.bin
@@ -266,7 +297,9 @@ EOF
 
 # Starts (again) the agent of NAME with its existing state: same identity, no re-enrollment.
 lab_node_run() {
-    local name=$1 d=$LAB_DIR/$1 pid
+    local name=$1 d=$LAB_DIR/$1
+    # The port is drawn at the first start (the agent enrolls with it, then keeps it).
+    grep -q '@PORT@' "$d/agent.conf" && sed -i "s/@PORT@/$(lab_free_port)/" "$d/agent.conf"
     LAB_LOG=$d/agent.log
     echo "--- start $(date +%T.%N)" >>"$LAB_LOG"
     lab_spawn "$LAB_AGENT_BIN" -c "$d/agent.conf"
