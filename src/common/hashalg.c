@@ -3,9 +3,11 @@
 #include "trustcloud/hashalg.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "trustcloud/error.h"
@@ -13,10 +15,8 @@
 
 /* TPM2_ALG_* values (TPM 2.0 Part 2, Table 9). */
 static const struct tc_hash_alg algs[] = {
-    {0x0004, "sha1", 20, "SHA1"},
-    {0x000B, "sha256", 32, "SHA256"},
-    {0x000C, "sha384", 48, "SHA384"},
-    {0x000D, "sha512", 64, "SHA512"},
+    {0x0004, "sha1", 20, "SHA1"},     {0x000B, "sha256", 32, "SHA256"},
+    {0x000C, "sha384", 48, "SHA384"}, {0x000D, "sha512", 64, "SHA512"},
     {0x0012, "sm3_256", 32, "SM3"},
 };
 #define NALGS (sizeof(algs) / sizeof(algs[0]))
@@ -26,10 +26,23 @@ static pthread_once_t evp_once = PTHREAD_ONCE_INIT;
 /* One reusable digest context per thread (replay hashes millions of small buffers), freed by
  * the key's destructor when the thread exits. */
 static pthread_key_t ctx_key;
+static bool ctx_key_ready;
 
 static void ctx_destroy(void *ctx)
 {
     EVP_MD_CTX_free(ctx);
+}
+
+/* The main thread never runs key destructors: free its context at exit too. */
+static void hashalg_fini(void)
+{
+    if (!ctx_key_ready) /* never hashed: nothing to free (and OpenSSL may be gone already) */
+        return;
+    void *ctx = pthread_getspecific(ctx_key);
+    if (ctx) {
+        pthread_setspecific(ctx_key, NULL);
+        EVP_MD_CTX_free(ctx);
+    }
 }
 
 static void fetch_all(void)
@@ -38,17 +51,9 @@ static void fetch_all(void)
         evp[i] = EVP_MD_fetch(NULL, algs[i].ossl_name, NULL);
     if (pthread_key_create(&ctx_key, ctx_destroy) != 0)
         abort(); /* no thread-specific storage at start-up: nothing sensible to do */
-}
-
-/* The main thread never runs key destructors: free its context at exit too. */
-static __attribute__((destructor)) void hashalg_fini(void)
-{
-    pthread_once(&evp_once, fetch_all);
-    void *ctx = pthread_getspecific(ctx_key);
-    if (ctx) {
-        pthread_setspecific(ctx_key, NULL);
-        EVP_MD_CTX_free(ctx);
-    }
+    ctx_key_ready = true;
+    /* Runs inside OPENSSL_cleanup(), before OpenSSL tears down what the context refers to. */
+    OPENSSL_atexit(hashalg_fini);
 }
 
 const struct tc_hash_alg *tc_hash_all(size_t *count)

@@ -11,36 +11,6 @@
 #include "trustcloud/log.h"
 #include "trustcloud/tpm_credential.h"
 
-/* PolicySecret(TPM_RH_ENDORSEMENT): the low-range EK templates' authPolicy. The session is
- * started with continueSession so that cleanup is always exactly one flush. */
-static int ek_policy_session(struct tc_tpm *tpm, ESYS_TR *session)
-{
-    TPMT_SYM_DEF sym = {.algorithm = TPM2_ALG_NULL};
-    TPM2B_TIMEOUT *timeout = NULL;
-    TPMT_TK_AUTH *ticket = NULL;
-    TSS2_RC r;
-
-    *session = ESYS_TR_NONE;
-    r = Esys_StartAuthSession(tpm->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                              ESYS_TR_NONE, NULL, TPM2_SE_POLICY, &sym, TPM2_ALG_SHA256, session);
-    if (r != TSS2_RC_SUCCESS) {
-        *session = ESYS_TR_NONE;
-        return tc_tpm_rc(r, "Esys_StartAuthSession(EK policy)");
-    }
-    r = Esys_TRSess_SetAttributes(tpm->esys, *session, TPMA_SESSION_CONTINUESESSION, 0xff);
-    if (r == TSS2_RC_SUCCESS)
-        r = Esys_PolicySecret(tpm->esys, ESYS_TR_RH_ENDORSEMENT, *session, ESYS_TR_PASSWORD,
-                              ESYS_TR_NONE, ESYS_TR_NONE, NULL, NULL, NULL, 0, &timeout, &ticket);
-    Esys_Free(timeout);
-    Esys_Free(ticket);
-    if (r != TSS2_RC_SUCCESS) {
-        Esys_FlushContext(tpm->esys, *session);
-        *session = ESYS_TR_NONE;
-        return tc_tpm_rc(r, "Esys_PolicySecret(endorsement)");
-    }
-    return 0;
-}
-
 int tc_tpm_activate_credential(struct tc_tpm *tpm, const struct tc_tpm_key *ak,
                                const struct tc_tpm_key *ek, const uint8_t *id_object,
                                size_t id_object_len, const uint8_t *enc_secret,
@@ -80,7 +50,7 @@ int tc_tpm_activate_credential(struct tc_tpm *tpm, const struct tc_tpm_key *ak,
         LOG_ERROR("encrypted secret: %zu trailing bytes", enc_secret_len - off);
         return TC_ERR_TRAILING;
     }
-    if ((rc = ek_policy_session(tpm, &session)) != 0)
+    if ((rc = tc_tpm_ek_session(tpm, &session)) != 0)
         goto out;
     /* activateHandle (the AK) needs USER role: password; keyHandle (the EK) needs ADMIN role,
      * which adminWithPolicy turns into its authPolicy. */
@@ -98,11 +68,7 @@ int tc_tpm_activate_credential(struct tc_tpm *tpm, const struct tc_tpm_key *ak,
     memcpy(cred, out->buffer, out->size);
     *cred_len = out->size;
 out:
-    if (session != ESYS_TR_NONE) {
-        TSS2_RC fr = Esys_FlushContext(tpm->esys, session);
-        if (fr != TSS2_RC_SUCCESS)
-            tc_tpm_rc(fr, "Esys_FlushContext(EK policy session)");
-    }
+    tc_tpm_session_flush(tpm, &session);
     if (out != NULL)
         OPENSSL_cleanse(out, sizeof(*out));
     Esys_Free(out);

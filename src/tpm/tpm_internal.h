@@ -26,6 +26,12 @@ int tc_tpm_rc(TSS2_RC rc, const char *what);
 void tc_tpm_track(struct tc_tpm *tpm, ESYS_TR handle);
 void tc_tpm_untrack(struct tc_tpm *tpm, ESYS_TR handle);
 
+/* A policy session satisfying the TCG default EK's authPolicy, PolicySecret(TPM_RH_ENDORSEMENT),
+ * started with continueSession so that cleanup is always exactly one tc_tpm_session_flush()
+ * (which is a no-op on ESYS_TR_NONE and resets the handle). */
+int tc_tpm_ek_session(struct tc_tpm *tpm, ESYS_TR *session);
+void tc_tpm_session_flush(struct tc_tpm *tpm, ESYS_TR *session);
+
 /* Converts a tc_pcr_set's banks and masks (in set order) into a TPM selection. */
 int tc_tpm_pcr_selection(const struct tc_pcr_set *sel, TPML_PCR_SELECTION *out);
 

@@ -359,7 +359,7 @@ out:
 
 /* A policy session satisfying the EK's authPolicy, PolicySecret(TPM_RH_ENDORSEMENT). It is
  * consumed by one authorization; the caller flushes it afterwards in every case. */
-static int ek_session(struct tc_tpm *tpm, ESYS_TR *session)
+int tc_tpm_ek_session(struct tc_tpm *tpm, ESYS_TR *session)
 {
     TPMT_SYM_DEF sym = {.algorithm = TPM2_ALG_NULL};
     TPM2B_TIMEOUT *timeout = NULL;
@@ -388,7 +388,7 @@ static int ek_session(struct tc_tpm *tpm, ESYS_TR *session)
     return 0;
 }
 
-static void session_flush(struct tc_tpm *tpm, ESYS_TR *session)
+void tc_tpm_session_flush(struct tc_tpm *tpm, ESYS_TR *session)
 {
     if (*session == ESYS_TR_NONE)
         return;
@@ -449,11 +449,11 @@ static int ak_load_blobs(struct tc_tpm *tpm, const struct tc_tpm_key *ek, const 
     TPM2B_NAME *name = NULL, *qname = NULL;
     int rc;
 
-    if ((rc = ek_session(tpm, &session)) != 0)
+    if ((rc = tc_tpm_ek_session(tpm, &session)) != 0)
         goto out;
     TSS2_RC r =
         Esys_Load(tpm->esys, ek->esys_handle, session, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &h);
-    session_flush(tpm, &session);
+    tc_tpm_session_flush(tpm, &session);
     if (r != TSS2_RC_SUCCESS) {
         h = ESYS_TR_NONE;
         rc = tc_tpm_rc(r, "Esys_Load(AK)");
@@ -471,7 +471,7 @@ static int ak_load_blobs(struct tc_tpm *tpm, const struct tc_tpm_key *ek, const 
     tc_tpm_track(tpm, h);
     h = ESYS_TR_NONE;
 out:
-    session_flush(tpm, &session);
+    tc_tpm_session_flush(tpm, &session);
     if (h != ESYS_TR_NONE)
         Esys_FlushContext(tpm->esys, h);
     Esys_Free(rpub);
@@ -644,11 +644,11 @@ int tc_tpm_ak_create(struct tc_tpm *tpm, const struct tc_tpm_key *ek, enum tc_ke
     memset(&sens, 0, sizeof(sens));
     memset(&outside, 0, sizeof(outside));
     memset(&creation_pcr, 0, sizeof(creation_pcr));
-    if ((rc = ek_session(tpm, &session)) != 0)
+    if ((rc = tc_tpm_ek_session(tpm, &session)) != 0)
         goto out;
     TSS2_RC r = Esys_Create(tpm->esys, ek->esys_handle, session, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
                             &tmpl, &outside, &creation_pcr, &priv, &pub, NULL, NULL, NULL);
-    session_flush(tpm, &session);
+    tc_tpm_session_flush(tpm, &session);
     if (r != TSS2_RC_SUCCESS) {
         rc = tc_tpm_rc(r, "Esys_Create(AK)");
         goto out;
@@ -660,7 +660,7 @@ int tc_tpm_ak_create(struct tc_tpm *tpm, const struct tc_tpm_key *ek, enum tc_ke
     if ((rc = akctx_save(ctx_path, ek, ak, priv)) != 0)
         goto out;
 out:
-    session_flush(tpm, &session);
+    tc_tpm_session_flush(tpm, &session);
     if (priv != NULL)
         OPENSSL_cleanse(priv, sizeof(*priv));
     Esys_Free(priv);
