@@ -316,6 +316,10 @@ static int load_cb(void *arg, const struct tc_store_node *s)
 
 int coord_engine_load(struct coord *c)
 {
+    /* Nodes start at policy_gen 0: a non-zero generation makes each resolve its policies at its
+     * first round (also after a restart). */
+    if (c->assign_gen == 0)
+        c->assign_gen = 1;
     int rc = tc_store_node_list(c->store, load_cb, c);
     if (rc == 0)
         rc = tc_store_events_last_seq(c->store, &c->last_seq_seen);
