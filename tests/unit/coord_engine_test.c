@@ -432,6 +432,13 @@ static void engine_end_to_end(void **state)
     assert_true(last_round > json_integer_value(json_object_get(json_array_get(res, 1), "round")));
     json_decref(h);
 
+    /* A node failing its policy... */
+    snprintf(pol, sizeof(pol),
+             "{\"name\":\"pcr-bad\",\"kind\":\"pcr\",\"body\":{\"sha256\":{\"0\":\"%s\"}}}", bad);
+    assert_int_equal(op(c, "POST", "/v1/policies", pol, NULL), 200);
+    assert_int_equal(op(c, "POST", "/v1/policies/pcr-bad/assign", "{\"node\":\"n5\"}", NULL), 200);
+    assert_true(wait_state(c, "n5", "untrusted", 10));
+
     /* Restart: states kept, rounds continue, no re-enrollment. */
     stop(c);
     pthread_mutex_lock(&fake.lock);
@@ -442,6 +449,10 @@ static void engine_end_to_end(void **state)
     assert_string_equal(node_state(c, "n1", NULL, 0), "unreachable");
     assert_true(wait_state(c, "n0", "trusted", 10));
     usleep(3 * 1000 * (useconds_t)settings.interval_ms); /* n3's first rounds after the restart */
+    /* ... still fails it after the restart (policies are resolved again). */
+    node_state(c, "n5", check, sizeof(check));
+    assert_string_equal(node_state(c, "n5", check, sizeof(check)), "untrusted");
+    assert_string_equal(check, "pcr.value");
     assert_int_equal(op(c, "GET", "/v1/nodes/n3/history?limit=1", NULL, &h), 200);
     res = json_object_get(h, "results");
     print_message("n3: last round before restart %lld, after %lld\n", (long long)last_round,
