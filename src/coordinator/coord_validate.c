@@ -219,6 +219,12 @@ int coord_b64_decode(const char *s, size_t len, size_t max, uint8_t **out, size_
                 return TC_ERR_FORMAT;
             }
         }
+        /* Canonical only: the bits a padded group drops must be zero, so one byte string has
+         * one encoding. */
+        if ((pad == 2 && (v[1] & 0x0f)) || (pad == 1 && (v[2] & 0x03))) {
+            free(buf);
+            return TC_ERR_FORMAT;
+        }
         uint32_t w =
             (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
         buf[o++] = (uint8_t)(w >> 16);

@@ -209,6 +209,9 @@ static void base64(void **state)
     assert_memory_equal(out, "hello", 5);
     free(out);
     assert_int_equal(coord_b64_decode("aGVsbG8", 7, 100, &out, &len), TC_ERR_FORMAT);
+    assert_int_equal(coord_b64_decode("AB==", 4, 100, &out, &len),
+                     TC_ERR_FORMAT); /* found by fuzzing */
+    assert_int_equal(coord_b64_decode("AAB=", 4, 100, &out, &len), TC_ERR_FORMAT);
     assert_int_equal(coord_b64_decode("aGV=bG8=", 8, 100, &out, &len), TC_ERR_FORMAT);
     assert_int_equal(coord_b64_decode("aGVs bG8", 8, 100, &out, &len), TC_ERR_FORMAT);
     assert_int_equal(coord_b64_decode("aGVsbG8=", 8, 4, &out, &len), TC_ERR_TOO_LARGE);
