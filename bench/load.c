@@ -52,6 +52,7 @@
 #include "trustcloud/pki.h"
 
 #define MAX_POINTS 16
+#define STOP_TIMEOUT_S 15
 #define INITIAL_ENTRIES 20
 #define SELECTION "sha256:0,1,2,3,4,5,6,7,8,9,10"
 
@@ -515,6 +516,7 @@ struct point {
     char bad_reason[512];
     double p50, p99, pmax;
     double coord_cores, coord_ms_per_att, emu_cores, emu_service_us;
+    double stop_s; /* SIGTERM to exit */
 };
 
 static int cmp_double(const void *a, const void *b)
@@ -639,9 +641,21 @@ static void run_point(const struct options *o, const struct files *f, struct loa
     uint64_t ans1 = atomic_load(&emu->answered), svc1 = atomic_load(&emu->service_ns);
     double cpu1 = proc_cpu(pid), self1 = self_cpu(), w1 = bench_now();
 
+    /* A clean stop, but bounded: what the store committed is all this reads. */
     kill(pid, SIGTERM);
     int status = 0;
-    waitpid(pid, &status, 0);
+    double t_stop = bench_now();
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (bench_now() - t_stop > STOP_TIMEOUT_S) {
+            fprintf(stderr, "load: the coordinator did not stop within %d s of SIGTERM; killed\n",
+                    STOP_TIMEOUT_S);
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        sleep_s(0.05);
+    }
+    pt->stop_s = bench_now() - t_stop;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fprintf(stderr, "load: the coordinator exited abnormally (status %d), log: %s\n", status,
                 log);
@@ -655,7 +669,8 @@ static void run_point(const struct options *o, const struct files *f, struct loa
     pt->emu_service_us = ans1 > ans0 ? (double)(svc1 - svc0) / 1e3 / (double)(ans1 - ans0) : 0;
     analyze(db, emu, n, t0, t1, pt);
     pt->coord_ms_per_att = pt->trusted_s > 0 ? pt->coord_cores * 1e3 / pt->trusted_s : 0;
-    fprintf(stderr, "load: %zu nodes imported in %.1f s; coordinator log %s\n", n, t_import, log);
+    fprintf(stderr, "load: %zu nodes imported in %.1f s, coordinator stopped in %.1f s; log %s\n",
+            n, t_import, pt->stop_s, log);
 }
 
 /* ---- main -------------------------------------------------------------------------------------
