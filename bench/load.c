@@ -585,6 +585,10 @@ static void analyze(const char *db, struct load_emu *emu, size_t n, int64_t t0, 
                 cap *= 2;
             }
             lat[nl++] = (double)(r[k].ts * 1000 + 500 - best) / 1000.0;
+            if (getenv("TC_LOAD_DEBUG") && i < 3)
+                fprintf(stderr, "debug: %s round %llu ts %lld arrival %lld.%03lld\n", id,
+                        (unsigned long long)r[k].round, (long long)r[k].ts,
+                        (long long)(best / 1000), (long long)(best % 1000));
         }
         free(r);
     }
