@@ -21,15 +21,6 @@
 #include "trustcloud/error.h"
 #include "trustcloud/log.h"
 
-/* Sanitizer builds only: src/common/hashalg.c caches one EVP_MD_CTX per thread in a __thread
- * pointer that is not freed when the thread exits (one small context per thread, reported to its
- * owner); without this, every ASan run of the daemon would end in a leak report. */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:tc_hash2\nleak:tc_hash\n";
-}
-
 static void usage(FILE *f)
 {
     fprintf(f, "usage: trustcloud-coordinator -c FILE [--pid-file FILE]\n"

@@ -36,15 +36,6 @@
 
 #define SECRET "webhook-secret-0123456789"
 
-/* src/common/hashalg.c keeps one EVP_MD_CTX per thread (a static __thread pointer) and never
- * frees it when the thread exits; the coordinator's engine and libmicrohttpd threads end with the
- * test. Bounded (one context per thread) and reported to the owner of hashalg.c. */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:tc_hash2\nleak:tc_hash\n";
-}
-
 static char tmpdir[] = "/tmp/tc-coord-test.XXXXXX";
 static char p_ca_dir[512], p_op_cert[512], p_op_key[512], p_ag_cert[512], p_ag_key[512],
     p_conf[512], p_cacert[512];
