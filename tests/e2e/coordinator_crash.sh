@@ -59,7 +59,7 @@ print(int(min(new) - t0.timestamp() * 1000) if new else 999999)' "${r0[$n]}" "$t
         tc_fail "cycle $cycle: rounds resumed $dt ms after the restart"
     fi
     if [ $cycle = 1 ]; then
-        [ "$(identity)" = "$before" ] || { echo "$before"; identity; tc_fail "states changed by a crash"; }
+        [ "$(identity)" = "$before" ] || { echo "$before"; $T node list; tc_fail "states changed by a crash"; }
     else
         lab_node_wait c2 untrusted $((2 * interval_ms / 1000 + 3)) ||
             tc_fail "c2 tampered while the coordinator was down: not untrusted after restart"

@@ -57,6 +57,15 @@ lab_cleanup() {
         for _ in $(seq 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
         kill -KILL -- "-$p" 2>/dev/null
     done
+    # A sanitizer build reports memory errors and leaks of the daemons in their logs (they exit
+    # on SIGTERM above): any such report fails the test.
+    if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$LAB_DIR"/*/*.log \
+        "$LAB_DIR"/*.log 2>/dev/null >"$TC_TMP/sanitizer"; then
+        echo "FAIL: sanitizer reports in: $(tr '\n' ' ' <"$TC_TMP/sanitizer")" >&2
+        grep -h -A12 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" $(cat "$TC_TMP/sanitizer") |
+            head -60 >&2
+        [ "$rc" != 0 ] || rc=1
+    fi
     # LAB_KEEP=DIR keeps the lab's files (logs, configs, databases) for a post-mortem.
     [ -z "${LAB_KEEP:-}" ] || { rm -rf "$LAB_KEEP"; cp -a "$LAB_DIR" "$LAB_KEEP"; }
     tc_cleanup
