@@ -74,6 +74,16 @@ lab_cleanup() {
 trap lab_cleanup EXIT
 trap 'exit 130' INT TERM
 
+# If this shell is killed outright (SIGKILL, e.g. a test-runner timeout), no trap runs: a
+# watchdog in its own session then stops whatever the lab started and removes the files. After
+# a normal exit the cleanup above has removed the pid file and the watchdog just ends.
+LAB_PIDFILE=$TC_TMP/lab.pids
+: >"$LAB_PIDFILE"
+setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done
+[ -f "$2" ] || exit 0
+while read -r p; do kill -KILL -- "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done <"$2"
+rm -rf "$3"' lab-watchdog "$$" "$LAB_PIDFILE" "$TC_TMP" >/dev/null 2>&1 </dev/null &
+
 lab_need() {
     command -v swtpm >/dev/null || tc_skip "swtpm not installed"
     command -v swtpm_setup >/dev/null || tc_skip "swtpm_setup not installed"
@@ -88,6 +98,7 @@ lab_spawn() {
     setsid "$@" >>"$LAB_LOG" 2>&1 </dev/null &
     LAB_LAST_PID=$!
     TC_PIDS+=("$LAB_LAST_PID")
+    echo "$LAB_LAST_PID" >>"$LAB_PIDFILE"
 }
 
 # lab_free_port [N]: a free loopback port P (with P+1..P+N-1 free too), below the kernel's
@@ -161,6 +172,7 @@ lab_tpm_start() { # NAME
             --log "file=$dir/swtpm.log" -d 2>"$dir/err"; then
             for _ in $(seq 100); do [ -s "$dir/pid" ] && break; sleep 0.02; done
             TC_PIDS+=("$(cat "$dir/pid")")
+            echo "$(cat "$dir/pid")" >>"$LAB_PIDFILE"
             printf -v "$var" '%s' "swtpm:host=127.0.0.1,port=$port"
             return 0
         fi
