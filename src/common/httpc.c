@@ -22,8 +22,12 @@ struct cfg_copy {
     bool allow_tls12, allow_plain_http;
 };
 
+struct host;
+
 struct xfer {
     CURL *easy;
+    char *hostkey;     /* "scheme://authority" */
+    struct host *host; /* set when sorted (driver thread) */
     struct curl_slist *headers;
     struct tc_buf body;
     bool too_large;
@@ -33,12 +37,34 @@ struct xfer {
     struct xfer *prev, *next;
 };
 
+/*
+ * Requests wait here, per host ("scheme://authority" of the URL), until the host has a free
+ * connection; only then do they enter the multi handle. libcurl would queue them itself, but its
+ * timeout includes that wait, so a burst larger than the connection limit timed out requests that
+ * never reached the server. Driver thread only.
+ */
+struct host {
+    struct host *hnext;         /* hash chain */
+    struct host *wnext;         /* ready list: waiting requests and a free connection */
+    bool ready;                 /* on the ready list */
+    size_t active;              /* in the multi handle */
+    struct xfer *qhead, *qtail; /* waiting, oldest first */
+    char key[];
+};
+
+#define HOST_BUCKETS 4096
+
 struct tc_httpc {
     struct cfg_copy cfg;
     CURLM *multi;
-    pthread_mutex_t lock; /* queue and counters */
-    struct xfer *queue;   /* submitted, not yet in the multi handle */
-    struct xfer *active;  /* in the multi handle (driver thread only) */
+    CURLSH *share; /* TLS sessions and DNS shared by all transfers */
+    pthread_mutex_t share_lock;
+    pthread_mutex_t lock;            /* submitted queue and counters */
+    struct xfer *queue, *queue_tail; /* submitted, not yet sorted by host (oldest first) */
+    struct xfer *active;             /* in the multi handle (driver thread only) */
+    struct host **hosts;             /* HOST_BUCKETS chains (driver thread only) */
+    struct host *ready, *ready_tail;
+    size_t nactive; /* in the multi handle */
     size_t pending;
     pthread_t thread;
     bool thread_running;
@@ -91,6 +117,7 @@ static void xfer_free(struct xfer *x)
         return;
     curl_easy_cleanup(x->easy);
     curl_slist_free_all(x->headers);
+    free(x->hostkey);
     tc_buf_release(&x->body);
     free(x);
 }
@@ -206,6 +233,21 @@ static void complete(struct xfer *x, int status, long code)
     x->cb(x->arg, status, code, x->body.data ? x->body.data : empty, x->body.len);
 }
 
+static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a, void *arg)
+{
+    (void)h;
+    (void)d;
+    (void)a;
+    pthread_mutex_lock(&((struct tc_httpc *)arg)->share_lock);
+}
+
+static void share_unlock(CURL *h, curl_lock_data d, void *arg)
+{
+    (void)h;
+    (void)d;
+    pthread_mutex_unlock(&((struct tc_httpc *)arg)->share_lock);
+}
+
 int tc_httpc_new(const struct tc_httpc_config *cfg, struct tc_httpc **out)
 {
     int rc;
@@ -220,8 +262,24 @@ int tc_httpc_new(const struct tc_httpc_config *cfg, struct tc_httpc **out)
         return TC_ERR_ALLOC;
     }
     pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->share_lock, NULL);
     if ((rc = cfg_copy(cfg, &c->cfg)) != 0)
         goto out;
+    if (!(c->hosts = calloc(HOST_BUCKETS, sizeof(*c->hosts)))) {
+        rc = TC_ERR_ALLOC;
+        goto out;
+    }
+    /* A new connection to a host seen before resumes its TLS session (no certificate chain to
+     * verify again, no client signature): that keeps reconnects cheap after an idle close. */
+    if (!(c->share = curl_share_init()) ||
+        curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK ||
+        curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
+        curl_share_setopt(c->share, CURLSHOPT_USERDATA, c) != CURLSHE_OK ||
+        curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
+        curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK) {
+        rc = TC_ERR_INTERNAL;
+        goto out;
+    }
     if (!(c->multi = curl_multi_init())) {
         rc = TC_ERR_ALLOC;
         goto out;
@@ -235,6 +293,13 @@ int tc_httpc_new(const struct tc_httpc_config *cfg, struct tc_httpc **out)
 out:
     tc_httpc_free(c);
     return rc;
+}
+
+static char *host_key(const char *url)
+{
+    const char *a = strstr(url, "://");
+    size_t len = a ? (size_t)(a + 3 - url) + strcspn(a + 3, "/?#") : strlen(url);
+    return strndup(url, len);
 }
 
 int tc_httpc_submit_req(struct tc_httpc *c, const struct tc_httpc_req *req)
@@ -269,11 +334,23 @@ int tc_httpc_submit_req(struct tc_httpc *c, const struct tc_httpc_req *req)
             return TC_ERR_INTERNAL;
         }
     }
+    if (c->share && curl_easy_setopt(x->easy, CURLOPT_SHARE, c->share) != CURLE_OK) {
+        xfer_free(x);
+        return TC_ERR_INTERNAL;
+    }
+    if (!(x->hostkey = host_key(req->url))) {
+        xfer_free(x);
+        return TC_ERR_ALLOC;
+    }
     x->cb = req->cb;
     x->arg = req->arg;
+    x->next = NULL;
     pthread_mutex_lock(&c->lock);
-    x->next = c->queue;
-    c->queue = x;
+    if (c->queue_tail)
+        c->queue_tail->next = x;
+    else
+        c->queue = x;
+    c->queue_tail = x;
     c->pending++;
     pthread_mutex_unlock(&c->lock);
     curl_multi_wakeup(c->multi);
@@ -302,28 +379,107 @@ size_t tc_httpc_pending(struct tc_httpc *c)
     return n;
 }
 
-/* Moves queued requests into the multi handle (driver thread). */
+static void ready_push(struct tc_httpc *c, struct host *h)
+{
+    if (h->ready || !h->qhead || h->active >= (size_t)c->cfg.max_host)
+        return;
+    h->ready = true;
+    h->wnext = NULL;
+    if (c->ready_tail)
+        c->ready_tail->wnext = h;
+    else
+        c->ready = h;
+    c->ready_tail = h;
+}
+
+/* The host of a URL: "scheme://authority" (what libcurl's per-host limit counts). */
+static struct host *host_get(struct tc_httpc *c, const char *url)
+{
+    size_t len = strlen(url);
+    uint32_t hash = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        hash = (hash ^ (uint8_t)url[i]) * 16777619u;
+    struct host **slot = &c->hosts[hash % HOST_BUCKETS];
+    for (struct host *h = *slot; h; h = h->hnext)
+        if (strncmp(h->key, url, len) == 0 && h->key[len] == '\0')
+            return h;
+    struct host *h = calloc(1, sizeof(*h) + len + 1);
+    if (!h)
+        return NULL;
+    memcpy(h->key, url, len);
+    h->key[len] = '\0';
+    h->hnext = *slot;
+    *slot = h;
+    return h;
+}
+
+static void active_link(struct tc_httpc *c, struct xfer *x)
+{
+    x->prev = NULL;
+    x->next = c->active;
+    if (c->active)
+        c->active->prev = x;
+    c->active = x;
+}
+
+/* Hands waiting requests to libcurl while their host has a free connection and the total limit
+ * allows; their timeout starts now. */
+static int admit(struct tc_httpc *c)
+{
+    int rc = 0;
+    while (c->ready && c->nactive < (size_t)c->cfg.max_total) {
+        struct host *h = c->ready;
+        while (h->qhead && h->active < (size_t)c->cfg.max_host &&
+               c->nactive < (size_t)c->cfg.max_total) {
+            struct xfer *x = h->qhead;
+            if (!(h->qhead = x->next))
+                h->qtail = NULL;
+            active_link(c, x);
+            h->active++;
+            c->nactive++;
+            if (curl_multi_add_handle(c->multi, x->easy) != CURLM_OK) {
+                LOG_ERROR("curl_multi_add_handle failed");
+                rc = TC_ERR_INTERNAL;
+            }
+        }
+        if (h->qhead && h->active < (size_t)c->cfg.max_host)
+            break; /* total limit: this host stays first */
+        if (!(c->ready = h->wnext))
+            c->ready_tail = NULL;
+        h->ready = false;
+        h->wnext = NULL;
+    }
+    return rc;
+}
+
+/* Sorts submitted requests into their hosts' queues, then admits what fits (driver thread). */
 static int add_queued(struct tc_httpc *c)
 {
     pthread_mutex_lock(&c->lock);
     struct xfer *q = c->queue;
-    c->queue = NULL;
+    c->queue = c->queue_tail = NULL;
     pthread_mutex_unlock(&c->lock);
-    int rc = 0;
     while (q) {
         struct xfer *x = q;
         q = q->next;
-        x->prev = NULL;
-        x->next = c->active;
-        if (c->active)
-            c->active->prev = x;
-        c->active = x;
-        if (curl_multi_add_handle(c->multi, x->easy) != CURLM_OK) {
-            LOG_ERROR("curl_multi_add_handle failed");
-            rc = TC_ERR_INTERNAL;
+        x->next = x->prev = NULL;
+        struct host *h = x->host = host_get(c, x->hostkey);
+        if (!h) {
+            /* Out of memory for the host entry: let libcurl queue this one. */
+            active_link(c, x);
+            c->nactive++;
+            if (curl_multi_add_handle(c->multi, x->easy) != CURLM_OK)
+                LOG_ERROR("curl_multi_add_handle failed");
+            continue;
         }
+        if (h->qtail)
+            h->qtail->next = x;
+        else
+            h->qhead = x;
+        h->qtail = x;
+        ready_push(c, h);
     }
-    return rc;
+    return admit(c);
 }
 
 static void unlink_active(struct tc_httpc *c, struct xfer *x)
@@ -349,6 +505,11 @@ static int reap(struct tc_httpc *c)
         CURLcode res = msg->data.result;
         curl_multi_remove_handle(c->multi, msg->easy_handle);
         unlink_active(c, x);
+        c->nactive--;
+        if (x->host) {
+            x->host->active--;
+            ready_push(c, x->host);
+        }
         long code;
         int status = map_result(x, res, &code);
         pthread_mutex_lock(&c->lock);
@@ -358,6 +519,8 @@ static int reap(struct tc_httpc *c)
         xfer_free(x);
         done++;
     }
+    if (done)
+        admit(c);
     return done;
 }
 
@@ -421,8 +584,27 @@ void tc_httpc_free(struct tc_httpc *c)
         pthread_join(c->thread, NULL);
         c->thread_running = false;
     }
-    if (c->multi)
-        add_queued(c);
+    /* Requests still waiting never reached libcurl: cancel them without touching the multi
+     * handle (removing thousands of handles from it one by one took minutes). */
+    pthread_mutex_lock(&c->lock);
+    struct xfer *q = c->queue;
+    c->queue = c->queue_tail = NULL;
+    pthread_mutex_unlock(&c->lock);
+    for (size_t b = 0; c->hosts && b < HOST_BUCKETS; b++)
+        for (struct host *h = c->hosts[b]; h; h = h->hnext) {
+            if (h->qtail) {
+                h->qtail->next = q;
+                q = h->qhead;
+            }
+            h->qhead = h->qtail = NULL;
+        }
+    while (q) {
+        struct xfer *x = q;
+        q = x->next;
+        x->body.len = 0;
+        complete(x, TC_ERR_IO, 0);
+        xfer_free(x);
+    }
     while (c->active) {
         struct xfer *x = c->active;
         c->active = x->next;
@@ -433,7 +615,17 @@ void tc_httpc_free(struct tc_httpc *c)
     }
     if (c->multi)
         curl_multi_cleanup(c->multi);
+    if (c->share)
+        curl_share_cleanup(c->share);
+    for (size_t b = 0; c->hosts && b < HOST_BUCKETS; b++)
+        while (c->hosts[b]) {
+            struct host *h = c->hosts[b];
+            c->hosts[b] = h->hnext;
+            free(h);
+        }
+    free(c->hosts);
     cfg_release(&c->cfg);
+    pthread_mutex_destroy(&c->share_lock);
     pthread_mutex_destroy(&c->lock);
     free(c);
     curl_global_cleanup();

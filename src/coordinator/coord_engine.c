@@ -3,14 +3,17 @@
  * The continuous attestation engine: ONE thread drives every challenge,
  * webhook delivery and revocation notice through one tc_httpc (libcurl multi).
  *
- * Per tick: under the lock, due nodes get `POST {agent_url}/v1/quote` with a
- * fresh nonce (a node whose previous challenge is still in flight skips the
- * tick: rounds of one node never overlap), due webhook deliveries are sent;
- * then, without the lock, the client runs for at most TICK_MS; then, under
- * the lock again, every answer that arrived is appraised (tc_appraise) and all
- * resulting rounds are recorded in ONE store transaction, state changes fan
- * out as notices to the other agents, and waiting event long-polls are
- * answered. Per-request timeouts keep a dead node from delaying anyone.
+ * Each node is challenged at its own phase of the interval (a min-heap of due times):
+ * `POST {agent_url}/v1/quote` with a fresh nonce; a node whose previous challenge is still in
+ * flight skips that slot (rounds of one node never overlap). Answers are appraised as they
+ * arrive, but their rounds are recorded in batches: ONE store transaction per FLUSH_MS (or per
+ * FLUSH_MAX answers), which keeps the store fast without holding an answer for long. State
+ * changes fan out as notices to the other agents; waiting event long-polls are answered after
+ * each batch. Webhook deliveries go through the same client. Per-request timeouts (which start
+ * when the request gets a connection, see httpc.h) keep a dead node from delaying anyone.
+ *
+ * The engine keeps a little state outside struct coord (answers waiting for their batch, the
+ * schedule): one coordinator per process.
  */
 #define LOGMODULE "engine"
 #include <stdlib.h>
@@ -30,7 +33,9 @@
 #include "trustcloud/mb_policy.h"
 #include "trustcloud/runtime_policy.h"
 
-#define TICK_MS 50
+#define IDLE_MS 50 /* longest wait of the loop: deliveries, waiters' deadlines */
+#define FLUSH_MS 5 /* an answer waits at most this long for its batch to be recorded */
+#define FLUSH_MAX 2000
 #define QUOTE_MAX_BODY (16u << 20)
 #define DELIVERIES_PER_TICK 256
 #define EVENTS_PER_ANSWER 1000
@@ -206,6 +211,7 @@ struct coord_node {
     char mb_name[TC_STORE_ID_MAX + 1], pcr_name[TC_STORE_ID_MAX + 1], rt_name[TC_STORE_ID_MAX + 1];
     /* Scheduling. */
     int64_t next_at;
+    uint32_t sched_gen; /* heap entries with another generation are stale */
     bool in_flight, deleted;
     uint8_t nonce[32];
     bool asked_evlog;
@@ -244,6 +250,96 @@ static int64_t phase(const struct coord *c, const char *id)
     for (const char *p = id; *p; p++)
         h = (h ^ (uint8_t)*p) * 16777619u;
     return (int64_t)(h % (uint32_t)c->cfg->interval_ms);
+}
+
+/* ---- schedule: a min-heap of (due time, node) ---------------------------------------------- */
+
+struct sched_ent {
+    int64_t at;
+    struct coord_node *n;
+    uint32_t gen;
+};
+
+/* Engine state outside struct coord, under c->lock (one coordinator per process). */
+static struct {
+    struct sched_ent *v;
+    size_t n, cap;
+} sched;
+
+static void sched_sift_up(size_t i)
+{
+    struct sched_ent e = sched.v[i];
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (sched.v[p].at <= e.at)
+            break;
+        sched.v[i] = sched.v[p];
+        i = p;
+    }
+    sched.v[i] = e;
+}
+
+static void sched_sift_down(size_t i)
+{
+    struct sched_ent e = sched.v[i];
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        int64_t best = e.at;
+        if (l < sched.n && sched.v[l].at < best)
+            m = l, best = sched.v[l].at;
+        if (l + 1 < sched.n && sched.v[l + 1].at < best)
+            m = l + 1;
+        if (m == i)
+            break;
+        sched.v[i] = sched.v[m];
+        i = m;
+    }
+    sched.v[i] = e;
+}
+
+/* Puts n at its next_at; an older entry of n becomes stale (skipped when it comes up). */
+static void sched_push(struct coord_node *n)
+{
+    if (sched.n == sched.cap) {
+        size_t cap = sched.cap ? sched.cap * 2 : 256;
+        void *g = realloc(sched.v, cap * sizeof(*sched.v));
+        if (!g) {
+            LOG_ERROR("out of memory: node %s is no longer scheduled", n->id);
+            return;
+        }
+        sched.v = g;
+        sched.cap = cap;
+    }
+    n->sched_gen++;
+    sched.v[sched.n] = (struct sched_ent){.at = n->next_at, .n = n, .gen = n->sched_gen};
+    sched_sift_up(sched.n++);
+}
+
+static void sched_pop(void)
+{
+    sched.v[0] = sched.v[--sched.n];
+    if (sched.n)
+        sched_sift_down(0);
+}
+
+static void schedule(struct coord_node *n, int64_t at)
+{
+    n->next_at = at;
+    sched_push(n);
+}
+
+/* After nodes were freed: one entry per remaining node. */
+static void sched_rebuild(struct coord *c)
+{
+    sched.n = 0;
+    for (size_t i = 0; i < c->nnodes; i++)
+        sched_push(c->nodes[i]);
+}
+
+static void sched_release(void)
+{
+    free(sched.v);
+    memset(&sched, 0, sizeof(sched));
 }
 
 /* Copies what the engine needs from a stored node (no store calls: also used in list walks). */
@@ -310,7 +406,7 @@ static int load_cb(void *arg, const struct tc_store_node *s)
         node_free(n);
         return rc;
     }
-    n->next_at = tc_store_now_ms() + phase(c, n->id);
+    schedule(n, tc_store_now_ms() + phase(c, n->id));
     return 0;
 }
 
@@ -342,18 +438,22 @@ int coord_engine_node_upsert(struct coord *c, const char *id)
     } else if ((rc = node_fill(c, n, &s)) != 0 || (rc = node_add(c, n)) != 0) {
         node_free(n);
     } else {
-        n->next_at = tc_store_now_ms(); /* attest a new node at once */
+        schedule(n, tc_store_now_ms()); /* attest a new node at once */
         n->policy_gen = c->assign_gen - 1;
     }
     tc_store_node_release(&s);
     return rc;
 }
 
+static bool deleted_pending; /* a node was removed: reap_deleted has work (under c->lock) */
+
 void coord_engine_node_remove(struct coord *c, const char *id)
 {
     struct coord_node *n = node_find(c, id);
-    if (n)
+    if (n) {
         n->deleted = true; /* freed by the engine once no request refers to it */
+        deleted_pending = true;
+    }
 }
 
 struct names_ctx {
@@ -390,7 +490,10 @@ static void node_resolve_policies(struct coord *c, struct coord_node *n)
 
 /* ---- challenges ---------------------------------------------------------------------------- */
 
-static struct coord_node *done_list; /* answers of this tick (engine thread only) */
+/* Answers not processed yet (engine thread only): how many, and when the oldest arrived. */
+static struct coord_node *done_list;
+static size_t done_count;
+static int64_t done_first_ms;
 
 static void quote_done(void *arg, int status, long http_code, const uint8_t *body, size_t len)
 {
@@ -405,8 +508,11 @@ static void quote_done(void *arg, int status, long http_code, const uint8_t *bod
         n->body[len] = '\0';
         n->body_len = len;
     }
+    if (!done_list)
+        done_first_ms = tc_store_now_ms();
     n->done_next = done_list;
     done_list = n;
+    done_count++;
 }
 
 static int challenge(struct coord *c, struct coord_node *n)
@@ -933,6 +1039,7 @@ static void process_answers(struct coord *c, int64_t now)
 {
     struct coord_node *list = done_list;
     done_list = NULL;
+    done_count = 0;
     size_t cap = 0, n = 0;
     struct pending_round *pr = NULL;
     for (struct coord_node *nd = list; nd; nd = nd->done_next)
@@ -972,7 +1079,7 @@ static void process_answers(struct coord *c, int64_t now)
         } else {
             nd->missed = 0;
             if (appraise_answer(c, nd, p) == 1) {
-                nd->next_at = now; /* ask again at once, with the boot log */
+                schedule(nd, now); /* ask again at once, with the boot log */
                 free(p->ima_state);
                 free(p->eventlog);
                 continue;
@@ -996,33 +1103,40 @@ static void process_answers(struct coord *c, int64_t now)
 
 static void reap_deleted(struct coord *c)
 {
-    size_t j = 0;
+    if (!deleted_pending)
+        return;
+    deleted_pending = false;
+    size_t j = 0, before = c->nnodes;
     for (size_t i = 0; i < c->nnodes; i++) {
         struct coord_node *n = c->nodes[i];
         if (n->deleted && !n->in_flight) {
             node_free(n);
             continue;
         }
+        if (n->deleted)
+            deleted_pending = true; /* still in flight: next time */
         c->nodes[j++] = n;
     }
     c->nnodes = j;
+    if (j != before)
+        sched_rebuild(c); /* no heap entry may point at a freed node */
 }
 
-static void send_due(struct coord *c, int64_t now)
+/* Challenges every node whose slot has come; returns when the next one is due. */
+static int64_t send_due(struct coord *c, int64_t now)
 {
     int64_t interval = c->cfg->interval_ms;
-    for (size_t i = 0; i < c->nnodes; i++) {
-        struct coord_node *n = c->nodes[i];
-        if (n->deleted || n->state == TC_NODE_PENDING_APPROVAL)
-            continue;
-        /* Challenges go out in tick-sized groups (up to one tick early) so that their answers
-         * are recorded together: one transaction per tick, not per node. */
-        if (n->next_at > now + TICK_MS / 2)
-            continue;
+    while (sched.n > 0 && sched.v[0].at <= now) {
+        struct sched_ent e = sched.v[0];
+        sched_pop();
+        struct coord_node *n = e.n;
+        if (e.gen != n->sched_gen || n->deleted)
+            continue; /* stale entry, or removed (no new entry: freed once idle) */
         /* Next slot in this node's phase; a node still busy with its last challenge skips. */
-        while (n->next_at <= now + TICK_MS / 2)
+        while (n->next_at <= now)
             n->next_at += interval;
-        if (n->in_flight)
+        sched_push(n);
+        if (n->state == TC_NODE_PENDING_APPROVAL || n->in_flight)
             continue;
         int rc = challenge(c, n);
         if (rc) {
@@ -1031,47 +1145,58 @@ static void send_due(struct coord *c, int64_t now)
         }
         n->in_flight = true;
     }
+    return sched.n > 0 ? sched.v[0].at : now + IDLE_MS;
+}
+
+static void log_stats(struct coord *c, int64_t now, int64_t *last_stats, uint64_t *rounds_at)
+{
+    if (now - *last_stats < 60000)
+        return;
+    double secs = (double)(now - *last_stats) / 1000.0;
+    LOG_INFO("%zu nodes, %.1f rounds/s, appraisal %.3f ms avg, %llu batches (%.3f ms avg)",
+             c->nnodes, (double)(c->stat_rounds - *rounds_at) / secs,
+             c->stat_appraisals ? c->stat_appraise_ms / (double)c->stat_appraisals : 0.0,
+             (unsigned long long)c->stat_batches,
+             c->stat_batches ? c->stat_record_ms / (double)c->stat_batches : 0.0);
+    *rounds_at = c->stat_rounds;
+    *last_stats = now;
 }
 
 static void *engine_main(void *arg)
 {
     struct coord *c = arg;
-    int64_t last_deliveries = 0, last_stats = tc_store_now_ms();
+    int64_t last_deliveries = 0, last_idle = 0, last_stats = tc_store_now_ms();
     uint64_t rounds_at_stats = 0;
     while (!c->stop) {
         pthread_mutex_lock(&c->lock);
         int64_t now = tc_store_now_ms();
-        int64_t until = now + TICK_MS;
         reap_deleted(c);
-        send_due(c, now);
+        int64_t wake = send_due(c, now);
         if (now - last_deliveries >= 100) {
             deliveries_submit(c, now);
             last_deliveries = now;
         }
-        pthread_mutex_unlock(&c->lock);
-
-        /* Collect answers for the whole tick so they are recorded in one transaction. */
-        do {
-            int64_t left = until - tc_store_now_ms();
-            tc_httpc_run(c->httpc, left < 1 ? 1 : (int)left);
-        } while (!c->stop && tc_store_now_ms() < until);
-
-        pthread_mutex_lock(&c->lock);
-        now = tc_store_now_ms();
-        process_answers(c, now);
-        deliveries_finish(c, now);
-        waiters_run(c, now, false);
-        if (now - last_stats >= 60000) {
-            double secs = (double)(now - last_stats) / 1000.0;
-            LOG_INFO("%zu nodes, %.1f rounds/s, appraisal %.3f ms avg, %llu batches (%.3f ms avg)",
-                     c->nnodes, (double)(c->stat_rounds - rounds_at_stats) / secs,
-                     c->stat_appraisals ? c->stat_appraise_ms / (double)c->stat_appraisals : 0.0,
-                     (unsigned long long)c->stat_batches,
-                     c->stat_batches ? c->stat_record_ms / (double)c->stat_batches : 0.0);
-            rounds_at_stats = c->stat_rounds;
-            last_stats = now;
+        /* Record what arrived once the oldest answer has waited FLUSH_MS (one transaction for
+         * all of them), and look at deliveries and waiters at least every IDLE_MS. */
+        bool flush = done_list && (now - done_first_ms >= FLUSH_MS || done_count >= FLUSH_MAX);
+        if (flush || now - last_idle >= IDLE_MS) {
+            if (flush)
+                process_answers(c, now);
+            deliveries_finish(c, now);
+            waiters_run(c, now, false);
+            log_stats(c, now, &last_stats, &rounds_at_stats);
+            last_idle = now;
         }
+        if (done_list && done_first_ms + FLUSH_MS < wake)
+            wake = done_first_ms + FLUSH_MS;
+        if (last_idle + IDLE_MS < wake)
+            wake = last_idle + IDLE_MS;
         pthread_mutex_unlock(&c->lock);
+
+        /* Runs transfers (their callbacks queue answers) until something happened or the next
+         * deadline. */
+        int64_t left = wake - tc_store_now_ms();
+        tc_httpc_run(c->httpc, left < 0 ? 0 : left > IDLE_MS ? IDLE_MS : (int)left);
     }
     return NULL;
 }
@@ -1102,6 +1227,9 @@ void coord_engine_release(struct coord *c)
     /* tc_httpc_free ran the callbacks of unfinished requests with TC_ERR_IO: they only queued
      * nodes on done_list and marked flights done. */
     done_list = NULL;
+    done_count = 0;
+    deleted_pending = false;
+    sched_release();
     for (size_t i = 0; i < c->nnodes; i++)
         node_free(c->nodes[i]);
     free(c->nodes);
