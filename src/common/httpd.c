@@ -65,6 +65,8 @@ struct conn {
     bool pair_eof;     /* HTTP side finished sending (closed) */
     bool pair_wr_shut; /* we told the HTTP side the client finished */
     bool pair_wr_dead; /* HTTP side stopped reading: drop further client bytes */
+    bool lingering;    /* response sent and close_notify out: draining the client */
+    size_t drained;    /* bytes discarded while lingering */
     time_t deadline;   /* handshake deadline, or linger deadline once closing */
     uint32_t ev_tcp, ev_pair;
     struct endpoint ep_tcp, ep_pair;
@@ -586,9 +588,49 @@ static void log_ssl_error(struct conn *c, const char *what, int err)
     ERR_clear_error();
 }
 
+/* The HTTP side is done and everything it said was sent. Closing now would make the kernel
+ * answer bytes the client is still sending (say, the rest of a body refused with 413) with a
+ * reset, which can destroy the response before the client reads it. So: close_notify, half-close,
+ * then discard what still arrives until the client closes, a cap, or the deadline. */
+#define LINGER_MAX_BYTES (4u << 20)
+#define LINGER_SECONDS 2
+
+static bool conn_linger(struct conn *c)
+{
+    if (!c->lingering) {
+        SSL_shutdown(c->ssl);
+        shutdown(c->fd, SHUT_WR);
+        c->lingering = true;
+        c->deadline = time(NULL) + LINGER_SECONDS;
+    }
+    uint8_t sink[16384];
+    for (;;) {
+        ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
+        if (n > 0) {
+            c->drained += (size_t)n;
+            if (c->drained > LINGER_MAX_BYTES)
+                break;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (ep_set(c->srv, c->fd, &c->ep_tcp, &c->ev_tcp, EPOLLIN) != 0 ||
+                ep_set(c->srv, c->pfd, &c->ep_pair, &c->ev_pair, 0) != 0)
+                break;
+            return true;
+        }
+        break; /* EOF or error: the client is gone */
+    }
+    conn_close(c);
+    return false;
+}
+
 /* Moves bytes both ways until nothing moves; returns false if c was closed. */
 static bool conn_pump(struct conn *c)
 {
+    if (c->lingering)
+        return conn_linger(c);
     bool want_tcp_rd = false, want_tcp_wr = false, want_pair_rd = false, want_pair_wr = false;
     bool progress = true;
     int rounds = 0;
@@ -682,12 +724,8 @@ static bool conn_pump(struct conn *c)
                 }
             }
         }
-        if (c->pair_eof && c->out_off == c->out_len) {
-            /* The HTTP side is done and everything it said was sent. */
-            SSL_shutdown(c->ssl);
-            conn_close(c);
-            return false;
-        }
+        if (c->pair_eof && c->out_off == c->out_len)
+            return conn_linger(c);
     }
     if (progress) {
         /* Still moving after many rounds: come back on the next loop iteration. */
