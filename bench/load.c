@@ -14,8 +14,8 @@
  *    the quotes the emulator answered in the same window;
  *  - latency p50/p99: from the moment the emulator holds the complete
  *    challenge until the coordinator's timestamp of that round (taken when the
- *    engine collects the tick's answers, before appraisal and the commit, so
- *    the appraisal of the batch and the commit are NOT included);
+ *    engine takes the answer up, before its appraisal and the batched commit,
+ *    which follows within 5 ms: those are NOT included);
  *  - coordinator CPU per attestation (/proc/PID/stat) and the cores used by
  *    the coordinator and by the emulator (which shares the machine);
  *  - the ratio to the evidence core's in-process rate (tc_appraise of an
@@ -828,8 +828,8 @@ int main(int argc, char **argv)
     printf("\noffered: nodes / interval. answered: quotes the emulator signed and sent. trusted: "
            "rounds the\ncoordinator recorded as trusted in the window (its store). ratio: trusted "
            "/ in-process tc_appraise\nrate on one core. p50/p99/max: emulator holds the "
-           "challenge -> coordinator's round timestamp\n(taken when the engine collects a tick's "
-           "answers: appraisal and commit are not included).\ncoordCPU: coordinator CPU time "
+           "challenge -> coordinator's round timestamp\n(taken when the engine takes the answer "
+           "up: appraisal and the batched commit are not included).\ncoordCPU: coordinator CPU time "
            "per trusted round; coord/emu cores: CPU used by each process\n(emulator = this "
            "process, ~%.0f us of ECDSA signing and JSON per answer).\n",
            1e6 / emu1);
