@@ -26,7 +26,9 @@
 
 /* ---- Configuration (agent_config.c) ------------------------------------------------------ */
 
-enum agent_alg { AGENT_ALG_ECC = 0, AGENT_ALG_RSA = 1 };
+/* AUTO (ek_alg only): the EK whose certificate the TPM holds, ECC P-256 first, then RSA; the
+ * choice is recorded in state_dir (the AK is bound to that EK) and kept from then on. */
+enum agent_alg { AGENT_ALG_ECC = 0, AGENT_ALG_RSA = 1, AGENT_ALG_AUTO = 2 };
 
 struct agent_config {
     char *node_id;
@@ -65,9 +67,10 @@ enum tc_key_alg agent_key_alg(int agent_alg);
 
 /* Files in state_dir. */
 #define AGENT_FILE_AK "ak.ctx"
-#define AGENT_FILE_KEY "tls.key"  /* the agent's TLS key, 0600 */
-#define AGENT_FILE_CERT "tls.crt" /* its certificate, issued at enrollment */
-#define AGENT_FILE_CA "ca.pem"    /* the CA the coordinator returned at enrollment */
+#define AGENT_FILE_EK_ALG "ek.alg" /* the EK algorithm chosen by ek_alg = auto */
+#define AGENT_FILE_KEY "tls.key"   /* the agent's TLS key, 0600 */
+#define AGENT_FILE_CERT "tls.crt"  /* its certificate, issued at enrollment */
+#define AGENT_FILE_CA "ca.pem"     /* the CA the coordinator returned at enrollment */
 /* dir/name into buf; TC_ERR_TOO_LARGE when it does not fit. */
 int agent_path(const char *dir, const char *name, char *buf, size_t cap);
 

@@ -12,6 +12,7 @@
 #include "trustcloud/log.h"
 
 static const char *const alg_choices[] = {"ecc", "rsa", NULL};
+static const char *const ek_alg_choices[] = {"ecc", "rsa", "auto", NULL};
 static const char *const level_choices[] = {"error", "warn", "info", "debug", NULL};
 
 #define OFF(f) offsetof(struct agent_config, f)
@@ -37,8 +38,9 @@ const struct tc_config_setting agent_config_table[] = {
      OFF(eventlog_path), 0, 0, NULL, "UEFI (TCG) event log"},
     {"agent", "ima_path", TC_CFG_PATH, "/sys/kernel/security/ima/binary_runtime_measurements",
      OFF(ima_path), 0, 0, NULL, "IMA measurement list (binary or ASCII)"},
-    {"agent", "ek_alg", TC_CFG_ENUM, "ecc", OFF(ek_alg), 0, 0, alg_choices,
-     "endorsement key: ecc (NIST P-256) or rsa (2048)"},
+    {"agent", "ek_alg", TC_CFG_ENUM, "auto", OFF(ek_alg), 0, 0, ek_alg_choices,
+     "endorsement key: ecc (NIST P-256), rsa (2048), or auto (the one the TPM holds a "
+     "certificate for, ECC first; remembered in state_dir)"},
     {"agent", "ak_alg", TC_CFG_ENUM, "ecc", OFF(ak_alg), 0, 0, alg_choices,
      "attestation key: ecc (P-256 ECDSA) or rsa (2048 RSASSA)"},
     {"agent", "group", TC_CFG_STRING, "default", OFF(group), 0, 0, NULL,

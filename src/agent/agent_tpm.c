@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "agent.h"
+#include "trustcloud/buf.h"
 #include "trustcloud/error.h"
 #include "trustcloud/log.h"
 #include "trustcloud/tpm_credential.h"
@@ -27,11 +28,62 @@ void agent_identity_release(struct agent_identity *id)
     memset(id, 0, sizeof(*id));
 }
 
+/* The EK algorithm to use: configured, or (auto) remembered in state_dir, or chosen now from
+ * the certificates the TPM holds (ECC P-256, then RSA-2048; ECC when it holds neither). */
+static int ek_alg_resolve(const struct agent_config *cfg, struct tc_tpm *tpm, enum tc_key_alg *alg)
+{
+    if (cfg->ek_alg != AGENT_ALG_AUTO) {
+        *alg = agent_key_alg(cfg->ek_alg);
+        return 0;
+    }
+    char path[4096];
+    uint8_t *saved = NULL;
+    size_t len = 0;
+    int rc = agent_path(cfg->state_dir, AGENT_FILE_EK_ALG, path, sizeof(path));
+    if (rc)
+        return rc;
+    if (tc_file_read(path, 16, &saved, &len) == 0) {
+        rc = 0;
+        if (len >= 3 && memcmp(saved, "rsa", 3) == 0)
+            *alg = TC_KEY_RSA_2048;
+        else if (len >= 3 && memcmp(saved, "ecc", 3) == 0)
+            *alg = TC_KEY_ECC_P256;
+        else
+            rc = TC_ERR_FORMAT;
+        free(saved);
+        if (rc)
+            LOG_ERROR("%s is not 'ecc' or 'rsa'", path);
+        return rc;
+    }
+    const enum tc_key_alg order[] = {TC_KEY_ECC_P256, TC_KEY_RSA_2048};
+    *alg = TC_KEY_ECC_P256;
+    for (size_t i = 0; i < 2; i++) {
+        uint8_t *der = NULL;
+        size_t der_len = 0;
+        rc = tc_tpm_ek_cert_read(tpm, order[i], &der, &der_len);
+        free(der);
+        if (rc == 0) {
+            *alg = order[i];
+            break;
+        }
+        if (rc != TC_ERR_NOT_FOUND)
+            return rc;
+    }
+    const char *name = *alg == TC_KEY_RSA_2048 ? "rsa\n" : "ecc\n";
+    if ((rc = tc_file_write(path, name, 4, 0600)) != 0) {
+        LOG_ERROR("cannot write %s", path);
+        return rc;
+    }
+    LOG_INFO("ek_alg = auto: using the %s EK", *alg == TC_KEY_RSA_2048 ? "RSA-2048" : "ECC P-256");
+    return 0;
+}
+
 /* Opens the TPM and loads EK and AK. create_ak: make (and save) the AK when there is no
  * context file yet. */
 static int open_keys(const struct agent_config *cfg, bool create_ak, struct tc_tpm **tpm,
                      struct tc_tpm_key *ek, struct tc_tpm_key *ak)
 {
+    enum tc_key_alg ek_alg;
     char path[4096];
     struct stat st;
     int rc;
@@ -45,7 +97,9 @@ static int open_keys(const struct agent_config *cfg, bool create_ak, struct tc_t
         LOG_ERROR("cannot open the TPM at '%s'", cfg->tcti);
         return rc;
     }
-    if ((rc = tc_tpm_ek_create(*tpm, agent_key_alg(cfg->ek_alg), ek)) != 0) {
+    if ((rc = ek_alg_resolve(cfg, *tpm, &ek_alg)) != 0)
+        goto out;
+    if ((rc = tc_tpm_ek_create(*tpm, ek_alg, ek)) != 0) {
         LOG_ERROR("cannot create the EK");
         goto out;
     }
@@ -91,10 +145,12 @@ int agent_tpm_identity(const struct agent_config *cfg, struct agent_identity *id
     id->ak_pub_len = ak.pub_len;
     memcpy(id->ak_name, ak.name, ak.name_len);
     id->ak_name_len = ak.name_len;
-    rc = tc_tpm_ek_cert_read(tpm, agent_key_alg(cfg->ek_alg), &id->ek_cert, &id->ek_cert_len);
+    enum tc_key_alg ek_alg = ek.alg;
+    rc = tc_tpm_ek_cert_read(tpm, ek_alg, &id->ek_cert, &id->ek_cert_len);
     if (rc == TC_ERR_NOT_FOUND) {
         /* The coordinator decides whether that is acceptable (allow_ek_without_cert). */
-        LOG_WARN("the TPM holds no certificate for its %s EK", cfg->ek_alg ? "RSA" : "ECC P-256");
+        LOG_WARN("the TPM holds no certificate for its %s EK",
+                 ek_alg == TC_KEY_RSA_2048 ? "RSA" : "ECC P-256");
         rc = 0;
     } else if (rc == 0 && id->ek_cert_len > EK_CERT_MAX) {
         rc = TC_ERR_TOO_LARGE;

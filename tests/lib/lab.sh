@@ -310,8 +310,8 @@ ima_path = ima.log
 group = $group
 log_level = ${LAB_AGENT_LOG_LEVEL:-info}
 enroll_backoff_max = 1s
-# swtpm_setup certifies an RSA 2048 EK (standard template) and a P-384 one; the agent uses RSA.
-ek_alg = rsa
+# ek_alg is left at auto: swtpm_setup certifies an RSA-2048 EK (and a P-384 one, which the
+# agent does not use), so the agent picks the certified RSA EK by itself.
 EOF
     LAB_NODES+=("$name")
 }

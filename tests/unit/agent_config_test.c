@@ -38,9 +38,9 @@ static void defaults(void **state)
     assert_string_equal(cfg.agent_url, "https://127.0.0.1:8443");
     assert_string_equal(cfg.eventlog_path, "/sys/kernel/security/tpm0/binary_bios_measurements");
     assert_string_equal(cfg.ima_path, "/sys/kernel/security/ima/binary_runtime_measurements");
-    assert_int_equal(cfg.ek_alg, AGENT_ALG_ECC);
+    assert_int_equal(cfg.ek_alg, AGENT_ALG_AUTO);
     assert_int_equal(cfg.ak_alg, AGENT_ALG_ECC);
-    assert_int_equal(agent_key_alg(cfg.ek_alg), TC_KEY_ECC_P256);
+    assert_int_equal(agent_key_alg(cfg.ak_alg), TC_KEY_ECC_P256);
     assert_string_equal(cfg.group, "default");
     assert_int_equal(cfg.log_level, 2); /* info */
     assert_int_equal(cfg.enroll_backoff_max, 30000);
