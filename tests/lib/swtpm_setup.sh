@@ -3,8 +3,9 @@
 # temporary directory, never the system-wide /var/lib/swtpm-localca), as a real TPM ships.
 #
 #   tc_swtpm_setup STATE_DIR [swtpm_setup options...]
-#       Creates STATE_DIR with an RSA and an ECC EK and their certificates in NV
-#       (0x01c00002, 0x01c0000a). Extra options go to swtpm_setup, e.g.
+#       Creates STATE_DIR with an RSA-2048 and an ECC EK and their certificates in NV. swtpm_setup
+#       0.7.1 makes the ECC one a P-384 key (certificate at 0x01c00016, key at 0x81010016), not
+#       the P-256 one whose certificate would be at 0x01c0000a; the RSA one is at 0x01c00002. Extra options go to swtpm_setup, e.g.
 #       --pcr-banks sha1,sha256,sha384,sha512 (swtpm_setup activates only sha256 by default),
 #       --create-platform-cert. The local CA lives in STATE_DIR.ca/localca; afterwards
 #       TC_SWTPM_CA_DIR names it: issuercert.pem (the EK certificates' issuer) and
