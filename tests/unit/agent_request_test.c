@@ -222,8 +222,8 @@ static void notices(void **state)
         "{\"node_id\": \"../etc\", \"new_state\": \"untrusted\"}",
         "{\"node_id\": \"\", \"new_state\": \"untrusted\"}",
         "{\"node_id\": 5, \"new_state\": \"untrusted\"}",
-        "{\"node_id\": \"n2\", \"new_state\": "
-        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+        ("{\"node_id\": \"n2\", \"new_state\": "
+         "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}"),
         "{\"node_id\": \"n2\", \"new_state\": \"untrusted\", \"seq\": -3}",
         "{\"node_id\": \"n2\", \"new_state\": \"untrusted\", \"seq\": \"3\"}",
         "[\"n2\"]",
