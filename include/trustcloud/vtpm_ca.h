@@ -54,13 +54,21 @@ struct tc_vtpm_ek_req {
     size_t ek_tpm2b_public_len;
     const char *vm_id; /* subject CN (required, at most 64 characters) */
     unsigned days;     /* validity; 0 = 3650 */
+    /* Optional TCG TPM attributes (EK Credential Profile 2.0, 3.2.9): when manufacturer is set,
+     * a subjectAltName directoryName (one RDN) with tcg-at-tpmManufacturer ("id:" + 1..8 hex
+     * digits, e.g. "id:54434C44"), tcg-at-tpmModel (1..64 printable characters) and
+     * tcg-at-tpmVersion ("id:" + 1..8 hex digits) is added; all three or none. */
+    const char *tpm_manufacturer;
+    const char *tpm_model;
+    const char *tpm_version;
 };
 
 /*
  * Issues the vTPM EK certificate: issuer = ca_cert's subject, subject CN=vm_id, random 128-bit
  * serial, basicConstraints critical CA:FALSE, keyUsage critical keyEncipherment (RSA EK) or
  * keyAgreement (EC EK) as the TCG EK Credential Profile prescribes, EKU 2.23.133.8.1,
- * authorityKeyIdentifier of ca_cert. signer->pubkey must be ca_cert's key (TC_ERR_KEY).
+ * authorityKeyIdentifier of ca_cert, and the TPM attributes if given (TC_ERR_INVALID_ARG when
+ * one is malformed or only some are given). signer->pubkey must be ca_cert's key (TC_ERR_KEY).
  * *der (malloc'd) receives the DER certificate.
  */
 int tc_vtpm_ca_issue_ek_cert(const struct tc_vtpm_ca_signer *signer, X509 *ca_cert,
@@ -73,6 +81,15 @@ int tc_vtpm_ca_issue_ek_cert(const struct tc_vtpm_ca_signer *signer, X509 *ca_ce
  * TC_ERR_SIGNATURE ("vtpm_ca.chain", naming OpenSSL's reason), TC_ERR_POLICY ("vtpm_ca.eku"),
  * TC_ERR_INVALID_ARG ("vtpm_ca.args").
  */
+/*
+ * Binds the vTPM CA certificate to the TPM-resident key a TPM2_Certify attestation covered:
+ * 0 when ca_cert's public key is the key of the marshaled TPM2B_PUBLIC certified_pub (the one
+ * passed to tc_certify_verify), else TC_ERR_MISMATCH ("vtpm_ca.key"); TC_ERR_FORMAT for an
+ * unusable public area.
+ */
+int tc_vtpm_ca_check_cert_key(X509 *ca_cert, const uint8_t *certified_pub, size_t len,
+                              struct tc_reason *why);
+
 int tc_vtpm_ca_verify_ek_cert(const uint8_t *der, size_t len, X509 *ca_cert, struct tc_reason *why);
 
 #endif

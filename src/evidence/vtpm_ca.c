@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* X.509 certificates signed through a callback by the TPM-resident vTPM CA key. */
 #define LOGMODULE "vtpm_ca"
+#include <ctype.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,6 +135,65 @@ out:
     return rc;
 }
 
+static bool tcg_id_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n < 4 || n > 11 || strncmp(s, "id:", 3) != 0)
+        return false;
+    for (size_t i = 3; i < n; i++)
+        if (!isxdigit((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+static bool model_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isprint((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+/* subjectAltName directoryName: one RDN holding the three TCG TPM attributes (2.23.133.2.1-3). */
+static int add_tpm_attributes(X509 *x, const struct tc_vtpm_ek_req *req)
+{
+    static const char *const oids[3] = {"2.23.133.2.1", "2.23.133.2.2", "2.23.133.2.3"};
+    const char *values[3] = {req->tpm_manufacturer, req->tpm_model, req->tpm_version};
+    X509_NAME *dir = X509_NAME_new();
+    GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
+    GENERAL_NAME *gen = GENERAL_NAME_new();
+    int rc = TC_ERR_CRYPTO;
+
+    if (dir == NULL || gens == NULL || gen == NULL)
+        goto out;
+    for (int i = 0; i < 3; i++) {
+        ASN1_OBJECT *obj = OBJ_txt2obj(oids[i], 1);
+        /* The first attribute opens the RDN, the others join it (set = -1: previous RDN). */
+        int ok = obj != NULL && X509_NAME_add_entry_by_OBJ(dir, obj, MBSTRING_UTF8,
+                                                           (const unsigned char *)values[i], -1, -1,
+                                                           i == 0 ? 0 : -1) == 1;
+        ASN1_OBJECT_free(obj);
+        if (!ok)
+            goto out;
+    }
+    GENERAL_NAME_set0_value(gen, GEN_DIRNAME, dir);
+    dir = NULL;
+    if (sk_GENERAL_NAME_push(gens, gen) <= 0)
+        goto out;
+    gen = NULL;
+    if (X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) != 1)
+        goto out;
+    rc = 0;
+out:
+    GENERAL_NAME_free(gen);
+    GENERAL_NAMES_free(gens);
+    X509_NAME_free(dir);
+    return rc;
+}
+
 static int signer_ok(const struct tc_vtpm_ca_signer *s)
 {
     return s != NULL && s->sign != NULL && s->pubkey != NULL && EVP_PKEY_is_a(s->pubkey, "EC");
@@ -194,6 +255,10 @@ int tc_vtpm_ca_issue_ek_cert(const struct tc_vtpm_ca_signer *signer, X509 *ca_ce
         req->vm_id[0] == 0 || strlen(req->vm_id) > MAX_VM_ID ||
         (req->ek_pub == NULL) == (req->ek_tpm2b_public == NULL))
         return TC_ERR_INVALID_ARG;
+    bool tpm_attrs = req->tpm_manufacturer || req->tpm_model || req->tpm_version;
+    if (tpm_attrs && (!tcg_id_ok(req->tpm_manufacturer) || !model_ok(req->tpm_model) ||
+                      !tcg_id_ok(req->tpm_version)))
+        return TC_ERR_INVALID_ARG;
     if (X509_get0_pubkey(ca_cert) == NULL ||
         EVP_PKEY_eq(X509_get0_pubkey(ca_cert), signer->pubkey) != 1) {
         LOG_ERROR("the signer's key is not the CA certificate's key");
@@ -223,7 +288,8 @@ int tc_vtpm_ca_issue_ek_cert(const struct tc_vtpm_ca_signer *signer, X509 *ca_ce
         (rc = add_ext(x, ca_cert, NID_key_usage,
                       rsa ? "critical,keyEncipherment" : "critical,keyAgreement")) != 0 ||
         (rc = add_ext(x, ca_cert, NID_ext_key_usage, TC_VTPM_CA_EKU_OID)) != 0 ||
-        (rc = add_ext(x, ca_cert, NID_authority_key_identifier, "keyid:always")) != 0)
+        (rc = add_ext(x, ca_cert, NID_authority_key_identifier, "keyid:always")) != 0 ||
+        (tpm_attrs && (rc = add_tpm_attributes(x, req)) != 0))
         goto out;
     rc = sign_cert(x, signer, der, der_len);
 out:
@@ -244,6 +310,26 @@ static bool has_ek_eku(X509 *cert)
     ASN1_OBJECT_free(want);
     EXTENDED_KEY_USAGE_free(eku);
     return found;
+}
+
+int tc_vtpm_ca_check_cert_key(X509 *ca_cert, const uint8_t *certified_pub, size_t len,
+                              struct tc_reason *why)
+{
+    EVP_PKEY *pk = NULL;
+    int rc;
+    if (ca_cert == NULL || certified_pub == NULL)
+        return tc_fail(why, TC_ERR_INVALID_ARG, "vtpm_ca.args", -1,
+                       "CA certificate and certified public key are required");
+    if ((rc = tc_certify_public_key(certified_pub, len, &pk)) != 0)
+        return tc_fail(why, rc, "vtpm_ca.key", -1, "unusable certified public area");
+    EVP_PKEY *cert_key = X509_get0_pubkey(ca_cert);
+    rc = cert_key != NULL && EVP_PKEY_eq(cert_key, pk) == 1
+             ? 0
+             : tc_fail(why, TC_ERR_MISMATCH, "vtpm_ca.key", -1,
+                       "the vTPM CA certificate is not for the TPM-certified key");
+    ERR_clear_error();
+    EVP_PKEY_free(pk);
+    return rc;
 }
 
 int tc_vtpm_ca_verify_ek_cert(const uint8_t *der, size_t len, X509 *ca_cert, struct tc_reason *why)

@@ -320,6 +320,75 @@ static void issue_real_vtpm_eks(void **state)
     tc_tpm_close(vm);
 }
 
+static void tpm_attributes(void **state)
+{
+    (void)state;
+    uint8_t *der = NULL;
+    size_t len = 0;
+    EVP_PKEY *ek = EVP_EC_gen("P-256");
+    struct tc_vtpm_ek_req req = {.ek_pub = ek,
+                                 .vm_id = "vm-attrs",
+                                 .tpm_manufacturer = "id:54434C44",
+                                 .tpm_model = "trustcloud vTPM",
+                                 .tpm_version = "id:00020000"};
+    assert_int_equal(tc_vtpm_ca_issue_ek_cert(&tpm_signer, ca_cert, &req, &der, &len), 0);
+    check_ek_cert(der, len, ek, "vm-attrs");
+    X509 *x = parse(der, len);
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    assert_non_null(gens);
+    assert_int_equal(sk_GENERAL_NAME_num(gens), 1);
+    GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, 0);
+    assert_int_equal(g->type, GEN_DIRNAME);
+    X509_NAME *dir = g->d.directoryName;
+    assert_int_equal(X509_NAME_entry_count(dir), 3);
+    const char *want[3][2] = {{"2.23.133.2.1", "id:54434C44"},
+                              {"2.23.133.2.2", "trustcloud vTPM"},
+                              {"2.23.133.2.3", "id:00020000"}};
+    /* DER sorts the members of a SET: look each attribute up by type. */
+    for (int i = 0; i < 3; i++) {
+        ASN1_OBJECT *obj = OBJ_txt2obj(want[i][0], 1);
+        int at = X509_NAME_get_index_by_OBJ(dir, obj, -1);
+        ASN1_OBJECT_free(obj);
+        assert_true(at >= 0);
+        X509_NAME_ENTRY *e = X509_NAME_get_entry(dir, at);
+        ASN1_STRING *v = X509_NAME_ENTRY_get_data(e);
+        assert_int_equal(ASN1_STRING_length(v), strlen(want[i][1]));
+        assert_memory_equal(ASN1_STRING_get0_data(v), want[i][1], strlen(want[i][1]));
+        assert_int_equal(X509_NAME_ENTRY_set(e), 0); /* all in one RDN */
+    }
+    GENERAL_NAMES_free(gens);
+    X509_free(x);
+    free(der);
+    der = NULL;
+    /* All three or none; manufacturer and version are "id:" + hex. */
+    req.tpm_version = NULL;
+    assert_int_equal(tc_vtpm_ca_issue_ek_cert(&tpm_signer, ca_cert, &req, &der, &len),
+                     TC_ERR_INVALID_ARG);
+    req.tpm_version = "id:0002000g";
+    assert_int_equal(tc_vtpm_ca_issue_ek_cert(&tpm_signer, ca_cert, &req, &der, &len),
+                     TC_ERR_INVALID_ARG);
+    req.tpm_version = "id:000200001";
+    assert_int_equal(tc_vtpm_ca_issue_ek_cert(&tpm_signer, ca_cert, &req, &der, &len),
+                     TC_ERR_INVALID_ARG);
+    assert_null(der);
+    EVP_PKEY_free(ek);
+}
+
+/* The CA certificate belongs to the key TPM2_Certify covered, and to no other. */
+static void cert_key_binding(void **state)
+{
+    (void)state;
+    struct tc_reason why;
+    assert_int_equal(tc_vtpm_ca_check_cert_key(ca_cert, ca_key.pub, ca_key.pub_len, &why), 0);
+    assert_int_equal(tc_vtpm_ca_check_cert_key(ca_cert, host_ek.pub, host_ek.pub_len, &why),
+                     TC_ERR_MISMATCH);
+    assert_string_equal(why.check, "vtpm_ca.key");
+    assert_int_equal(tc_vtpm_ca_check_cert_key(ca_cert, ca_key.pub, ca_key.pub_len - 1, &why),
+                     TC_ERR_FORMAT);
+    assert_int_equal(tc_vtpm_ca_check_cert_key(NULL, ca_key.pub, ca_key.pub_len, &why),
+                     TC_ERR_INVALID_ARG);
+}
+
 static void forged_ca_rejected(void **state)
 {
     (void)state;
@@ -460,7 +529,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(ca_certificate),      cmocka_unit_test(issue_software_ek),
         cmocka_unit_test(issue_real_vtpm_eks), cmocka_unit_test(forged_ca_rejected),
-        cmocka_unit_test(bad_inputs),          cmocka_unit_test(timings),
+        cmocka_unit_test(bad_inputs),          cmocka_unit_test(tpm_attributes),
+        cmocka_unit_test(cert_key_binding),    cmocka_unit_test(timings),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
