@@ -30,6 +30,7 @@
 #include "trustcloud/certify.h"
 #include "trustcloud/error.h"
 #include "trustcloud/pki.h"
+#include "trustcloud/quote.h"
 #include "trustcloud/tpm.h"
 #include "trustcloud/tpm_certify.h"
 #include "trustcloud/vtpm_ca.h"
@@ -389,6 +390,40 @@ static void cert_key_binding(void **state)
                      TC_ERR_INVALID_ARG);
 }
 
+/* What the coordinator checks, end to end: host AK -> vTPM CA key -> CA certificate -> EK. */
+static void full_chain(void **state)
+{
+    (void)state;
+    struct tc_tpm_key ak;
+    struct tc_tpm_certify c;
+    struct tc_ak *verifier_ak = NULL;
+    struct tc_reason why;
+    char ak_ctx[320];
+    const uint8_t nonce[16] = "chain-nonce-0001";
+    uint8_t *der = NULL;
+    size_t len = 0;
+
+    snprintf(ak_ctx, sizeof(ak_ctx), "%s/ak.ctx", host_sw.dir);
+    assert_int_equal(tc_tpm_ak_create(host, &host_ek, TC_KEY_ECC_P256, TC_SIG_DEFAULT, ak_ctx, &ak),
+                     0);
+    assert_int_equal(tc_tpm_certify(host, &ca_key, &ak, nonce, sizeof(nonce), &c), 0);
+    assert_int_equal(tc_ak_from_tpm2b_public(ak.pub, ak.pub_len, &verifier_ak, &why), 0);
+    assert_int_equal(tc_certify_verify(verifier_ak, c.attest, c.attest_len, c.sig, c.sig_len,
+                                       ca_key.pub, ca_key.pub_len, nonce, sizeof(nonce), NULL,
+                                       &why),
+                     0);
+    assert_int_equal(tc_vtpm_ca_check_cert_key(ca_cert, ca_key.pub, ca_key.pub_len, &why), 0);
+    EVP_PKEY *ek = EVP_EC_gen("P-256");
+    struct tc_vtpm_ek_req req = {.ek_pub = ek, .vm_id = "vm-chain"};
+    assert_int_equal(tc_vtpm_ca_issue_ek_cert(&tpm_signer, ca_cert, &req, &der, &len), 0);
+    assert_int_equal(tc_vtpm_ca_verify_ek_cert(der, len, ca_cert, &why), 0);
+    free(der);
+    EVP_PKEY_free(ek);
+    tc_ak_free(verifier_ak);
+    tc_tpm_certify_release(&c);
+    tc_tpm_key_release(host, &ak);
+}
+
 static void forged_ca_rejected(void **state)
 {
     (void)state;
@@ -527,10 +562,15 @@ static void timings(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(ca_certificate),      cmocka_unit_test(issue_software_ek),
-        cmocka_unit_test(issue_real_vtpm_eks), cmocka_unit_test(forged_ca_rejected),
-        cmocka_unit_test(bad_inputs),          cmocka_unit_test(tpm_attributes),
-        cmocka_unit_test(cert_key_binding),    cmocka_unit_test(timings),
+        cmocka_unit_test(ca_certificate),
+        cmocka_unit_test(issue_software_ek),
+        cmocka_unit_test(issue_real_vtpm_eks),
+        cmocka_unit_test(forged_ca_rejected),
+        cmocka_unit_test(bad_inputs),
+        cmocka_unit_test(tpm_attributes),
+        cmocka_unit_test(cert_key_binding),
+        cmocka_unit_test(full_chain),
+        cmocka_unit_test(timings),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
