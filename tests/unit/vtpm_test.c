@@ -379,6 +379,71 @@ static void test_qemu_mode(void **state)
     assert_false(pid_alive(pid));
 }
 
+static int run_tool(const char *tcti, const char *cmd)
+{
+    char line[1024];
+    snprintf(line, sizeof(line), "TPM2TOOLS_TCTI='%s' %s", tcti, cmd);
+    return system(line);
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    uint8_t *buf = malloc(65536);
+    *len = fread(buf, 1, 65536, f);
+    fclose(f);
+    return buf;
+}
+
+/* tpm2-tools find the certificate and the EK where TCG says they are. */
+static void test_tpm2_tools_see_provisioning(void **state)
+{
+    (void)state;
+    if (system("command -v tpm2_nvread >/dev/null && command -v tpm2_readpublic >/dev/null") != 0)
+        skip();
+    struct tc_vtpm_config c = config("tools", TC_VTPM_TCP, NULL, true);
+    struct tc_vtpm *v = NULL;
+    char out[600], cmd[900];
+    assert_int_equal(tc_vtpm_create(&c, &v), 0);
+    const char *tcti = tc_vtpm_tcti(v);
+
+    /* Attributes as swtpm_setup sets them, plus WRITTEN. */
+    snprintf(out, sizeof(out), "%s/nvpub.txt", tc_vtpm_dir(v));
+    snprintf(cmd, sizeof(cmd), "tpm2_nvreadpublic 0x01c0000a > '%s'", out);
+    assert_int_equal(run_tool(tcti, cmd), 0);
+    size_t len;
+    uint8_t *txt = slurp(out, &len);
+    assert_non_null(memmem(txt, len, "0x62072001", 10));
+    free(txt);
+
+    uint8_t *der = NULL;
+    size_t derlen = 0;
+    check_provisioned(v, &der, &derlen, NULL, NULL);
+    snprintf(out, sizeof(out), "%s/cert.der", tc_vtpm_dir(v));
+    snprintf(cmd, sizeof(cmd), "tpm2_nvread 0x01c0000a -C o -o '%s' >/dev/null", out);
+    assert_int_equal(run_tool(tcti, cmd), 0);
+    uint8_t *tool_der = slurp(out, &len);
+    assert_int_equal(len, derlen);
+    assert_memory_equal(tool_der, der, derlen);
+    free(tool_der);
+    free(der);
+
+    snprintf(out, sizeof(out), "%s/ek.pub", tc_vtpm_dir(v));
+    snprintf(cmd, sizeof(cmd), "tpm2_readpublic -c 0x81010002 -o '%s' >/dev/null", out);
+    assert_int_equal(run_tool(tcti, cmd), 0);
+    uint8_t *tool_pub = slurp(out, &len);
+    const uint8_t *pub;
+    size_t publen;
+    assert_int_equal(tc_vtpm_ek_public(v, &pub, &publen), 0);
+    assert_int_equal(len, publen);
+    assert_memory_equal(tool_pub, pub, publen);
+    free(tool_pub);
+    pid_t pid = tc_vtpm_pid(v);
+    assert_int_equal(tc_vtpm_delete(v), 0);
+    assert_false(pid_alive(pid));
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -426,6 +491,7 @@ int main(void)
         cmocka_unit_test(test_create_refuses_existing),
         cmocka_unit_test(test_failed_provisioning_cleans_up),
         cmocka_unit_test(test_qemu_mode),
+        cmocka_unit_test(test_tpm2_tools_see_provisioning),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
