@@ -3,7 +3,8 @@
 # Runs the benchmarks of a build directory: the evidence core (verify_bench), the coordinator
 # under load (load, a short sweep) and detection latency (detect.sh, needs swtpm).
 # Usage: bench/run.sh BUILD_DIR [SECONDS]
-#   LOAD_NODES=100,1000,5000,10000 LOAD_SECONDS=20 DETECT_REPEATS=10 override the defaults.
+#   LOAD_NODES=100,1000,5000,10000 LOAD_SECONDS=20 DETECT_REPEATS=10 override the defaults;
+#   VTPM_CONCURRENT=100,1000 runs the large vTPM concurrency test (default 20).
 set -euo pipefail
 build=${1:-build}
 secs=${2:-2}
@@ -24,3 +25,6 @@ if [ "$rc" = 77 ]; then
 elif [ "$rc" != 0 ]; then
     exit "$rc"
 fi
+echo
+echo "== vtpm =="
+"$build/bench/vtpm" --runs "${VTPM_RUNS:-20}" --concurrent "${VTPM_CONCURRENT:-20}"
