@@ -11,7 +11,8 @@
  *  - TC_VTPM_QEMU: only a control channel on the UnixIO socket <base_dir>/<vm_id>/ctrl.sock for
  *    QEMU's `-chardev socket,path=... -tpmdev emulator`; QEMU initialises the TPM.
  *
- * Provisioning (TC_VTPM_TCP only): creates the ECC NIST P-256 EK (TCG low-range template),
+ * Provisioning (over the TPM port; a QEMU-mode vTPM is provisioned by a short TCP-mode run on
+ * its state before it starts in QEMU mode): creates the ECC NIST P-256 EK (TCG low-range template),
  * makes it persistent at TC_TPM_EK_HANDLE_ECC (0x81010002) and writes a DER EK certificate to
  * TC_TPM_NV_EK_CERT_ECC (0x01c0000a) with platform-created attributes, as a TPM manufacturer
  * does; the certificate comes from the caller (cfg->issue_ek_cert or tc_vtpm_provision).
@@ -69,8 +70,9 @@ bool tc_vtpm_id_valid(const char *id);
 
 /* Creates <base_dir>/<vm_id>/ (mode 0700; TC_ERR_INVALID_ARG if it exists), starts swtpm on a
  * fresh state, waits until it answers on its control channel, and provisions it when
- * cfg->issue_ek_cert is set. On any failure the process is stopped and the directory removed.
- * *out (free with tc_vtpm_free) is set on success only. */
+ * cfg->issue_ek_cert is set (in QEMU mode: provisions in TCP mode, stops, starts in QEMU mode). On
+ * any failure the process is stopped and the directory removed. *out (free with tc_vtpm_free) is
+ * set on success only. */
 int tc_vtpm_create(const struct tc_vtpm_config *cfg, struct tc_vtpm **out);
 /* A handle on an existing vTPM (TC_ERR_NOT_FOUND if its directory has no state), running or
  * not (its pid file tells); cfg->issue_ek_cert is ignored. Starts nothing. */
@@ -86,10 +88,11 @@ int tc_vtpm_delete(struct tc_vtpm *v);
 /* Frees the handle only; the process keeps running. NULL is a no-op. */
 void tc_vtpm_free(struct tc_vtpm *v);
 
-/* Writes the DER EK certificate into the running (TCP mode) vTPM: creates the ECC EK, makes it
- * persistent at 0x81010002 (replacing what is there), checks that the certificate's public key
- * is the EK's (TC_ERR_MISMATCH, TC_ERR_FORMAT for bytes that are not a certificate) and writes
- * it to 0x01c0000a (replacing what is there). len at most TC_TPM_EK_CERT_MAX. */
+/* Writes the DER EK certificate into the running TCP-mode vTPM (TC_ERR_INVALID_ARG otherwise):
+ * creates the ECC EK, makes it persistent at 0x81010002 (replacing what is there), checks that the
+ * certificate's public key is the EK's (TC_ERR_MISMATCH, TC_ERR_FORMAT for bytes that are not a
+ * certificate) and writes it to 0x01c0000a (replacing what is there). len at most
+ * TC_TPM_EK_CERT_MAX. */
 int tc_vtpm_provision(struct tc_vtpm *v, const uint8_t *ek_cert_der, size_t len);
 
 bool tc_vtpm_running(const struct tc_vtpm *v);

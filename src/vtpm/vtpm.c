@@ -712,11 +712,6 @@ int tc_vtpm_create(const struct tc_vtpm_config *cfg, struct tc_vtpm **out)
         return rc;
     v = *out;
     *out = NULL;
-    if (cfg->issue_ek_cert != NULL && cfg->mode != TC_VTPM_TCP) {
-        LOG_ERROR("vTPM %s: provisioning at creation needs TCP mode", v->id);
-        rc = TC_ERR_INVALID_ARG;
-        goto out;
-    }
     if (mkdir(v->dir, 0700) != 0) {
         LOG_ERROR("vTPM %s: cannot create %s: %s", v->id, v->dir, strerror(errno));
         rc = errno == EEXIST ? TC_ERR_INVALID_ARG : TC_ERR_IO;
@@ -729,10 +724,23 @@ int tc_vtpm_create(const struct tc_vtpm_config *cfg, struct tc_vtpm **out)
         rc = TC_ERR_IO;
         goto out;
     }
-    if ((rc = tc_vtpm_start(v)) != 0)
-        goto out;
-    if (cfg->issue_ek_cert != NULL &&
-        (rc = provision(v, NULL, 0, cfg->issue_ek_cert, cfg->issue_arg)) != 0)
+    /* Provisioning needs the TPM port: a QEMU-mode vTPM is provisioned by a short TCP-mode run
+     * on the same state first (QEMU only ever talks to the control socket). */
+    if (cfg->issue_ek_cert != NULL) {
+        v->mode = TC_VTPM_TCP;
+        rc = tc_vtpm_start(v);
+        if (rc == 0)
+            rc = provision(v, NULL, 0, cfg->issue_ek_cert, cfg->issue_arg);
+        if (cfg->mode == TC_VTPM_QEMU) {
+            tc_vtpm_stop(v);
+            v->mode = TC_VTPM_QEMU;
+            if (rc == 0)
+                rc = tc_vtpm_start(v);
+        }
+    } else {
+        rc = tc_vtpm_start(v);
+    }
+    if (rc != 0)
         goto out;
     *out = v;
     v = NULL;

@@ -366,14 +366,40 @@ static void test_qemu_mode(void **state)
     assert_true(S_ISSOCK(st.st_mode));
     pid_t pid = tc_vtpm_pid(v);
     assert_true(pid_alive(pid));
-    /* Provisioning at creation needs the TPM port. */
-    struct tc_vtpm_config cp = config("qemu-prov", TC_VTPM_QEMU, NULL, true);
-    struct tc_vtpm *v2 = NULL;
-    assert_int_equal(tc_vtpm_create(&cp, &v2), TC_ERR_INVALID_ARG);
+    /* tc_vtpm_provision needs the TPM port. */
+    assert_int_equal(tc_vtpm_provision(v, (const uint8_t *)"x", 1), TC_ERR_INVALID_ARG);
     assert_int_equal(tc_vtpm_stop(v), 0);
     assert_false(pid_alive(pid));
     assert_int_equal(stat(tc_vtpm_ctrl_path(v), &st), -1);
     assert_int_equal(tc_vtpm_start(v), 0);
+    pid = tc_vtpm_pid(v);
+    assert_int_equal(tc_vtpm_delete(v), 0);
+    assert_false(pid_alive(pid));
+
+    /* Provisioned at creation, then waiting for QEMU; the same state in TCP mode shows the EK
+     * and its certificate. */
+    struct tc_vtpm_config cp = config("qemu-prov", TC_VTPM_QEMU, key_a, true);
+    assert_int_equal(tc_vtpm_create(&cp, &v), 0);
+    assert_non_null(tc_vtpm_ctrl_path(v));
+    assert_int_equal(stat(tc_vtpm_ctrl_path(v), &st), 0);
+    const uint8_t *pub;
+    size_t publen;
+    assert_int_equal(tc_vtpm_ek_public(v, &pub, &publen), 0);
+    uint8_t ekpub[TC_TPM_MAX_PUBLIC];
+    memcpy(ekpub, pub, publen);
+    pid = tc_vtpm_pid(v);
+    assert_true(pid_alive(pid));
+    assert_int_equal(tc_vtpm_stop(v), 0);
+    assert_false(pid_alive(pid));
+    tc_vtpm_free(v);
+    struct tc_vtpm_config ct = config("qemu-prov", TC_VTPM_TCP, key_a, false);
+    assert_int_equal(tc_vtpm_open(&ct, &v), 0);
+    assert_int_equal(tc_vtpm_start(v), 0);
+    uint8_t again[TC_TPM_MAX_PUBLIC];
+    size_t againlen = 0;
+    check_provisioned(v, NULL, NULL, again, &againlen);
+    assert_int_equal(againlen, publen);
+    assert_memory_equal(again, ekpub, publen);
     pid = tc_vtpm_pid(v);
     assert_int_equal(tc_vtpm_delete(v), 0);
     assert_false(pid_alive(pid));
