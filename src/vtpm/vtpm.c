@@ -841,13 +841,8 @@ int tc_vtpm_provision(struct tc_vtpm *v, const uint8_t *ek_cert_der, size_t len)
 
 bool tc_vtpm_running(const struct tc_vtpm *v)
 {
-    if (v == NULL || v->pid <= 0)
-        return false;
-    if (v->child) {
-        /* Our own child: a zombie counts as stopped, but it is reaped by tc_vtpm_stop only. */
-        return swtpm_alive(v->pid);
-    }
-    return swtpm_alive(v->pid);
+    /* A zombie child counts as stopped; tc_vtpm_stop reaps it. */
+    return v != NULL && v->pid > 0 && swtpm_alive(v->pid);
 }
 
 pid_t tc_vtpm_pid(const struct tc_vtpm *v)
