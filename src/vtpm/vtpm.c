@@ -21,13 +21,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/param_build.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <tss2/tss2_mu.h>
 
+#include "trustcloud/certify.h"
 #include "trustcloud/error.h"
 #include "trustcloud/log.h"
 #include "trustcloud/tpm_nv.h"
@@ -553,75 +552,7 @@ static int remove_tree(const char *dir)
 
 int tc_vtpm_ek_pubkey(const uint8_t *tpm2b_public, size_t len, EVP_PKEY **out)
 {
-    TPM2B_PUBLIC pub = {0};
-    size_t off = 0;
-    OSSL_PARAM_BLD *bld = NULL;
-    OSSL_PARAM *params = NULL;
-    EVP_PKEY_CTX *ctx = NULL;
-    BIGNUM *n = NULL, *e = NULL;
-    int rc = 0, sel;
-    const char *type;
-    uint8_t sec1[65] = {0};
-
-    *out = NULL;
-    if (tpm2b_public == NULL)
-        return TC_ERR_INVALID_ARG;
-    if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(tpm2b_public, len, &off, &pub) != TSS2_RC_SUCCESS)
-        return TC_ERR_FORMAT;
-    if (off != len)
-        return TC_ERR_TRAILING;
-    if ((bld = OSSL_PARAM_BLD_new()) == NULL)
-        return TC_ERR_ALLOC;
-    const TPMT_PUBLIC *p = &pub.publicArea;
-    if (p->type == TPM2_ALG_ECC) {
-        const TPMS_ECC_POINT *pt = &p->unique.ecc;
-        if (p->parameters.eccDetail.curveID != TPM2_ECC_NIST_P256 || pt->x.size > 32 ||
-            pt->y.size > 32) {
-            rc = TC_ERR_UNSUPPORTED;
-            goto out;
-        }
-        /* Uncompressed SEC1 point, coordinates left-padded to 32 bytes (the builder keeps a
-         * pointer to it until OSSL_PARAM_BLD_to_param, hence function scope). */
-        sec1[0] = 0x04;
-        memcpy(sec1 + 1 + 32 - pt->x.size, pt->x.buffer, pt->x.size);
-        memcpy(sec1 + 33 + 32 - pt->y.size, pt->y.buffer, pt->y.size);
-        type = "EC";
-        sel = EVP_PKEY_PUBLIC_KEY;
-        if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) ||
-            !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, sec1, sizeof(sec1))) {
-            rc = TC_ERR_CRYPTO;
-            goto out;
-        }
-    } else if (p->type == TPM2_ALG_RSA) {
-        uint32_t exp = p->parameters.rsaDetail.exponent ? p->parameters.rsaDetail.exponent : 65537;
-        n = BN_bin2bn(p->unique.rsa.buffer, p->unique.rsa.size, NULL);
-        e = BN_new();
-        type = "RSA";
-        sel = EVP_PKEY_PUBLIC_KEY;
-        if (n == NULL || e == NULL || !BN_set_word(e, exp) ||
-            !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
-            !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e)) {
-            rc = TC_ERR_CRYPTO;
-            goto out;
-        }
-    } else {
-        rc = TC_ERR_UNSUPPORTED;
-        goto out;
-    }
-    if ((params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
-        (ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL)) == NULL ||
-        EVP_PKEY_fromdata_init(ctx) <= 0 || EVP_PKEY_fromdata(ctx, out, sel, params) <= 0) {
-        *out = NULL;
-        rc = TC_ERR_CRYPTO;
-        goto out;
-    }
-out:
-    BN_free(n);
-    BN_free(e);
-    EVP_PKEY_CTX_free(ctx);
-    OSSL_PARAM_free(params);
-    OSSL_PARAM_BLD_free(bld);
-    return rc;
+    return tc_certify_public_key(tpm2b_public, len, out);
 }
 
 /* The certificate must certify exactly this EK: a CA plugged in through the callback that
