@@ -60,98 +60,15 @@ static int vtpm_ca_public_check(const TPM2B_PUBLIC *pub)
     return 0;
 }
 
-/* Fills key->pub/name from pub and checks the name against the TPM's. */
-static int key_set_public(struct tc_tpm_key *key, const TPM2B_PUBLIC *pub,
-                          const TPM2B_NAME *tpm_name)
-{
-    size_t off = 0;
-    int rc;
-    if (Tss2_MU_TPM2B_PUBLIC_Marshal(pub, key->pub, sizeof(key->pub), &off) != TSS2_RC_SUCCESS)
-        return TC_ERR_TOO_LARGE;
-    key->pub_len = off;
-    if ((rc = tc_tpm_public_name(key->pub, key->pub_len, key->name, &key->name_len)) != 0)
-        return rc;
-    if (tpm_name->size != key->name_len || memcmp(tpm_name->name, key->name, key->name_len)) {
-        LOG_ERROR("the TPM's name for the vTPM CA key differs from the one computed");
-        return TC_ERR_MISMATCH;
-    }
-    return 0;
-}
-
+/* Loads pub/priv under the EK; the key is always ECDSA P-256 (vtpm_ca_public_check). */
 static int load_blobs(struct tc_tpm *tpm, const struct tc_tpm_key *ek, const TPM2B_PUBLIC *pub,
                       const TPM2B_PRIVATE *priv, struct tc_tpm_key *key)
 {
-    ESYS_TR session = ESYS_TR_NONE, h = ESYS_TR_NONE;
-    TPM2B_PUBLIC *rpub = NULL;
-    TPM2B_NAME *name = NULL, *qname = NULL;
-    int rc;
-
-    if ((rc = tc_tpm_ek_session(tpm, &session)) != 0)
-        goto out;
-    TSS2_RC r =
-        Esys_Load(tpm->esys, ek->esys_handle, session, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &h);
-    tc_tpm_session_flush(tpm, &session);
-    if (r != TSS2_RC_SUCCESS) {
-        h = ESYS_TR_NONE;
-        rc = tc_tpm_rc(r, "Esys_Load(vTPM CA key)");
-        goto out;
+    int rc = tc_tpm_load_under_ek(tpm, ek, pub, priv, "vTPM CA key", key);
+    if (rc == 0) {
+        key->alg = TC_KEY_ECC_P256;
+        key->scheme = TC_SIG_ECDSA;
     }
-    r = Esys_ReadPublic(tpm->esys, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &rpub, &name,
-                        &qname);
-    if (r != TSS2_RC_SUCCESS) {
-        rc = tc_tpm_rc(r, "Esys_ReadPublic(vTPM CA key)");
-        goto out;
-    }
-    if ((rc = key_set_public(key, pub, name)) != 0)
-        goto out;
-    key->alg = TC_KEY_ECC_P256;
-    key->scheme = TC_SIG_ECDSA;
-    key->esys_handle = h;
-    tc_tpm_track(tpm, h);
-    h = ESYS_TR_NONE;
-out:
-    tc_tpm_session_flush(tpm, &session);
-    if (h != ESYS_TR_NONE)
-        Esys_FlushContext(tpm->esys, h);
-    Esys_Free(rpub);
-    Esys_Free(name);
-    Esys_Free(qname);
-    return rc;
-}
-
-static void put16(struct tc_buf *b, size_t v, int *rc)
-{
-    uint8_t x[2] = {(uint8_t)(v >> 8), (uint8_t)v};
-    if (*rc == 0)
-        *rc = tc_buf_put(b, x, 2);
-}
-
-static int ctx_save(const char *path, const struct tc_tpm_key *ek, const struct tc_tpm_key *key,
-                    const TPM2B_PRIVATE *priv)
-{
-    uint8_t privbuf[sizeof(TPM2B_PRIVATE)];
-    size_t privlen = 0;
-    struct tc_buf b;
-    int rc;
-
-    if (Tss2_MU_TPM2B_PRIVATE_Marshal(priv, privbuf, sizeof(privbuf), &privlen) != TSS2_RC_SUCCESS)
-        return TC_ERR_INTERNAL;
-    tc_buf_init(&b, TC_TPM_VTPM_CA_CTX_MAX);
-    rc = tc_buf_put(&b, vcctx_magic, sizeof(vcctx_magic));
-    put16(&b, VCCTX_VERSION, &rc);
-    put16(&b, ek->name_len, &rc);
-    put16(&b, key->pub_len, &rc);
-    put16(&b, privlen, &rc);
-    if (rc == 0)
-        rc = tc_buf_put(&b, ek->name, ek->name_len);
-    if (rc == 0)
-        rc = tc_buf_put(&b, key->pub, key->pub_len);
-    if (rc == 0)
-        rc = tc_buf_put(&b, privbuf, privlen);
-    if (rc == 0)
-        rc = tc_file_write(path, b.data, b.len, 0600);
-    tc_buf_release(&b);
-    OPENSSL_cleanse(privbuf, sizeof(privbuf));
     return rc;
 }
 
@@ -159,35 +76,22 @@ int tc_tpm_vtpm_ca_create(struct tc_tpm *tpm, const struct tc_tpm_key *ek, const
                           struct tc_tpm_key *key)
 {
     TPM2B_PUBLIC tmpl;
-    TPM2B_SENSITIVE_CREATE sens;
-    TPM2B_DATA outside;
-    TPML_PCR_SELECTION creation_pcr;
     TPM2B_PRIVATE *priv = NULL;
     TPM2B_PUBLIC *pub = NULL;
-    ESYS_TR session = ESYS_TR_NONE;
     int rc;
 
     memset(key, 0, sizeof(*key));
     if (tpm == NULL || ek == NULL || ek->esys_handle == 0 || ctx_path == NULL)
         return TC_ERR_INVALID_ARG;
     vtpm_ca_template(&tmpl);
-    memset(&sens, 0, sizeof(sens));
-    memset(&outside, 0, sizeof(outside));
-    memset(&creation_pcr, 0, sizeof(creation_pcr));
-    if ((rc = tc_tpm_ek_session(tpm, &session)) != 0)
+    if ((rc = tc_tpm_create_under_ek(tpm, ek, &tmpl, "vTPM CA key", &priv, &pub)) != 0)
         goto out;
-    TSS2_RC r = Esys_Create(tpm->esys, ek->esys_handle, session, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
-                            &tmpl, &outside, &creation_pcr, &priv, &pub, NULL, NULL, NULL);
-    tc_tpm_session_flush(tpm, &session);
-    if (r != TSS2_RC_SUCCESS) {
-        rc = tc_tpm_rc(r, "Esys_Create(vTPM CA key)");
-        goto out;
-    }
     if ((rc = load_blobs(tpm, ek, pub, priv, key)) != 0)
         goto out;
-    rc = ctx_save(ctx_path, ek, key, priv);
+    const uint8_t head[] = {vcctx_magic[0], vcctx_magic[1], vcctx_magic[2], vcctx_magic[3], 0,
+                            VCCTX_VERSION};
+    rc = tc_tpm_ctx_save(ctx_path, TC_TPM_VTPM_CA_CTX_MAX, head, sizeof(head), ek, key, priv);
 out:
-    tc_tpm_session_flush(tpm, &session);
     if (priv != NULL)
         OPENSSL_cleanse(priv, sizeof(*priv));
     Esys_Free(priv);
@@ -203,9 +107,9 @@ static int ctx_parse(const uint8_t *data, size_t len, uint8_t *parent_name, size
 {
     struct tc_reader r;
     uint8_t magic[4];
-    uint16_t version, nlen, plen, qlen;
+    uint16_t version;
     const uint8_t *pubv, *privv;
-    size_t off;
+    size_t plen, qlen;
     int rc;
 
     if (len > TC_TPM_VTPM_CA_CTX_MAX)
@@ -218,27 +122,11 @@ static int ctx_parse(const uint8_t *data, size_t len, uint8_t *parent_name, size
         return TC_ERR_FORMAT;
     if (version != VCCTX_VERSION)
         return TC_ERR_UNSUPPORTED;
-    if ((rc = tc_reader_u16be(&r, &nlen)) != 0 || (rc = tc_reader_u16be(&r, &plen)) != 0 ||
-        (rc = tc_reader_u16be(&r, &qlen)) != 0)
+    if ((rc = tc_tpm_ctx_read_tail(&r, sizeof(TPM2B_PRIVATE), parent_name, parent_len, &pubv, &plen,
+                                   &privv, &qlen)) != 0 ||
+        (rc = tc_tpm_unmarshal_public(pubv, plen, pub)) != 0 ||
+        (rc = tc_tpm_unmarshal_private(privv, qlen, priv)) != 0)
         return rc;
-    if (nlen > TC_TPM_MAX_NAME || plen > TC_TPM_MAX_PUBLIC || qlen > sizeof(TPM2B_PRIVATE))
-        return TC_ERR_FORMAT;
-    if ((rc = tc_reader_bytes(&r, parent_name, nlen)) != 0 ||
-        (rc = tc_reader_view(&r, plen, &pubv)) != 0 || (rc = tc_reader_view(&r, qlen, &privv)) != 0)
-        return rc;
-    if (tc_reader_left(&r) != 0)
-        return TC_ERR_TRAILING;
-    *parent_len = nlen;
-    off = 0;
-    if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(pubv, plen, &off, pub) != TSS2_RC_SUCCESS)
-        return TC_ERR_FORMAT;
-    if (off != plen)
-        return TC_ERR_TRAILING;
-    off = 0;
-    if (Tss2_MU_TPM2B_PRIVATE_Unmarshal(privv, qlen, &off, priv) != TSS2_RC_SUCCESS)
-        return TC_ERR_FORMAT;
-    if (off != qlen)
-        return TC_ERR_TRAILING;
     return vtpm_ca_public_check(pub);
 }
 

@@ -8,6 +8,7 @@
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_tcti.h>
 
+#include "trustcloud/buf.h"
 #include "trustcloud/tpm.h"
 
 /* Keys handed out in struct tc_tpm_key that tc_tpm_close() still has to flush. */
@@ -34,5 +35,45 @@ void tc_tpm_session_flush(struct tc_tpm *tpm, ESYS_TR *session);
 
 /* Converts a tc_pcr_set's banks and masks (in set order) into a TPM selection. */
 int tc_tpm_pcr_selection(const struct tc_pcr_set *sel, TPML_PCR_SELECTION *out);
+
+/* Fills key->pub and key->name from pub and, when tpm_name is not NULL, checks the computed name
+ * against the TPM's (TC_ERR_MISMATCH). */
+int tc_tpm_key_set_public(struct tc_tpm_key *key, const TPM2B_PUBLIC *pub,
+                          const TPM2B_NAME *tpm_name);
+
+/* TPM2_Create of tmpl under the EK (through an EK policy session). On success *priv and *pub are
+ * the TPM's blobs, to be Esys_Free'd by the caller (cleanse *priv first); NULL on failure. what
+ * names the key in error logs. */
+int tc_tpm_create_under_ek(struct tc_tpm *tpm, const struct tc_tpm_key *ek,
+                           const TPM2B_PUBLIC *tmpl, const char *what, TPM2B_PRIVATE **priv,
+                           TPM2B_PUBLIC **pub);
+
+/* TPM2_Load of pub/priv under the EK; checks the TPM's name for the object against pub's, then
+ * fills key->pub/name/esys_handle and tracks the handle. key->alg/scheme are left to the caller.
+ * On failure nothing stays loaded. */
+int tc_tpm_load_under_ek(struct tc_tpm *tpm, const struct tc_tpm_key *ek, const TPM2B_PUBLIC *pub,
+                         const TPM2B_PRIVATE *priv, const char *what, struct tc_tpm_key *key);
+
+/* Key context files (AK, vTPM CA key) share one tail after a caller-specific head (magic,
+ * version, ...): u16 parent name length | u16 public length | u16 private length | parent name |
+ * TPM2B_PUBLIC | TPM2B_PRIVATE, all big-endian. tc_tpm_ctx_save writes head then that tail
+ * (at most max bytes, mode 0600); the private blob buffer is cleansed. */
+int tc_tpm_ctx_save(const char *path, size_t max, const uint8_t *head, size_t head_len,
+                    const struct tc_tpm_key *parent, const struct tc_tpm_key *key,
+                    const TPM2B_PRIVATE *priv);
+/* Reads that tail from r, which must end exactly there (TC_ERR_TRAILING). parent_name must hold
+ * TC_TPM_MAX_NAME bytes; the public/private views point into r's data. */
+int tc_tpm_ctx_read_tail(struct tc_reader *r, size_t priv_max, uint8_t *parent_name,
+                         size_t *parent_len, const uint8_t **pubv, size_t *pub_len,
+                         const uint8_t **privv, size_t *priv_len);
+/* Exact unmarshaling of a TPM2B_PUBLIC / TPM2B_PRIVATE: TC_ERR_FORMAT, TC_ERR_TRAILING. */
+int tc_tpm_unmarshal_public(const uint8_t *data, size_t len, TPM2B_PUBLIC *pub);
+int tc_tpm_unmarshal_private(const uint8_t *data, size_t len, TPM2B_PRIVATE *priv);
+
+/* Whether a persistent object or NV index exists, asked through GetCapability so that the common
+ * "absent" case provokes no TPM error (which tpm2-tss would log). */
+int tc_tpm_handle_exists(struct tc_tpm *tpm, uint32_t handle, bool *exists);
+/* The TPM's NV_Read/NV_Write chunk size (TPM2_PT_NV_BUFFER_MAX), 512 if it does not say. */
+int tc_tpm_nv_chunk(struct tc_tpm *tpm, uint16_t *max);
 
 #endif

@@ -4,6 +4,7 @@
  * under them, the AK context file, and TPM object names.
  */
 #define LOGMODULE "tpm"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,7 +70,7 @@ static int public_name(const uint8_t *pub, size_t pub_len, uint8_t *name, size_t
 }
 
 /* Fills key->pub and key->name from a TPM2B_PUBLIC and checks the name against the TPM's. */
-static int key_set_public(struct tc_tpm_key *key, const TPM2B_PUBLIC *pub,
+int tc_tpm_key_set_public(struct tc_tpm_key *key, const TPM2B_PUBLIC *pub,
                           const TPM2B_NAME *tpm_name)
 {
     size_t off = 0;
@@ -151,7 +152,7 @@ int tc_tpm_ek_create(struct tc_tpm *tpm, enum tc_key_alg alg, struct tc_tpm_key 
         rc = tc_tpm_rc(r, "Esys_ReadPublic(EK)");
         goto out;
     }
-    if ((rc = key_set_public(ek, pub, name)) != 0)
+    if ((rc = tc_tpm_key_set_public(ek, pub, name)) != 0)
         goto out;
     ek->alg = alg;
     ek->scheme = TC_SIG_DEFAULT;
@@ -169,7 +170,7 @@ out:
     return rc;
 }
 
-static int nv_buffer_max(struct tc_tpm *tpm, uint16_t *max)
+int tc_tpm_nv_chunk(struct tc_tpm *tpm, uint16_t *max)
 {
     TPMI_YES_NO more = TPM2_NO;
     TPMS_CAPABILITY_DATA *cap = NULL;
@@ -190,7 +191,7 @@ static int nv_buffer_max(struct tc_tpm *tpm, uint16_t *max)
 
 /* Whether a persistent object or NV index exists, asked without provoking an error (which
  * tpm2-tss would log) for the common "not provisioned" case. */
-static int handle_exists(struct tc_tpm *tpm, uint32_t handle, bool *exists)
+int tc_tpm_handle_exists(struct tc_tpm *tpm, uint32_t handle, bool *exists)
 {
     TPMI_YES_NO more = TPM2_NO;
     TPMS_CAPABILITY_DATA *cap = NULL;
@@ -218,7 +219,7 @@ int tc_tpm_nv_read(struct tc_tpm *tpm, uint32_t index, size_t max, uint8_t **dat
     bool exists;
     if ((index >> 24) != TPM2_HT_NV_INDEX)
         return TC_ERR_INVALID_ARG;
-    if ((rc = handle_exists(tpm, index, &exists)) != 0)
+    if ((rc = tc_tpm_handle_exists(tpm, index, &exists)) != 0)
         return rc;
     if (!exists) {
         LOG_INFO("NV index 0x%08x is not defined", index);
@@ -255,7 +256,7 @@ int tc_tpm_nv_read(struct tc_tpm *tpm, uint32_t index, size_t max, uint8_t **dat
     /* Certificate indices are readable by the owner (empty auth by default) or with their own
      * (empty) auth; prefer the owner, as tpm2_getekcertificate does. */
     ESYS_TR auth = (attrs & TPMA_NV_OWNERREAD) ? ESYS_TR_RH_OWNER : nv;
-    if ((rc = nv_buffer_max(tpm, &chunk)) != 0)
+    if ((rc = tc_tpm_nv_chunk(tpm, &chunk)) != 0)
         goto out;
     if ((buf = malloc(size)) == NULL) {
         rc = TC_ERR_ALLOC;
@@ -314,7 +315,7 @@ int tc_tpm_key_from_persistent(struct tc_tpm *tpm, uint32_t handle, struct tc_tp
     bool exists;
     if ((handle >> 24) != TPM2_HT_PERSISTENT)
         return TC_ERR_INVALID_ARG;
-    if ((rc = handle_exists(tpm, handle, &exists)) != 0)
+    if ((rc = tc_tpm_handle_exists(tpm, handle, &exists)) != 0)
         return rc;
     if (!exists)
         return TC_ERR_NOT_FOUND;
@@ -332,7 +333,7 @@ int tc_tpm_key_from_persistent(struct tc_tpm *tpm, uint32_t handle, struct tc_tp
         rc = tc_tpm_rc(r, "Esys_ReadPublic(persistent)");
         goto out;
     }
-    if ((rc = key_set_public(key, pub, name)) != 0)
+    if ((rc = tc_tpm_key_set_public(key, pub, name)) != 0)
         goto out;
     const TPMT_PUBLIC *p = &pub->publicArea;
     if (p->type == TPM2_ALG_RSA && p->parameters.rsaDetail.keyBits == 2048)
@@ -440,13 +441,43 @@ static int ak_template(enum tc_key_alg alg, enum tc_sig_scheme *scheme, TPM2B_PU
     return TC_ERR_UNSUPPORTED;
 }
 
-/* Loads pub/priv under the EK and checks the loaded object is the one described. */
-static int ak_load_blobs(struct tc_tpm *tpm, const struct tc_tpm_key *ek, const TPM2B_PUBLIC *pub,
-                         const TPM2B_PRIVATE *priv, struct tc_tpm_key *ak)
+int tc_tpm_create_under_ek(struct tc_tpm *tpm, const struct tc_tpm_key *ek,
+                           const TPM2B_PUBLIC *tmpl, const char *what, TPM2B_PRIVATE **priv,
+                           TPM2B_PUBLIC **pub)
+{
+    TPM2B_SENSITIVE_CREATE sens;
+    TPM2B_DATA outside;
+    TPML_PCR_SELECTION creation_pcr;
+    ESYS_TR session = ESYS_TR_NONE;
+    char msg[64];
+    int rc;
+
+    *priv = NULL;
+    *pub = NULL;
+    memset(&sens, 0, sizeof(sens));
+    memset(&outside, 0, sizeof(outside));
+    memset(&creation_pcr, 0, sizeof(creation_pcr));
+    if ((rc = tc_tpm_ek_session(tpm, &session)) != 0)
+        return rc;
+    TSS2_RC r = Esys_Create(tpm->esys, ek->esys_handle, session, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
+                            tmpl, &outside, &creation_pcr, priv, pub, NULL, NULL, NULL);
+    tc_tpm_session_flush(tpm, &session);
+    if (r != TSS2_RC_SUCCESS) {
+        *priv = NULL;
+        *pub = NULL;
+        snprintf(msg, sizeof(msg), "Esys_Create(%s)", what);
+        return tc_tpm_rc(r, msg);
+    }
+    return 0;
+}
+
+int tc_tpm_load_under_ek(struct tc_tpm *tpm, const struct tc_tpm_key *ek, const TPM2B_PUBLIC *pub,
+                         const TPM2B_PRIVATE *priv, const char *what, struct tc_tpm_key *key)
 {
     ESYS_TR session = ESYS_TR_NONE, h = ESYS_TR_NONE;
     TPM2B_PUBLIC *rpub = NULL;
     TPM2B_NAME *name = NULL, *qname = NULL;
+    char msg[64];
     int rc;
 
     if ((rc = tc_tpm_ek_session(tpm, &session)) != 0)
@@ -456,18 +487,20 @@ static int ak_load_blobs(struct tc_tpm *tpm, const struct tc_tpm_key *ek, const 
     tc_tpm_session_flush(tpm, &session);
     if (r != TSS2_RC_SUCCESS) {
         h = ESYS_TR_NONE;
-        rc = tc_tpm_rc(r, "Esys_Load(AK)");
+        snprintf(msg, sizeof(msg), "Esys_Load(%s)", what);
+        rc = tc_tpm_rc(r, msg);
         goto out;
     }
     r = Esys_ReadPublic(tpm->esys, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &rpub, &name,
                         &qname);
     if (r != TSS2_RC_SUCCESS) {
-        rc = tc_tpm_rc(r, "Esys_ReadPublic(AK)");
+        snprintf(msg, sizeof(msg), "Esys_ReadPublic(%s)", what);
+        rc = tc_tpm_rc(r, msg);
         goto out;
     }
-    if ((rc = key_set_public(ak, pub, name)) != 0)
+    if ((rc = tc_tpm_key_set_public(key, pub, name)) != 0)
         goto out;
-    ak->esys_handle = h;
+    key->esys_handle = h;
     tc_tpm_track(tpm, h);
     h = ESYS_TR_NONE;
 out:
@@ -480,35 +513,30 @@ out:
     return rc;
 }
 
-static void put16(struct tc_buf *b, size_t v, int *rc)
-{
-    uint8_t x[2] = {(uint8_t)(v >> 8), (uint8_t)v};
-    if (*rc == 0)
-        *rc = tc_buf_put(b, x, 2);
-}
-
-static int akctx_save(const char *path, const struct tc_tpm_key *ek, const struct tc_tpm_key *ak,
-                      const TPM2B_PRIVATE *priv)
+int tc_tpm_ctx_save(const char *path, size_t max, const uint8_t *head, size_t head_len,
+                    const struct tc_tpm_key *parent, const struct tc_tpm_key *key,
+                    const TPM2B_PRIVATE *priv)
 {
     uint8_t privbuf[sizeof(TPM2B_PRIVATE)];
     size_t privlen = 0;
     struct tc_buf b;
-    int rc = 0;
+    int rc;
 
     if (Tss2_MU_TPM2B_PRIVATE_Marshal(priv, privbuf, sizeof(privbuf), &privlen) != TSS2_RC_SUCCESS)
         return TC_ERR_INTERNAL;
-    tc_buf_init(&b, AKCTX_MAX);
-    rc = tc_buf_put(&b, akctx_magic, sizeof(akctx_magic));
-    put16(&b, AKCTX_VERSION, &rc);
-    put16(&b, ak->alg, &rc);
-    put16(&b, ak->scheme, &rc);
-    put16(&b, ek->name_len, &rc);
-    put16(&b, ak->pub_len, &rc);
-    put16(&b, privlen, &rc);
+    const uint8_t lens[6] = {
+        (uint8_t)(parent->name_len >> 8), (uint8_t)parent->name_len,
+        (uint8_t)(key->pub_len >> 8),     (uint8_t)key->pub_len,
+        (uint8_t)(privlen >> 8),          (uint8_t)privlen,
+    };
+    tc_buf_init(&b, max);
+    rc = tc_buf_put(&b, head, head_len);
     if (rc == 0)
-        rc = tc_buf_put(&b, ek->name, ek->name_len);
+        rc = tc_buf_put(&b, lens, sizeof(lens));
     if (rc == 0)
-        rc = tc_buf_put(&b, ak->pub, ak->pub_len);
+        rc = tc_buf_put(&b, parent->name, parent->name_len);
+    if (rc == 0)
+        rc = tc_buf_put(&b, key->pub, key->pub_len);
     if (rc == 0)
         rc = tc_buf_put(&b, privbuf, privlen);
     if (rc == 0)
@@ -516,6 +544,47 @@ static int akctx_save(const char *path, const struct tc_tpm_key *ek, const struc
     tc_buf_release(&b);
     OPENSSL_cleanse(privbuf, sizeof(privbuf));
     return rc;
+}
+
+int tc_tpm_ctx_read_tail(struct tc_reader *r, size_t priv_max, uint8_t *parent_name,
+                         size_t *parent_len, const uint8_t **pubv, size_t *pub_len,
+                         const uint8_t **privv, size_t *priv_len)
+{
+    uint16_t nlen, plen, qlen;
+    int rc;
+
+    if ((rc = tc_reader_u16be(r, &nlen)) != 0 || (rc = tc_reader_u16be(r, &plen)) != 0 ||
+        (rc = tc_reader_u16be(r, &qlen)) != 0)
+        return rc;
+    if (nlen > TC_TPM_MAX_NAME || plen > TC_TPM_MAX_PUBLIC || qlen > priv_max)
+        return TC_ERR_FORMAT;
+    if ((rc = tc_reader_bytes(r, parent_name, nlen)) != 0 ||
+        (rc = tc_reader_view(r, plen, pubv)) != 0 || (rc = tc_reader_view(r, qlen, privv)) != 0)
+        return rc;
+    if (tc_reader_left(r) != 0)
+        return TC_ERR_TRAILING;
+    *parent_len = nlen;
+    *pub_len = plen;
+    *priv_len = qlen;
+    return 0;
+}
+
+int tc_tpm_unmarshal_public(const uint8_t *data, size_t len, TPM2B_PUBLIC *pub)
+{
+    size_t off = 0;
+    memset(pub, 0, sizeof(*pub));
+    if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(data, len, &off, pub) != TSS2_RC_SUCCESS)
+        return TC_ERR_FORMAT;
+    return off == len ? 0 : TC_ERR_TRAILING;
+}
+
+int tc_tpm_unmarshal_private(const uint8_t *data, size_t len, TPM2B_PRIVATE *priv)
+{
+    size_t off = 0;
+    memset(priv, 0, sizeof(*priv));
+    if (Tss2_MU_TPM2B_PRIVATE_Unmarshal(data, len, &off, priv) != TSS2_RC_SUCCESS)
+        return TC_ERR_FORMAT;
+    return off == len ? 0 : TC_ERR_TRAILING;
 }
 
 /* Checks that a public area is exactly what ak_template makes for alg/scheme. */
@@ -544,11 +613,11 @@ int tc_tpm_akctx_parse(const uint8_t *data, size_t len, struct tc_tpm_akctx *ctx
 {
     struct tc_reader r;
     uint8_t magic[4];
-    uint16_t version, alg, scheme, nlen, plen, qlen;
+    uint16_t version, alg, scheme;
     const uint8_t *pubv, *privv;
+    size_t plen, qlen;
     TPM2B_PUBLIC pub;
     TPM2B_PRIVATE priv;
-    size_t off;
     int rc;
 
     memset(ctx, 0, sizeof(*ctx));
@@ -562,30 +631,14 @@ int tc_tpm_akctx_parse(const uint8_t *data, size_t len, struct tc_tpm_akctx *ctx
         return TC_ERR_FORMAT;
     if (version != AKCTX_VERSION)
         return TC_ERR_UNSUPPORTED;
-    if ((rc = tc_reader_u16be(&r, &alg)) != 0 || (rc = tc_reader_u16be(&r, &scheme)) != 0 ||
-        (rc = tc_reader_u16be(&r, &nlen)) != 0 || (rc = tc_reader_u16be(&r, &plen)) != 0 ||
-        (rc = tc_reader_u16be(&r, &qlen)) != 0)
+    if ((rc = tc_reader_u16be(&r, &alg)) != 0 || (rc = tc_reader_u16be(&r, &scheme)) != 0)
         return rc;
-    if (nlen > TC_TPM_MAX_NAME || plen > TC_TPM_MAX_PUBLIC || qlen > sizeof(ctx->priv))
-        return TC_ERR_FORMAT;
-    if ((rc = tc_reader_bytes(&r, ctx->parent_name, nlen)) != 0 ||
-        (rc = tc_reader_view(&r, plen, &pubv)) != 0 || (rc = tc_reader_view(&r, qlen, &privv)) != 0)
+    if ((rc = tc_tpm_ctx_read_tail(&r, sizeof(ctx->priv), ctx->parent_name, &ctx->parent_name_len,
+                                   &pubv, &plen, &privv, &qlen)) != 0)
         return rc;
-    if (tc_reader_left(&r) != 0)
-        return TC_ERR_TRAILING;
-    ctx->parent_name_len = nlen;
-
-    memset(&pub, 0, sizeof(pub));
-    off = 0;
-    if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(pubv, plen, &off, &pub) != TSS2_RC_SUCCESS)
-        return TC_ERR_FORMAT;
-    if (off != plen)
-        return TC_ERR_TRAILING;
-    memset(&priv, 0, sizeof(priv));
-    off = 0;
-    rc = Tss2_MU_TPM2B_PRIVATE_Unmarshal(privv, qlen, &off, &priv) == TSS2_RC_SUCCESS
-             ? (off == qlen ? 0 : TC_ERR_TRAILING)
-             : TC_ERR_FORMAT;
+    if ((rc = tc_tpm_unmarshal_public(pubv, plen, &pub)) != 0)
+        return rc;
+    rc = tc_tpm_unmarshal_private(privv, qlen, &priv);
     OPENSSL_cleanse(&priv, sizeof(priv));
     if (rc != 0)
         return rc;
@@ -628,12 +681,8 @@ int tc_tpm_ak_create(struct tc_tpm *tpm, const struct tc_tpm_key *ek, enum tc_ke
                      enum tc_sig_scheme scheme, const char *ctx_path, struct tc_tpm_key *ak)
 {
     TPM2B_PUBLIC tmpl;
-    TPM2B_SENSITIVE_CREATE sens;
-    TPM2B_DATA outside;
-    TPML_PCR_SELECTION creation_pcr;
     TPM2B_PRIVATE *priv = NULL;
     TPM2B_PUBLIC *pub = NULL;
-    ESYS_TR session = ESYS_TR_NONE;
     int rc;
 
     key_clear(ak);
@@ -641,26 +690,20 @@ int tc_tpm_ak_create(struct tc_tpm *tpm, const struct tc_tpm_key *ek, enum tc_ke
         return TC_ERR_INVALID_ARG;
     if ((rc = ak_template(alg, &scheme, &tmpl)) != 0)
         return rc;
-    memset(&sens, 0, sizeof(sens));
-    memset(&outside, 0, sizeof(outside));
-    memset(&creation_pcr, 0, sizeof(creation_pcr));
-    if ((rc = tc_tpm_ek_session(tpm, &session)) != 0)
+    if ((rc = tc_tpm_create_under_ek(tpm, ek, &tmpl, "AK", &priv, &pub)) != 0)
         goto out;
-    TSS2_RC r = Esys_Create(tpm->esys, ek->esys_handle, session, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
-                            &tmpl, &outside, &creation_pcr, &priv, &pub, NULL, NULL, NULL);
-    tc_tpm_session_flush(tpm, &session);
-    if (r != TSS2_RC_SUCCESS) {
-        rc = tc_tpm_rc(r, "Esys_Create(AK)");
-        goto out;
-    }
     ak->alg = alg;
     ak->scheme = scheme;
-    if ((rc = ak_load_blobs(tpm, ek, pub, priv, ak)) != 0)
+    if ((rc = tc_tpm_load_under_ek(tpm, ek, pub, priv, "AK", ak)) != 0)
         goto out;
-    if ((rc = akctx_save(ctx_path, ek, ak, priv)) != 0)
-        goto out;
+    /* magic | u16 version | u16 alg | u16 scheme (both enums fit in the low byte) */
+    uint8_t head[10] = {0};
+    memcpy(head, akctx_magic, sizeof(akctx_magic));
+    head[5] = AKCTX_VERSION;
+    head[7] = (uint8_t)ak->alg;
+    head[9] = (uint8_t)ak->scheme;
+    rc = tc_tpm_ctx_save(ctx_path, AKCTX_MAX, head, sizeof(head), ek, ak, priv);
 out:
-    tc_tpm_session_flush(tpm, &session);
     if (priv != NULL)
         OPENSSL_cleanse(priv, sizeof(*priv));
     Esys_Free(priv);
@@ -676,7 +719,6 @@ int tc_tpm_ak_load(struct tc_tpm *tpm, const struct tc_tpm_key *ek, const char *
     struct tc_tpm_akctx *ctx = NULL;
     TPM2B_PUBLIC pub;
     TPM2B_PRIVATE priv;
-    size_t off = 0;
     int rc;
 
     key_clear(ak);
@@ -694,16 +736,14 @@ int tc_tpm_ak_load(struct tc_tpm *tpm, const struct tc_tpm_key *ek, const char *
         goto out;
     }
     /* Both were unmarshaled once already by the parser: these cannot fail. */
-    memset(&pub, 0, sizeof(pub));
-    if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(ctx->pub, ctx->pub_len, &off, &pub) != TSS2_RC_SUCCESS ||
-        (off = 0, Tss2_MU_TPM2B_PRIVATE_Unmarshal(ctx->priv, ctx->priv_len, &off, &priv)) !=
-            TSS2_RC_SUCCESS) {
+    if (tc_tpm_unmarshal_public(ctx->pub, ctx->pub_len, &pub) != 0 ||
+        tc_tpm_unmarshal_private(ctx->priv, ctx->priv_len, &priv) != 0) {
         rc = TC_ERR_INTERNAL;
         goto out;
     }
     ak->alg = ctx->alg;
     ak->scheme = ctx->scheme;
-    rc = ak_load_blobs(tpm, ek, &pub, &priv, ak);
+    rc = tc_tpm_load_under_ek(tpm, ek, &pub, &priv, "AK", ak);
 out:
     OPENSSL_cleanse(&priv, sizeof(priv));
     tc_tpm_akctx_release(ctx);

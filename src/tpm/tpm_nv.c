@@ -8,42 +8,6 @@
 #include "trustcloud/log.h"
 #include "trustcloud/tpm_nv.h"
 
-/* The TPM's NV_Write/NV_Read chunk size (TPM2_PT_NV_BUFFER_MAX), 512 if it does not say. */
-static int nv_chunk(struct tc_tpm *tpm, uint16_t *max)
-{
-    TPMI_YES_NO more = TPM2_NO;
-    TPMS_CAPABILITY_DATA *cap = NULL;
-    *max = 512;
-    TSS2_RC r = Esys_GetCapability(tpm->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                   TPM2_CAP_TPM_PROPERTIES, TPM2_PT_NV_BUFFER_MAX, 1, &more, &cap);
-    if (r != TSS2_RC_SUCCESS)
-        return tc_tpm_rc(r, "Esys_GetCapability(NV_BUFFER_MAX)");
-    if (cap->data.tpmProperties.count >= 1 &&
-        cap->data.tpmProperties.tpmProperty[0].property == TPM2_PT_NV_BUFFER_MAX) {
-        uint32_t v = cap->data.tpmProperties.tpmProperty[0].value;
-        if (v > 0 && v <= TPM2_MAX_NV_BUFFER_SIZE)
-            *max = (uint16_t)v;
-    }
-    Esys_Free(cap);
-    return 0;
-}
-
-/* Whether handle (NV index or persistent object) exists, asked through GetCapability so that the
- * common "absent" case provokes no TPM error (which tpm2-tss would log). */
-static int handle_exists(struct tc_tpm *tpm, uint32_t handle, bool *exists)
-{
-    TPMI_YES_NO more = TPM2_NO;
-    TPMS_CAPABILITY_DATA *cap = NULL;
-    *exists = false;
-    TSS2_RC r = Esys_GetCapability(tpm->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                   TPM2_CAP_HANDLES, handle, 1, &more, &cap);
-    if (r != TSS2_RC_SUCCESS)
-        return tc_tpm_rc(r, "Esys_GetCapability(handles)");
-    *exists = cap->data.handles.count >= 1 && cap->data.handles.handle[0] == handle;
-    Esys_Free(cap);
-    return 0;
-}
-
 int tc_tpm_nv_define_write(struct tc_tpm *tpm, uint32_t index, uint32_t attrs, const uint8_t *data,
                            size_t len)
 {
@@ -61,7 +25,7 @@ int tc_tpm_nv_define_write(struct tc_tpm *tpm, uint32_t index, uint32_t attrs, c
     if (!(attrs & TPMA_NV_PLATFORMCREATE) || !(attrs & TPMA_NV_PPWRITE) ||
         (attrs & TPMA_NV_WRITTEN))
         return TC_ERR_INVALID_ARG;
-    if ((rc = handle_exists(tpm, index, &exists)) != 0)
+    if ((rc = tc_tpm_handle_exists(tpm, index, &exists)) != 0)
         return rc;
     if (exists) {
         r = Esys_TR_FromTPMPublic(tpm->esys, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv);
@@ -97,7 +61,7 @@ int tc_tpm_nv_define_write(struct tc_tpm *tpm, uint32_t index, uint32_t attrs, c
         rc = tc_tpm_rc(r, "Esys_NV_DefineSpace");
         goto out;
     }
-    if ((rc = nv_chunk(tpm, &chunk)) != 0)
+    if ((rc = tc_tpm_nv_chunk(tpm, &chunk)) != 0)
         goto out;
     for (size_t off = 0; off < len;) {
         size_t n = len - off < chunk ? len - off : chunk;
@@ -143,7 +107,7 @@ int tc_tpm_key_persist(struct tc_tpm *tpm, struct tc_tpm_key *key, uint32_t hand
     if (tpm == NULL || key == NULL || key->esys_handle == 0 || key->esys_handle == ESYS_TR_NONE ||
         key->persistent != 0 || handle < 0x81000000u || handle > 0x817fffffu)
         return TC_ERR_INVALID_ARG;
-    if ((rc = handle_exists(tpm, handle, &exists)) != 0)
+    if ((rc = tc_tpm_handle_exists(tpm, handle, &exists)) != 0)
         return rc;
     if (exists) {
         r = Esys_TR_FromTPMPublic(tpm->esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
