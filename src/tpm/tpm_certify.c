@@ -106,22 +106,13 @@ static int ctx_parse(const uint8_t *data, size_t len, uint8_t *parent_name, size
                      TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv)
 {
     struct tc_reader r;
-    uint8_t magic[4];
-    uint16_t version;
     const uint8_t *pubv, *privv;
     size_t plen, qlen;
     int rc;
 
-    if (len > TC_TPM_VTPM_CA_CTX_MAX)
-        return TC_ERR_TOO_LARGE;
-    tc_reader_init(&r, data, len);
-    if ((rc = tc_reader_bytes(&r, magic, sizeof(magic))) != 0 ||
-        (rc = tc_reader_u16be(&r, &version)) != 0)
+    if ((rc = tc_tpm_ctx_open(&r, data, len, TC_TPM_VTPM_CA_CTX_MAX, vcctx_magic, VCCTX_VERSION)) !=
+        0)
         return rc;
-    if (memcmp(magic, vcctx_magic, sizeof(magic)) != 0)
-        return TC_ERR_FORMAT;
-    if (version != VCCTX_VERSION)
-        return TC_ERR_UNSUPPORTED;
     if ((rc = tc_tpm_ctx_read_tail(&r, sizeof(TPM2B_PRIVATE), parent_name, parent_len, &pubv, &plen,
                                    &privv, &qlen)) != 0 ||
         (rc = tc_tpm_unmarshal_public(pubv, plen, pub)) != 0 ||

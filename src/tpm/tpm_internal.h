@@ -61,6 +61,10 @@ int tc_tpm_load_under_ek(struct tc_tpm *tpm, const struct tc_tpm_key *ek, const 
 int tc_tpm_ctx_save(const char *path, size_t max, const uint8_t *head, size_t head_len,
                     const struct tc_tpm_key *parent, const struct tc_tpm_key *key,
                     const TPM2B_PRIVATE *priv);
+/* Starts reading a context file of at most max bytes (TC_ERR_TOO_LARGE): checks the magic
+ * (TC_ERR_FORMAT) and the u16 version (TC_ERR_UNSUPPORTED) and leaves r after them. */
+int tc_tpm_ctx_open(struct tc_reader *r, const uint8_t *data, size_t len, size_t max,
+                    const uint8_t magic[4], uint16_t version);
 /* Reads that tail from r, which must end exactly there (TC_ERR_TRAILING). parent_name must hold
  * TC_TPM_MAX_NAME bytes; the public/private views point into r's data. */
 int tc_tpm_ctx_read_tail(struct tc_reader *r, size_t priv_max, uint8_t *parent_name,

@@ -546,6 +546,23 @@ int tc_tpm_ctx_save(const char *path, size_t max, const uint8_t *head, size_t he
     return rc;
 }
 
+int tc_tpm_ctx_open(struct tc_reader *r, const uint8_t *data, size_t len, size_t max,
+                    const uint8_t magic[4], uint16_t version)
+{
+    uint8_t m[4];
+    uint16_t v;
+    int rc;
+
+    if (len > max)
+        return TC_ERR_TOO_LARGE;
+    tc_reader_init(r, data, len);
+    if ((rc = tc_reader_bytes(r, m, sizeof(m))) != 0 || (rc = tc_reader_u16be(r, &v)) != 0)
+        return rc;
+    if (memcmp(m, magic, sizeof(m)) != 0)
+        return TC_ERR_FORMAT;
+    return v == version ? 0 : TC_ERR_UNSUPPORTED;
+}
+
 int tc_tpm_ctx_read_tail(struct tc_reader *r, size_t priv_max, uint8_t *parent_name,
                          size_t *parent_len, const uint8_t **pubv, size_t *pub_len,
                          const uint8_t **privv, size_t *priv_len)
@@ -612,8 +629,7 @@ static int ak_public_check(const TPM2B_PUBLIC *pub, enum tc_key_alg alg, enum tc
 int tc_tpm_akctx_parse(const uint8_t *data, size_t len, struct tc_tpm_akctx *ctx)
 {
     struct tc_reader r;
-    uint8_t magic[4];
-    uint16_t version, alg, scheme;
+    uint16_t alg, scheme;
     const uint8_t *pubv, *privv;
     size_t plen, qlen;
     TPM2B_PUBLIC pub;
@@ -621,16 +637,8 @@ int tc_tpm_akctx_parse(const uint8_t *data, size_t len, struct tc_tpm_akctx *ctx
     int rc;
 
     memset(ctx, 0, sizeof(*ctx));
-    if (len > AKCTX_MAX)
-        return TC_ERR_TOO_LARGE;
-    tc_reader_init(&r, data, len);
-    if ((rc = tc_reader_bytes(&r, magic, sizeof(magic))) != 0 ||
-        (rc = tc_reader_u16be(&r, &version)) != 0)
+    if ((rc = tc_tpm_ctx_open(&r, data, len, AKCTX_MAX, akctx_magic, AKCTX_VERSION)) != 0)
         return rc;
-    if (memcmp(magic, akctx_magic, sizeof(magic)) != 0)
-        return TC_ERR_FORMAT;
-    if (version != AKCTX_VERSION)
-        return TC_ERR_UNSUPPORTED;
     if ((rc = tc_reader_u16be(&r, &alg)) != 0 || (rc = tc_reader_u16be(&r, &scheme)) != 0)
         return rc;
     if ((rc = tc_tpm_ctx_read_tail(&r, sizeof(ctx->priv), ctx->parent_name, &ctx->parent_name_len,
