@@ -57,7 +57,7 @@ const void *tc_ak_evp_pkey(const struct tc_ak *ak)
 }
 
 /* RSA key from a big-endian modulus and a TPM exponent (0 means 65537). */
-static int rsa_from_tpm(const uint8_t *n, size_t n_len, uint32_t exponent, EVP_PKEY **out)
+int tc_ak_rsa_from_tpm(const uint8_t *n, size_t n_len, uint32_t exponent, EVP_PKEY **out)
 {
     int rc = TC_ERR_CRYPTO;
     BIGNUM *bn_n = BN_bin2bn(n, (int)n_len, NULL), *bn_e = BN_new();
@@ -87,8 +87,8 @@ out:
 }
 
 /* EC key from affine coordinates, encoded as an uncompressed point, on a named group. */
-static int ec_from_tpm(const char *keytype, const char *group, size_t field, const uint8_t *x,
-                       size_t x_len, const uint8_t *y, size_t y_len, EVP_PKEY **out)
+int tc_ak_ec_from_tpm(const char *keytype, const char *group, size_t field, const uint8_t *x,
+                      size_t x_len, const uint8_t *y, size_t y_len, EVP_PKEY **out)
 {
     uint8_t point[1 + 2 * 66];
     if (x_len > field || y_len > field || x_len == 0 || y_len == 0)
@@ -162,7 +162,8 @@ static int ak_from_public(const TPMT_PUBLIC *pub, const uint8_t *tpmt, size_t tp
         if (pub->unique.rsa.size == 0 || pub->unique.rsa.size * 8u != p->keyBits)
             return tc_fail(why, TC_ERR_FORMAT, "quote.ak", -1,
                            "RSA modulus of %u bytes for %u bits", pub->unique.rsa.size, p->keyBits);
-        rc = rsa_from_tpm(pub->unique.rsa.buffer, pub->unique.rsa.size, p->exponent, &ak->pkey);
+        rc = tc_ak_rsa_from_tpm(pub->unique.rsa.buffer, pub->unique.rsa.size, p->exponent,
+                                &ak->pkey);
         if (rc)
             return tc_fail(why, rc, "quote.ak", -1, "OpenSSL rejected the RSA key");
         return 0;
@@ -191,8 +192,9 @@ static int ak_from_public(const TPMT_PUBLIC *pub, const uint8_t *tpmt, size_t tp
         else if (ak->scheme != TPM2_ALG_NULL)
             return tc_fail(why, TC_ERR_UNSUPPORTED, "quote.ak", -1, "unsupported ECC scheme 0x%04x",
                            ak->scheme);
-        rc = ec_from_tpm(keytype, group, field, pub->unique.ecc.x.buffer, pub->unique.ecc.x.size,
-                         pub->unique.ecc.y.buffer, pub->unique.ecc.y.size, &ak->pkey);
+        rc = tc_ak_ec_from_tpm(keytype, group, field, pub->unique.ecc.x.buffer,
+                               pub->unique.ecc.x.size, pub->unique.ecc.y.buffer,
+                               pub->unique.ecc.y.size, &ak->pkey);
         if (rc)
             return tc_fail(why, rc, "quote.ak", -1, "invalid ECC public point");
         return 0;
@@ -309,7 +311,7 @@ int tc_ak_from_spki(const uint8_t *data, size_t len, struct tc_ak **out, struct 
         int ok = EVP_PKEY_get_octet_string_param(ak.pkey, OSSL_PKEY_PARAM_PUB_KEY, point,
                                                  sizeof(point), &plen) == 1 &&
                  plen == 65 &&
-                 ec_from_tpm("SM2", "SM2", 32, point + 1, 32, point + 33, 32, &sm2) == 0;
+                 tc_ak_ec_from_tpm("SM2", "SM2", 32, point + 1, 32, point + 33, 32, &sm2) == 0;
         EVP_PKEY_free(ak.pkey);
         ak.pkey = sm2;
         if (!ok)

@@ -178,7 +178,8 @@ static int ecdsa_der(const TPMS_SIGNATURE_ECC *e, uint8_t *out, size_t *out_len)
 }
 
 static int verify_sig(const struct tc_ak *ak, const TPMT_SIGNATURE *s,
-                      const struct tc_hash_alg *hash, const uint8_t *dgst, struct tc_reason *why)
+                      const struct tc_hash_alg *hash, const uint8_t *dgst, const char *check,
+                      struct tc_reason *why)
 {
     uint8_t der[2 * (66 + 3) + 3];
     const uint8_t *sig;
@@ -189,7 +190,7 @@ static int verify_sig(const struct tc_ak *ak, const TPMT_SIGNATURE *s,
     case TPM2_ALG_ECDSA:
     case TPM2_ALG_SM2:
         if (ecdsa_der(&s->signature.ecdsa, der, &sig_len) != 0)
-            return tc_fail(why, TC_ERR_SIGNATURE, "quote.signature", -1, "oversized r or s");
+            return tc_fail(why, TC_ERR_SIGNATURE, check, -1, "oversized r or s");
         sig = der;
         break;
     case TPM2_ALG_RSASSA:
@@ -203,8 +204,8 @@ static int verify_sig(const struct tc_ak *ak, const TPMT_SIGNATURE *s,
         sig_len = s->signature.rsapss.sig.size;
         break;
     default:
-        return tc_fail(why, TC_ERR_UNSUPPORTED, "quote.signature", -1,
-                       "unsupported signature algorithm 0x%04x", s->sigAlg);
+        return tc_fail(why, TC_ERR_UNSUPPORTED, check, -1, "unsupported signature algorithm 0x%04x",
+                       s->sigAlg);
     }
 
     int rc = TC_ERR_CRYPTO;
@@ -226,16 +227,65 @@ static int verify_sig(const struct tc_ak *ak, const TPMT_SIGNATURE *s,
     int ok = EVP_PKEY_verify(ctx, sig, sig_len, dgst, hash->size);
     if (ok != 1) {
         ERR_clear_error(); /* a bad signature leaves decoding errors on the queue */
-        rc = tc_fail(why, TC_ERR_SIGNATURE, "quote.signature", -1,
-                     "the signature does not verify with the AK");
+        rc = tc_fail(why, TC_ERR_SIGNATURE, check, -1, "the signature does not verify with the AK");
         goto out;
     }
     rc = 0;
 out:
     if (rc == TC_ERR_CRYPTO)
-        rc = tc_fail(why, rc, "quote.signature", -1, "OpenSSL could not set up verification");
+        rc = tc_fail(why, rc, check, -1, "OpenSSL could not set up verification");
     EVP_PKEY_CTX_free(ctx);
     return rc;
+}
+
+int tc_attest_sig_verify(const struct tc_ak *ak, const char *module, const uint8_t *attest,
+                         size_t attest_len, const uint8_t *sig, size_t sig_len,
+                         const struct tc_hash_alg **hash_out, uint16_t *sig_alg_out,
+                         struct tc_reason *why)
+{
+    char c_sig[32], c_scheme[32];
+    TPMT_SIGNATURE s;
+    size_t off = 0;
+    int rc;
+
+    snprintf(c_sig, sizeof(c_sig), "%s.signature", module);
+    snprintf(c_scheme, sizeof(c_scheme), "%s.scheme", module);
+    memset(&s, 0, sizeof(s));
+    if (sig == NULL || sig_len > TC_QUOTE_MAX_SIG ||
+        Tss2_MU_TPMT_SIGNATURE_Unmarshal(sig, sig_len, &off, &s) != TSS2_RC_SUCCESS)
+        return tc_fail(why, TC_ERR_FORMAT, c_sig, -1, "not a TPMT_SIGNATURE");
+    if (off != sig_len)
+        return tc_fail(why, TC_ERR_TRAILING, c_sig, -1, "%zu bytes after the TPMT_SIGNATURE",
+                       sig_len - off);
+
+    /* The scheme must fit the key, and the key's own scheme when it has one. */
+    uint16_t hash_alg = s.signature.any.hashAlg;
+    bool fits =
+        (s.sigAlg == TPM2_ALG_ECDSA && ak->key_type == TC_AK_ECC) ||
+        (s.sigAlg == TPM2_ALG_SM2 && ak->key_type == TC_AK_SM2) ||
+        ((s.sigAlg == TPM2_ALG_RSASSA || s.sigAlg == TPM2_ALG_RSAPSS) && ak->key_type == TC_AK_RSA);
+    if (!fits)
+        return tc_fail(why, TC_ERR_KEY, c_scheme, -1,
+                       "signature algorithm 0x%04x does not fit the AK's key type", s.sigAlg);
+    if (ak->scheme != TPM2_ALG_NULL && (s.sigAlg != ak->scheme || hash_alg != ak->scheme_hash))
+        return tc_fail(why, TC_ERR_KEY, c_scheme, -1,
+                       "signature scheme 0x%04x/0x%04x is not the AK's 0x%04x/0x%04x", s.sigAlg,
+                       hash_alg, ak->scheme, ak->scheme_hash);
+    const struct tc_hash_alg *hash = tc_hash_by_tpm(hash_alg);
+    if (hash == NULL || tc_hash_evp(hash) == NULL)
+        return tc_fail(why, TC_ERR_UNSUPPORTED, c_scheme, -1, "unsupported signature hash 0x%04x",
+                       hash_alg);
+
+    uint8_t dgst[TC_MAX_DIGEST];
+    if ((rc = tc_hash(hash, attest, attest_len, dgst)) != 0)
+        return tc_fail(why, rc, c_sig, -1, "hashing the %s attestation failed", module);
+    if ((rc = verify_sig(ak, &s, hash, dgst, c_sig, why)) != 0)
+        return rc;
+    if (hash_out != NULL)
+        *hash_out = hash;
+    if (sig_alg_out != NULL)
+        *sig_alg_out = s.sigAlg;
+    return 0;
 }
 
 /* Serial-number comparison (RFC 1982) for obfuscated counters, plain otherwise. */
@@ -307,36 +357,10 @@ int tc_quote_verify(const struct tc_ak *ak, const uint8_t *attest, size_t attest
                        "quote selects %s, expected %s", got, want);
     }
 
-    TPMT_SIGNATURE s;
-    size_t off = 0;
-    if (sig_len > TC_QUOTE_MAX_SIG || Tss2_MU_TPMT_SIGNATURE_Unmarshal(sig, sig_len, &off, &s) != 0)
-        return tc_fail(why, TC_ERR_FORMAT, "quote.signature", -1, "not a TPMT_SIGNATURE");
-    if (off != sig_len)
-        return tc_fail(why, TC_ERR_TRAILING, "quote.signature", -1,
-                       "%zu bytes after the TPMT_SIGNATURE", sig_len - off);
-
-    /* The scheme must fit the key, and the key's own scheme when it has one. */
-    uint16_t hash_alg = s.signature.any.hashAlg;
-    bool fits =
-        (s.sigAlg == TPM2_ALG_ECDSA && ak->key_type == TC_AK_ECC) ||
-        (s.sigAlg == TPM2_ALG_SM2 && ak->key_type == TC_AK_SM2) ||
-        ((s.sigAlg == TPM2_ALG_RSASSA || s.sigAlg == TPM2_ALG_RSAPSS) && ak->key_type == TC_AK_RSA);
-    if (!fits)
-        return tc_fail(why, TC_ERR_KEY, "quote.scheme", -1,
-                       "signature algorithm 0x%04x does not fit the AK's key type", s.sigAlg);
-    if (ak->scheme != TPM2_ALG_NULL && (s.sigAlg != ak->scheme || hash_alg != ak->scheme_hash))
-        return tc_fail(why, TC_ERR_KEY, "quote.scheme", -1,
-                       "signature scheme 0x%04x/0x%04x is not the AK's 0x%04x/0x%04x", s.sigAlg,
-                       hash_alg, ak->scheme, ak->scheme_hash);
-    const struct tc_hash_alg *hash = tc_hash_by_tpm(hash_alg);
-    if (hash == NULL || tc_hash_evp(hash) == NULL)
-        return tc_fail(why, TC_ERR_UNSUPPORTED, "quote.scheme", -1,
-                       "unsupported signature hash 0x%04x", hash_alg);
-
-    uint8_t dgst[TC_MAX_DIGEST];
-    if ((rc = tc_hash(hash, attest, attest_len, dgst)) != 0)
-        return tc_fail(why, rc, "quote.signature", -1, "hashing the quote failed");
-    if ((rc = verify_sig(ak, &s, hash, dgst, why)) != 0)
+    const struct tc_hash_alg *hash = NULL;
+    uint16_t sig_alg = 0;
+    if ((rc = tc_attest_sig_verify(ak, "quote", attest, attest_len, sig, sig_len, &hash, &sig_alg,
+                                   why)) != 0)
         return rc;
 
     /* The TPM hashes the selected PCRs with the signing scheme's hash. */
@@ -370,7 +394,7 @@ int tc_quote_verify(const struct tc_ak *ak, const uint8_t *attest, size_t attest
         return rc;
 
     info.hash = hash;
-    info.sig_alg = s.sigAlg;
+    info.sig_alg = sig_alg;
     info.ak_checked = ak->has_public;
     if (info_out)
         *info_out = info;
