@@ -31,6 +31,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
+#include "swtpm_fixture.h"
 #include "trustcloud/credential.h"
 #include "trustcloud/pki.h"
 #include "trustcloud/quote.h"
@@ -42,92 +43,21 @@
 #include "agent/agent_request.c"
 #include "agent/agent_tpm.c"
 
-static pid_t swtpm_pid;
-static char swtpm_dir[] = "/tmp/tc-agent-cred.XXXXXX";
-static char tcti[96];
-
-static bool port_pair_free(int port)
-{
-    for (int p = port; p <= port + 1; p++) {
-        int s = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        bool ok = s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-        if (s >= 0)
-            close(s);
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
-static bool listening(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-    if (s >= 0)
-        close(s);
-    return ok;
-}
+static struct swtpm sw;
 
 static int group_setup(void **state)
 {
+    (void)state;
     if (system("command -v swtpm >/dev/null") != 0)
         return -1;
-    if (mkdtemp(swtpm_dir) == NULL)
-        return -1;
-    srand((unsigned)(getpid() ^ time(NULL)));
-    for (int attempt = 0; attempt < 20; attempt++) {
-        int port = 20000 + rand() % 40000;
-        if (!port_pair_free(port))
-            continue;
-        char server[80], ctrl[80], st[128];
-        snprintf(server, sizeof(server), "type=tcp,port=%d,bindaddr=127.0.0.1", port);
-        snprintf(ctrl, sizeof(ctrl), "type=tcp,port=%d,bindaddr=127.0.0.1", port + 1);
-        snprintf(st, sizeof(st), "dir=%s", swtpm_dir);
-        pid_t pid = fork();
-        if (pid < 0)
-            return -1;
-        if (pid == 0) {
-            int dn = open("/dev/null", O_RDWR);
-            if (dn >= 0) {
-                dup2(dn, 1);
-                dup2(dn, 2);
-            }
-            execlp("swtpm", "swtpm", "socket", "--tpm2", "--server", server, "--ctrl", ctrl,
-                   "--tpmstate", st, "--flags", "not-need-init,startup-clear", (char *)NULL);
-            _exit(127);
-        }
-        for (int i = 0; i < 300; i++) {
-            if (waitpid(pid, NULL, WNOHANG) == pid)
-                break;
-            if (listening(port)) {
-                swtpm_pid = pid;
-                snprintf(tcti, sizeof(tcti), "swtpm:host=127.0.0.1,port=%d", port);
-                return 0;
-            }
-            usleep(10000);
-        }
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
-    return -1;
+    return swtpm_new(&sw, "tc-agent-cred");
 }
 
 static int group_teardown(void **state)
 {
-    if (swtpm_pid > 0) {
-        kill(swtpm_pid, SIGTERM);
-        for (int i = 0; i < 100 && waitpid(swtpm_pid, NULL, WNOHANG) != swtpm_pid; i++)
-            usleep(10000);
-        kill(swtpm_pid, SIGKILL);
-        waitpid(swtpm_pid, NULL, 0);
-    }
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", swtpm_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    (void)state;
+    swtpm_free(&sw);
+    return 0;
 }
 
 static void assert_nothing_loaded(struct tc_tpm *tpm)
@@ -144,10 +74,10 @@ static void activate_for(enum tc_key_alg ek_alg)
     struct tc_credential_blob blob;
     uint8_t secret[32], out[64], name[TC_TPM_MAX_NAME];
     size_t out_len = 0;
-    char ctx[128];
+    char ctx[300];
 
-    snprintf(ctx, sizeof(ctx), "%s/ak-%d.ctx", swtpm_dir, (int)ek_alg);
-    assert_int_equal(tc_tpm_open(tcti, &tpm), 0);
+    snprintf(ctx, sizeof(ctx), "%s/ak-%d.ctx", sw.dir, (int)ek_alg);
+    assert_int_equal(tc_tpm_open(sw.tcti, &tpm), 0);
     assert_int_equal(tc_tpm_ek_create(tpm, ek_alg, &ek), 0);
     assert_int_equal(tc_tpm_ak_create(tpm, &ek, TC_KEY_ECC_P256, TC_SIG_DEFAULT, ctx, &ak), 0);
     assert_int_equal(RAND_bytes(secret, sizeof(secret)), 1);
@@ -256,12 +186,12 @@ static void enrollment_tpm_steps(void **state)
     struct tc_credential_blob blob;
     uint8_t secret[32], got[64], nonce[32], binding[32], expect[32];
     size_t got_len = 0;
-    char dir[160];
+    char dir[300];
 
     memset(&cfg, 0, sizeof(cfg));
-    snprintf(dir, sizeof(dir), "%s/state", swtpm_dir);
+    snprintf(dir, sizeof(dir), "%s/state", sw.dir);
     assert_int_equal(mkdir(dir, 0700), 0);
-    cfg.tcti = tcti;
+    cfg.tcti = sw.tcti;
     cfg.state_dir = dir;
     cfg.ek_alg = AGENT_ALG_RSA;
     cfg.ak_alg = AGENT_ALG_ECC;
@@ -346,7 +276,7 @@ static void enrollment_tpm_steps(void **state)
 
     /* Every operation closed its connection and flushed: a fresh one sees nothing loaded. */
     struct tc_tpm *tpm = NULL;
-    assert_int_equal(tc_tpm_open(tcti, &tpm), 0);
+    assert_int_equal(tc_tpm_open(sw.tcti, &tpm), 0);
     size_t objects = 99, sessions = 99;
     assert_int_equal(tc_tpm_loaded_count(tpm, &objects, &sessions), 0);
     assert_int_equal(objects, 0);

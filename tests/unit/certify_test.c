@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include <tss2/tss2_mu.h>
 
+#include "swtpm_fixture.h"
 #include "tpm/tpm_internal.h"
 #include "trustcloud/buf.h"
 #include "trustcloud/certify.h"
@@ -34,12 +35,6 @@
 #include "trustcloud/tpm.h"
 #include "trustcloud/tpm_certify.h"
 
-struct swtpm {
-    pid_t pid;
-    char dir[256];
-    char tcti[128];
-};
-
 static struct swtpm sw;
 static struct tc_tpm *tpm;
 static struct tc_tpm_key ek, ak, ca;
@@ -47,92 +42,6 @@ static uint8_t ak2_pub[TC_TPM_MAX_PUBLIC];
 static size_t ak2_pub_len;
 static char ca_ctx[300], ak_ctx[300];
 static const uint8_t nonce[32] = "certify-test-nonce-0123456789abc";
-
-static int port_free(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-    if (s >= 0)
-        close(s);
-    return ok;
-}
-
-static int port_ready(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-    if (s >= 0)
-        close(s);
-    return ok;
-}
-
-/* swtpm in the foreground as our child, on a random free port pair. */
-static int swtpm_start(struct swtpm *t)
-{
-    memset(t, 0, sizeof(*t));
-    snprintf(t->dir, sizeof(t->dir), "%s/tc-certify-test.XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (mkdtemp(t->dir) == NULL)
-        return -1;
-    srand((unsigned)(getpid() ^ time(NULL)));
-    for (int attempt = 0; attempt < 20; attempt++) {
-        int port = 20000 + rand() % 40000;
-        if (!port_free(port) || !port_free(port + 1))
-            continue;
-        char server[96], ctrl[96], state[300];
-        snprintf(server, sizeof(server), "type=tcp,port=%d,bindaddr=127.0.0.1", port);
-        snprintf(ctrl, sizeof(ctrl), "type=tcp,port=%d,bindaddr=127.0.0.1", port + 1);
-        snprintf(state, sizeof(state), "dir=%s", t->dir);
-        pid_t pid = fork();
-        if (pid < 0)
-            return -1;
-        if (pid == 0) {
-            int devnull = open("/dev/null", O_RDWR);
-            if (devnull >= 0) {
-                dup2(devnull, 1);
-                dup2(devnull, 2);
-            }
-            execlp("swtpm", "swtpm", "socket", "--tpm2", "--server", server, "--ctrl", ctrl,
-                   "--tpmstate", state, "--flags", "not-need-init,startup-clear", (char *)NULL);
-            _exit(127);
-        }
-        for (int i = 0; i < 200; i++) {
-            if (waitpid(pid, NULL, WNOHANG) == pid)
-                break; /* lost a port race */
-            if (port_ready(port)) {
-                t->pid = pid;
-                snprintf(t->tcti, sizeof(t->tcti), "swtpm:host=127.0.0.1,port=%d", port);
-                return 0;
-            }
-            usleep(10000);
-        }
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
-    return -1;
-}
-
-static void swtpm_stop(struct swtpm *t)
-{
-    if (t->pid > 0) {
-        kill(t->pid, SIGTERM);
-        for (int i = 0; i < 100 && waitpid(t->pid, NULL, WNOHANG) == 0; i++)
-            usleep(10000);
-        kill(t->pid, SIGKILL);
-        waitpid(t->pid, NULL, 0);
-    }
-    if (t->dir[0]) {
-        char cmd[300];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", t->dir);
-    }
-    memset(t, 0, sizeof(*t));
-}
 
 static double now_ms(void)
 {
@@ -145,7 +54,7 @@ static int group_setup(void **state)
 {
     struct tc_tpm_key ak2;
     (void)state;
-    if (system("command -v swtpm >/dev/null") != 0 || swtpm_start(&sw) != 0) {
+    if (system("command -v swtpm >/dev/null") != 0 || swtpm_new(&sw, "tc-certify-test") != 0) {
         fprintf(stderr, "swtpm not available\n");
         return -1;
     }
@@ -177,7 +86,7 @@ static int group_teardown(void **state)
     tc_tpm_key_release(tpm, &ak);
     tc_tpm_key_release(tpm, &ek);
     tc_tpm_close(tpm);
-    swtpm_stop(&sw);
+    swtpm_free(&sw);
     return 0;
 }
 

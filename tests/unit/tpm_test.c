@@ -31,6 +31,7 @@
 #include <openssl/x509.h>
 #include <tss2/tss2_mu.h>
 
+#include "swtpm_fixture.h"
 #include "trustcloud/buf.h"
 #include "trustcloud/error.h"
 #include "trustcloud/hashalg.h"
@@ -38,129 +39,8 @@
 #include "trustcloud/quote.h"
 #include "trustcloud/tpm.h"
 
-struct swtpm {
-    pid_t pid;
-    int port;
-    char dir[256];
-    char tcti[128];
-};
-
 static struct swtpm plain;       /* no swtpm_setup: all four banks, no EK certificates */
 static struct swtpm provisioned; /* swtpm_setup: EKs + certificates, sha256 bank only */
-
-static int port_free(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    if (s < 0)
-        return 0;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = bind(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-    close(s);
-    return ok;
-}
-
-static int port_ready(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    if (s < 0)
-        return 0;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-    close(s);
-    return ok;
-}
-
-static void rm_rf(const char *dir)
-{
-    char cmd[512];
-    if (dir[0] == 0)
-        return;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-}
-
-/* Starts swtpm in the foreground (a child we can kill and reap) on state dir t->dir. */
-static int swtpm_start(struct swtpm *t)
-{
-    srand((unsigned)(getpid() ^ time(NULL)));
-    for (int attempt = 0; attempt < 20; attempt++) {
-        int port = 20000 + rand() % 40000;
-        if (!port_free(port) || !port_free(port + 1))
-            continue;
-        char server[96], ctrl[96], state[300];
-        snprintf(server, sizeof(server), "type=tcp,port=%d,bindaddr=127.0.0.1", port);
-        snprintf(ctrl, sizeof(ctrl), "type=tcp,port=%d,bindaddr=127.0.0.1", port + 1);
-        snprintf(state, sizeof(state), "dir=%s", t->dir);
-        pid_t pid = fork();
-        if (pid < 0)
-            return -1;
-        if (pid == 0) {
-            int devnull = open("/dev/null", O_RDWR);
-            if (devnull >= 0) {
-                dup2(devnull, 1);
-                dup2(devnull, 2);
-            }
-            execlp("swtpm", "swtpm", "socket", "--tpm2", "--server", server, "--ctrl", ctrl,
-                   "--tpmstate", state, "--flags", "not-need-init,startup-clear", (char *)NULL);
-            _exit(127);
-        }
-        for (int i = 0; i < 200; i++) {
-            int st;
-            if (waitpid(pid, &st, WNOHANG) == pid)
-                break; /* lost a port race: try another */
-            if (port_ready(port)) {
-                t->pid = pid;
-                t->port = port;
-                snprintf(t->tcti, sizeof(t->tcti), "swtpm:host=127.0.0.1,port=%d", port);
-                return 0;
-            }
-            usleep(10000);
-        }
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
-    return -1;
-}
-
-static void swtpm_stop(struct swtpm *t)
-{
-    if (t->pid <= 0)
-        return;
-    /* swtpm may sit in a read on a connection a failed test left open: give SIGTERM a second,
-     * then make sure. */
-    kill(t->pid, SIGTERM);
-    for (int i = 0; i < 100; i++) {
-        pid_t r = waitpid(t->pid, NULL, WNOHANG);
-        if (r == t->pid || (r < 0 && errno != EINTR)) {
-            t->pid = 0;
-            return;
-        }
-        usleep(10000);
-    }
-    kill(t->pid, SIGKILL);
-    waitpid(t->pid, NULL, 0);
-    t->pid = 0;
-}
-
-static int swtpm_new(struct swtpm *t)
-{
-    memset(t, 0, sizeof(*t));
-    snprintf(t->dir, sizeof(t->dir), "%s/tc-tpm-test.XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (mkdtemp(t->dir) == NULL)
-        return -1;
-    return swtpm_start(t);
-}
-
-static void swtpm_free(struct swtpm *t)
-{
-    swtpm_stop(t);
-    rm_rf(t->dir);
-    memset(t, 0, sizeof(*t));
-}
 
 static int group_setup(void **state)
 {
@@ -168,7 +48,7 @@ static int group_setup(void **state)
         fprintf(stderr, "swtpm not installed\n");
         return -1;
     }
-    return swtpm_new(&plain);
+    return swtpm_new(&plain, "tc-tpm-test");
 }
 
 static int group_teardown(void **state)
@@ -404,7 +284,7 @@ static void bad_tcti(void **state)
     char tcti[128];
     int port = 0;
     for (int p = 61000; p < 61100 && port == 0; p++)
-        if (port_free(p))
+        if (swtpm_port_free(p))
             port = p;
     assert_int_not_equal(port, 0);
     snprintf(tcti, sizeof(tcti), "swtpm:host=127.0.0.1,port=%d", port);

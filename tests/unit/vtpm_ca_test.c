@@ -27,6 +27,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "swtpm_fixture.h"
 #include "trustcloud/certify.h"
 #include "trustcloud/error.h"
 #include "trustcloud/pki.h"
@@ -35,12 +36,6 @@
 #include "trustcloud/tpm_certify.h"
 #include "trustcloud/vtpm_ca.h"
 
-struct swtpm {
-    pid_t pid;
-    char dir[256];
-    char tcti[128];
-};
-
 static struct swtpm host_sw, vm_sw;
 static struct tc_tpm *host;
 static struct tc_tpm_key host_ek, ca_key;
@@ -48,91 +43,6 @@ static EVP_PKEY *ca_pub;
 static X509 *ca_cert;
 static struct tc_vtpm_ca_signer tpm_signer;
 static int have_openssl;
-
-static int port_free(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-    if (s >= 0)
-        close(s);
-    return ok;
-}
-
-static int port_ready(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-    if (s >= 0)
-        close(s);
-    return ok;
-}
-
-/* swtpm in the foreground as our child, on a random free port pair. */
-static int swtpm_start(struct swtpm *t)
-{
-    memset(t, 0, sizeof(*t));
-    snprintf(t->dir, sizeof(t->dir), "%s/tc-vtpmca-test.XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (mkdtemp(t->dir) == NULL)
-        return -1;
-    for (int attempt = 0; attempt < 20; attempt++) {
-        int port = 20000 + rand() % 40000;
-        if (!port_free(port) || !port_free(port + 1))
-            continue;
-        char server[96], ctrl[96], state[300];
-        snprintf(server, sizeof(server), "type=tcp,port=%d,bindaddr=127.0.0.1", port);
-        snprintf(ctrl, sizeof(ctrl), "type=tcp,port=%d,bindaddr=127.0.0.1", port + 1);
-        snprintf(state, sizeof(state), "dir=%s", t->dir);
-        pid_t pid = fork();
-        if (pid < 0)
-            return -1;
-        if (pid == 0) {
-            int devnull = open("/dev/null", O_RDWR);
-            if (devnull >= 0) {
-                dup2(devnull, 1);
-                dup2(devnull, 2);
-            }
-            execlp("swtpm", "swtpm", "socket", "--tpm2", "--server", server, "--ctrl", ctrl,
-                   "--tpmstate", state, "--flags", "not-need-init,startup-clear", (char *)NULL);
-            _exit(127);
-        }
-        for (int i = 0; i < 200; i++) {
-            if (waitpid(pid, NULL, WNOHANG) == pid)
-                break; /* lost a port race */
-            if (port_ready(port)) {
-                t->pid = pid;
-                snprintf(t->tcti, sizeof(t->tcti), "swtpm:host=127.0.0.1,port=%d", port);
-                return 0;
-            }
-            usleep(10000);
-        }
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
-    return -1;
-}
-
-static void swtpm_stop(struct swtpm *t)
-{
-    if (t->pid > 0) {
-        kill(t->pid, SIGTERM);
-        for (int i = 0; i < 100 && waitpid(t->pid, NULL, WNOHANG) == 0; i++)
-            usleep(10000);
-        kill(t->pid, SIGKILL);
-        waitpid(t->pid, NULL, 0);
-    }
-    if (t->dir[0]) {
-        char cmd[300];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", t->dir);
-    }
-    memset(t, 0, sizeof(*t));
-}
 
 static double now_ms(void)
 {
@@ -165,8 +75,8 @@ static int group_setup(void **state)
     char ctx[300];
     (void)state;
     srand((unsigned)(getpid() ^ time(NULL)));
-    if (system("command -v swtpm >/dev/null") != 0 || swtpm_start(&host_sw) != 0 ||
-        swtpm_start(&vm_sw) != 0) {
+    if (system("command -v swtpm >/dev/null") != 0 || swtpm_new(&host_sw, "tc-vtpmca-test") != 0 ||
+        swtpm_new(&vm_sw, "tc-vtpmca-test") != 0) {
         fprintf(stderr, "swtpm not available\n");
         return -1;
     }
@@ -193,8 +103,8 @@ static int group_teardown(void **state)
     tc_tpm_key_release(host, &ca_key);
     tc_tpm_key_release(host, &host_ek);
     tc_tpm_close(host);
-    swtpm_stop(&host_sw);
-    swtpm_stop(&vm_sw);
+    swtpm_free(&host_sw);
+    swtpm_free(&vm_sw);
     return 0;
 }
 
