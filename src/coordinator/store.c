@@ -148,8 +148,11 @@ static int check_node(const struct tc_store_node *n, bool identity)
     if ((rc = CHECK_ARRAY(n->id, false)) != 0 || (rc = CHECK_ARRAY(n->tls_cert_fp, true)) != 0 ||
         (rc = CHECK_ARRAY(n->agent_url, true)) != 0 ||
         (rc = CHECK_ARRAY(n->group_name, true)) != 0 || (rc = check_state(n->state)) != 0 ||
-        (rc = check_reason(&n->reason)) != 0)
+        (rc = check_reason(&n->reason)) != 0 || (rc = CHECK_ARRAY(n->host, true)) != 0 ||
+        (rc = CHECK_ARRAY(n->tenant, true)) != 0)
         return rc;
+    if (n->is_vm != (n->host[0] != '\0'))
+        return TC_ERR_INVALID_ARG; /* a VM names its host, a host names none */
     if (!identity)
         return 0;
     if ((rc = check_blob(&n->ek_pub, TC_STORE_KEY_MAX)) != 0 ||

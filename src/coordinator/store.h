@@ -116,6 +116,12 @@ struct tc_store_node {
     uint64_t last_round;            /* highest recorded round number */
     int64_t created, updated;       /* set by the store */
     int64_t version;                /* optimistic concurrency, set by the store */
+    /* Virtual machines are nodes too (same id space, rounds, history, events, policies): a VM
+     * is attested inside its host's round (the batch deep quote) and never challenged alone.
+     * All three are set at creation and immutable. */
+    bool is_vm;
+    char host[TC_STORE_ID_MAX + 1];   /* the node running the VM ("" for a host) */
+    char tenant[TC_STORE_ID_MAX + 1]; /* the VM's owner ("" for a host) */
 };
 
 /* Frees the blobs of a node filled by the store and clears it. NULL is a no-op. */

@@ -133,6 +133,11 @@ static const char *const migrations[] = {
     ");"
     "CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE delivered_at IS NULL;"
     "CREATE INDEX deliveries_subscriber ON deliveries(subscriber_id);",
+    /* 2: virtual machines are nodes hosted by another node, owned by a tenant */
+    "ALTER TABLE nodes ADD COLUMN kind TEXT NOT NULL DEFAULT 'host' CHECK (kind IN ('host','vm'));"
+    "ALTER TABLE nodes ADD COLUMN host TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE nodes ADD COLUMN tenant TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX nodes_host ON nodes (host) WHERE host <> '';",
 };
 #define SCHEMA_VERSION ((int64_t)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -145,7 +150,7 @@ static const char *const migrations[] = {
     "n.id, n.state, n.tls_cert_fp, n.agent_url, n.group_name, n.reason_code, n.reason_check, "     \
     "n.reason_entry, n.reason_detail, n.missed, n.has_quote, n.reset_count, n.restart_count, "     \
     "n.clock, n.ima_count, n.ima_state, n.last_round, n.created, n.updated, n.version, "           \
-    "b.ek_pub, b.ek_cert, b.ak_pub, b.ak_name "
+    "b.ek_pub, b.ek_cert, b.ak_pub, b.ak_name, n.kind, n.host, n.tenant "
 #define REASON_COLS "reason_code, reason_check, reason_entry, reason_detail"
 
 enum stmt_id {
@@ -199,8 +204,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_NODE_INSERT] =
         "INSERT INTO nodes (id, state, tls_cert_fp, agent_url, group_name, " REASON_COLS
         ", missed, has_quote, reset_count, restart_count, clock, ima_count, ima_state, "
-        "created, updated, version) VALUES "
-        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, 1)",
+        "created, updated, version, kind, host, tenant) VALUES "
+        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, 1, "
+        "?18, ?19, ?20)",
     [ST_BLOBS_INSERT] = "INSERT INTO node_blobs (node_id, ek_pub, ek_cert, ak_pub, ak_name, "
                         "eventlog) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_NODE_GET] = "SELECT " NODE_COLS ", b.eventlog FROM nodes n "
@@ -746,7 +752,9 @@ static int node_insert(struct sqlite_store *q, struct tc_store_node *n, int64_t 
                 sqlite3_bind_int64(st, 13, n->restart_count) |
                 sqlite3_bind_int64(st, 14, (int64_t)n->clock) |
                 sqlite3_bind_int64(st, 15, (int64_t)n->ima_count) |
-                bind_blob(st, 16, &n->ima_state) | sqlite3_bind_int64(st, 17, now));
+                bind_blob(st, 16, &n->ima_state) | sqlite3_bind_int64(st, 17, now) |
+                bind_text(st, 18, n->is_vm ? "vm" : "host") | bind_text(st, 19, n->host) |
+                bind_text(st, 20, n->tenant));
     if ((rc = run(q, st, "node insert")) != 0)
         goto out;
     GET(q, ST_BLOBS_INSERT, st);
@@ -799,8 +807,14 @@ static int read_node(sqlite3_stmt *st, struct tc_store_node *n)
         (rc = col_blob(st, 21, &n->ek_cert, TC_STORE_CERT_MAX)) != 0 ||
         (rc = col_blob(st, 22, &n->ak_pub, TC_STORE_KEY_MAX)) != 0 ||
         (rc = col_blob(st, 23, &n->ak_name, TC_STORE_KEY_MAX)) != 0 ||
-        (rc = col_blob(st, 24, &n->eventlog, TC_STORE_EVENTLOG_MAX)) != 0)
+        (rc = col_blob(st, 27, &n->eventlog, TC_STORE_EVENTLOG_MAX)) != 0 ||
+        (rc = col_text(st, 25, n->host, sizeof(n->host))) != 0 ||
+        (rc = col_text(st, 26, n->tenant, sizeof(n->tenant))) != 0)
         return rc;
+    const unsigned char *kind = sqlite3_column_text(st, 24);
+    if (!kind || (strcmp((const char *)kind, "vm") != 0 && strcmp((const char *)kind, "host") != 0))
+        return TC_ERR_FORMAT;
+    n->is_vm = strcmp((const char *)kind, "vm") == 0;
     return 0;
 }
 

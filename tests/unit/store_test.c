@@ -132,6 +132,13 @@ static void make_round(struct tc_store_round *r, const char *id, uint64_t round,
     r->ima_count = round * 10;
 }
 
+static int count_cb(void *arg, const char *policy)
+{
+    (void)policy;
+    (*(int *)arg)++;
+    return 0;
+}
+
 /* ---- tests ----------------------------------------------------------------------------- */
 
 static void migrations_from_empty(void **state)
@@ -140,9 +147,9 @@ static void migrations_from_empty(void **state)
     struct tc_store *s = open_store(f, NULL);
     int64_t v = 0;
     assert_int_equal(tc_store_schema_version(s, &v), 0);
-    assert_int_equal(v, 1);
+    assert_int_equal(v, 2);
     tc_store_close(s);
-    assert_int_equal(q64(f, "SELECT count(*) FROM schema_version"), 1);
+    assert_int_equal(q64(f, "SELECT count(*) FROM schema_version"), 2);
     assert_int_equal(q64(f, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
                             "('nodes','node_blobs','enrollments','policies','assignments',"
                             "'results','events','subscribers','deliveries')"),
@@ -153,8 +160,45 @@ static void migrations_from_empty(void **state)
     /* Re-opening applies nothing twice. */
     s = open_store(f, NULL);
     tc_store_close(s);
-    assert_int_equal(q64(f, "SELECT count(*) FROM schema_version"), 1);
+    assert_int_equal(q64(f, "SELECT count(*) FROM schema_version"), 2);
     tc_store_close(NULL);
+}
+
+/* VMs are nodes with a host and a tenant; the pair is validated and read back. */
+static void vm_nodes(void **state)
+{
+    struct fx *f = *state;
+    struct tc_store *s = open_store(f, NULL);
+    struct tc_store_node n, g;
+    make_node(&n, "host1", TC_NODE_TRUSTED);
+    assert_int_equal(tc_store_node_create(s, &n), 0);
+    make_node(&n, "vm1", TC_NODE_ENROLLED);
+    n.is_vm = true;
+    assert_int_equal(tc_store_node_create(s, &n), TC_ERR_INVALID_ARG); /* a VM without a host */
+    snprintf(n.host, sizeof(n.host), "host1");
+    snprintf(n.tenant, sizeof(n.tenant), "acme");
+    snprintf(n.group_name, sizeof(n.group_name), "tenant:acme");
+    n.agent_url[0] = n.tls_cert_fp[0] = '\0';
+    assert_int_equal(tc_store_node_create(s, &n), 0);
+    n.is_vm = false; /* a host naming a host */
+    snprintf(n.id, sizeof(n.id), "vm2");
+    assert_int_equal(tc_store_node_create(s, &n), TC_ERR_INVALID_ARG);
+    assert_int_equal(tc_store_node_get(s, "vm1", &g), 0);
+    assert_true(g.is_vm);
+    assert_string_equal(g.host, "host1");
+    assert_string_equal(g.tenant, "acme");
+    tc_store_node_release(&g);
+    assert_int_equal(tc_store_node_get(s, "host1", &g), 0);
+    assert_false(g.is_vm);
+    assert_string_equal(g.host, "");
+    tc_store_node_release(&g);
+    /* Tenant policies reach the VM through its group. */
+    assert_int_equal(tc_store_policy_put(s, "rt", TC_POLICY_RUNTIME, "{}", 2, &(int64_t){0}), 0);
+    assert_int_equal(tc_store_assign(s, TC_ASSIGN_GROUP, "tenant:acme", "rt"), 0);
+    int seen = 0;
+    assert_int_equal(tc_store_node_policies(s, "vm1", count_cb, &seen), 0);
+    assert_int_equal(seen, 1);
+    tc_store_close(s);
 }
 
 static void newer_schema_is_refused(void **state)
@@ -995,6 +1039,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(migrations_from_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(vm_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(open_errors_and_single_writer_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(node_crud_hostile_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(reopen_keeps_data, setup, teardown),
