@@ -48,6 +48,11 @@ struct agent_config {
     long long enroll_backoff_max; /* ms: longest wait between enrollment attempts */
     long long enroll_attempts;    /* 0: retry for ever while the coordinator is unreachable */
     long long max_pending_quotes; /* quote requests queued for the TPM before 503 */
+    /* Virtual machines (agent_vm.c) */
+    char *vm_dir;       /* one subdirectory per VM; default <state_dir>/vms */
+    char *vm_seal_pcrs; /* host PCRs the vTPM state keys are sealed to */
+    long long max_vms;  /* VMs this agent hosts at most */
+    char *swtpm;        /* swtpm binary for the vTPMs (default: "swtpm" from PATH) */
 };
 
 extern const struct tc_config_setting agent_config_table[];
@@ -186,5 +191,58 @@ uint16_t agent_server_port(const struct agent_server *s);
 int agent_server_run(struct agent_server *s, volatile int *stop);
 /* Stops serving, answers queued requests with 503, frees. NULL is a no-op. */
 void agent_server_free(struct agent_server *s);
+
+
+/* ---- Virtual machines (agent_vm.c) ------------------------------------------------------- */
+/* docs/protocol.md, "Virtual machines": one vTPM (swtpm) per VM in <vm_dir>/<vm_id>/, its state
+ * key sealed in the host TPM by the state guard, its EK certified by the vTPM CA key that lives
+ * in the host TPM. agent_serve.c owns one struct agent_vms (s->vms) and registers its routes. */
+struct agent_vms;
+struct agent_server;
+struct tc_httpd;
+struct tc_http_request;
+struct tc_http_response;
+
+#define AGENT_FILE_VTPM_CA_CTX "vtpm_ca.ctx"  /* the vTPM CA key (host TPM context), in state_dir */
+#define AGENT_FILE_VTPM_CA_CERT "vtpm_ca.crt" /* its self-signed certificate (DER), in state_dir */
+#define AGENT_VM_FILE_AK "ak.ctx"             /* the vTPM AK (tcp mode), in <vm_dir>/<vm_id> */
+#define AGENT_VM_FILE_TCTI "tcti"             /* the running vTPM's TCTI string (tcp mode) */
+#define AGENT_VM_FILE_MODE "mode"             /* "tcp" or "qemu" */
+
+/* The VM table of cfg->vm_dir (created if missing), with routes served through srv's TPM
+ * worker. Scans the VMs already on disk; those that were running before (a pid file whose
+ * process is gone) are queued for a restart through the guard. *out set on success only. */
+int agent_vms_new(const struct agent_config *cfg, struct agent_server *srv, struct agent_vms **out);
+/* POST/GET /v1/vms, /v1/vms/{id}[/activate|/start|/stop] (coordinator only). */
+int agent_vms_routes(struct agent_vms *vms, struct tc_httpd *httpd);
+/* Frees the table; running vTPMs keep running (a restarted agent adopts them). NULL: no-op. */
+void agent_vms_free(struct agent_vms *vms);
+
+/* For the /v1/quote batch path, on the TPM worker thread only. The running tcp-mode vTPM of
+ * vm_id: its TCTI string (e.g. "swtpm:host=127.0.0.1,port=P") in tcti and the path of its AK
+ * context file (tc_tpm_ak_load under the vTPM EK, persistent at TC_TPM_EK_HANDLE_ECC) in
+ * ak_path. TC_ERR_NOT_FOUND: no such VM here; TC_ERR_INVALID_ARG: not running, qemu mode (no AK)
+ * or being created/deleted; TC_ERR_TOO_LARGE: a buffer is too small. */
+int agent_vm_tcti(struct agent_vms *vms, const char *vm_id, char *tcti, size_t tcti_cap,
+                  char *ak_path, size_t ak_cap);
+/* The same, then opens the vTPM, loads its EK and AK, quotes sel with qualifyingData = nonce
+ * and closes (quote cleared first; release with tc_tpm_quote_release). TC_ERR_TPM from the
+ * vTPM. */
+int agent_vm_quote(struct agent_vms *vms, const char *vm_id, const struct tc_pcr_set *sel,
+                   const uint8_t *nonce, size_t nonce_len, struct tc_tpm_quote *quote);
+/* <vm_dir>/<vm_id> (where guest_ima and guest_eventlog are) into buf; TC_ERR_INVALID_ARG for an
+ * invalid id, TC_ERR_TOO_LARGE when it does not fit. */
+int agent_vm_dir(const struct agent_config *cfg, const char *vm_id, char *buf, size_t cap);
+
+/* Work for the TPM worker thread (agent_serve.c). run answers resp and returns AGENT_JOB_DONE,
+ * or leaves resp alone and returns AGENT_JOB_AGAIN to be queued again at the tail, so that a
+ * long operation runs in short steps with host quotes in between. done(arg) runs exactly once,
+ * after the last run or when the job is dropped because the agent stops (then a deferred
+ * request is answered 503 by the server). req NULL: nobody waits for an answer. On failure
+ * (TC_ERR_IO: stopping or queue full, TC_ERR_ALLOC) nothing is queued and done is not called. */
+enum { AGENT_JOB_DONE = 0, AGENT_JOB_AGAIN = 1 };
+typedef int (*agent_job_run_fn)(void *arg, struct tc_http_response *resp);
+int agent_server_submit(struct agent_server *s, const struct tc_http_request *req,
+                        agent_job_run_fn run, void (*done)(void *arg), void *arg);
 
 #endif

@@ -53,6 +53,14 @@ const struct tc_config_setting agent_config_table[] = {
      "give up after this many unreachable attempts (0: never)"},
     {"agent", "max_pending_quotes", TC_CFG_INT, "16", OFF(max_pending_quotes), 1, 1024, NULL,
      "quote requests waiting for the TPM before answering 503"},
+    {"agent", "vm_dir", TC_CFG_PATH, NULL, OFF(vm_dir), 0, 0, NULL,
+     "one directory per VM's vTPM (default: state_dir/vms)"},
+    {"agent", "vm_seal_pcrs", TC_CFG_STRING, "sha256:0,1,2,3,4,5,6,7", OFF(vm_seal_pcrs), 0, 0,
+     NULL, "host PCRs (one bank) the vTPM state keys are sealed to"},
+    {"agent", "max_vms", TC_CFG_INT, "1024", OFF(max_vms), 1, 65536, NULL,
+     "VMs (vTPMs) this agent hosts at most"},
+    {"agent", "swtpm", TC_CFG_PATH, NULL, OFF(swtpm), 0, 0, NULL,
+     "swtpm binary that runs the vTPMs (default: swtpm from PATH)"},
     {NULL, NULL, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
@@ -142,6 +150,20 @@ int agent_config_check(struct agent_config *cfg, char *err, size_t errlen)
     }
     if (strlen(cfg->group) > 64 || !agent_node_id_valid(cfg->group)) {
         snprintf(err, errlen, "group: must match [A-Za-z0-9._-]{1,64}");
+        return TC_ERR_INVALID_ARG;
+    }
+    if (cfg->vm_dir == NULL) {
+        char dir[4096];
+        if (agent_path(cfg->state_dir, "vms", dir, sizeof(dir)) != 0) {
+            snprintf(err, errlen, "state_dir: too long");
+            return TC_ERR_INVALID_ARG;
+        }
+        if ((cfg->vm_dir = strdup(dir)) == NULL)
+            return TC_ERR_ALLOC;
+    }
+    struct tc_pcr_set seal;
+    if (tc_pcrs_parse_selection(cfg->vm_seal_pcrs, &seal) != 0 || seal.nbanks != 1) {
+        snprintf(err, errlen, "vm_seal_pcrs: must be one bank, e.g. sha256:0,1,2,3,4,5,6,7");
         return TC_ERR_INVALID_ARG;
     }
     return 0;
