@@ -36,4 +36,29 @@ int tc_lab_ima_measure(struct tc_tpm *tpm, const char *path, const char *file_pa
                        const uint8_t *content, size_t content_len,
                        const struct tc_hash_alg *file_alg, struct tc_reason *why);
 
+/*
+ * Simulated guests. A VM's "guest" runs on its vTPM the way a node runs on its TPM, and leaves
+ * in its VM directory (<vm_dir>/<vm_id>/) what a guest agent would ship to the host: the guest
+ * IMA list (ASCII) and, when its firmware produced one, the guest UEFI event log. The agent reads
+ * both from there (docs/protocol.md, "Batch attestation").
+ */
+#define TC_LAB_GUEST_IMA "guest_ima"
+#define TC_LAB_GUEST_EVENTLOG "guest_eventlog"
+
+/* Boots the guest: when eventlog is not NULL its events are extended into the vTPM (as
+ * tc_lab_boot) and its bytes (eventlog_raw, the file it was parsed from) are written to
+ * vm_dir/guest_eventlog, else a stale guest_eventlog is removed; then the guest IMA list
+ * vm_dir/guest_ima starts over with boot_aggregate (sha256 ima-ng), extended into PCR 10.
+ * *count (may be NULL) receives the number of boot events extended. vm_dir must exist. */
+int tc_lab_guest_boot(struct tc_tpm *vtpm, const char *vm_dir, const struct tc_evlog *eventlog,
+                      const uint8_t *eventlog_raw, size_t eventlog_len, size_t *count,
+                      struct tc_reason *why);
+
+/* One more guest measurement (sha256 ima-ng of content, file_path) appended to
+ * vm_dir/guest_ima and extended into the vTPM's PCR 10 (every active bank). The list must have
+ * been started by tc_lab_guest_boot (TC_ERR_NOT_FOUND otherwise, so that a forgotten boot does not
+ * produce a list without boot_aggregate). */
+int tc_lab_guest_measure(struct tc_tpm *vtpm, const char *vm_dir, const char *file_path,
+                         const uint8_t *content, size_t content_len, struct tc_reason *why);
+
 #endif

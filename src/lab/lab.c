@@ -2,8 +2,11 @@
 #define LOGMODULE "lab"
 #include "trustcloud/lab.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "trustcloud/buf.h"
 #include "trustcloud/error.h"
@@ -132,4 +135,59 @@ int tc_lab_ima_measure(struct tc_tpm *tpm, const char *path, const char *file_pa
     if (rc)
         return rc;
     return ima_add(tpm, path, false, file_path, d, file_alg, why);
+}
+
+/* ---- simulated guests ------------------------------------------------------------------- */
+
+static int guest_path(const char *vm_dir, const char *name, char *buf, size_t cap,
+                      struct tc_reason *why)
+{
+    int n = snprintf(buf, cap, "%s/%s", vm_dir, name);
+    if (n < 0 || (size_t)n >= cap)
+        return tc_fail(why, TC_ERR_TOO_LARGE, "lab.guest", -1, "VM directory path too long");
+    return 0;
+}
+
+int tc_lab_guest_boot(struct tc_tpm *vtpm, const char *vm_dir, const struct tc_evlog *eventlog,
+                      const uint8_t *eventlog_raw, size_t eventlog_len, size_t *count,
+                      struct tc_reason *why)
+{
+    char evpath[4096], imapath[4096];
+    int rc;
+
+    if (count)
+        *count = 0;
+    if (vtpm == NULL || vm_dir == NULL || (eventlog != NULL && eventlog_raw == NULL))
+        return tc_fail(why, TC_ERR_INVALID_ARG, "lab.guest", -1, "missing argument");
+    if ((rc = guest_path(vm_dir, TC_LAB_GUEST_EVENTLOG, evpath, sizeof(evpath), why)) != 0 ||
+        (rc = guest_path(vm_dir, TC_LAB_GUEST_IMA, imapath, sizeof(imapath), why)) != 0)
+        return rc;
+    if (eventlog != NULL) {
+        if ((rc = tc_lab_boot(vtpm, eventlog, count, why)) != 0)
+            return rc;
+        /* Written after the PCRs: the log never claims more than the vTPM holds. */
+        if ((rc = tc_file_write(evpath, eventlog_raw, eventlog_len, 0644)) != 0)
+            return tc_fail(why, rc, "lab.guest", -1, "cannot write %s", evpath);
+    } else if (unlink(evpath) != 0 && errno != ENOENT) {
+        /* A log from an earlier boot would not match this one's PCRs. */
+        return tc_fail(why, TC_ERR_IO, "lab.guest", -1, "cannot remove %s", evpath);
+    }
+    return tc_lab_ima_start(vtpm, imapath, NULL, why);
+}
+
+int tc_lab_guest_measure(struct tc_tpm *vtpm, const char *vm_dir, const char *file_path,
+                         const uint8_t *content, size_t content_len, struct tc_reason *why)
+{
+    char imapath[4096];
+    int rc;
+
+    if (vtpm == NULL || vm_dir == NULL || file_path == NULL || (content == NULL && content_len))
+        return tc_fail(why, TC_ERR_INVALID_ARG, "lab.guest", -1, "missing argument");
+    if ((rc = guest_path(vm_dir, TC_LAB_GUEST_IMA, imapath, sizeof(imapath), why)) != 0)
+        return rc;
+    if (access(imapath, F_OK) != 0)
+        return tc_fail(why, TC_ERR_NOT_FOUND, "lab.guest", -1,
+                       "%s does not exist: boot the guest first (lab guest-boot)", imapath);
+    return tc_lab_ima_measure(vtpm, imapath, file_path, content ? content : (const uint8_t *)"",
+                              content_len, NULL, why);
 }
