@@ -1,0 +1,86 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# A real QEMU guest (TCG, SeaBIOS, Debian's kernel, a busybox initramfs) on a vTPM: the guest
+# finds /dev/tpm0, reads the vTPM's EK certificate from NV 0x01c0000a and the persistent EK
+# 0x81010002 with tpm2-tools, and prints them on its serial console. The host checks that the
+# certificate chains to the vTPM CA certificate and certifies the very EK the guest's TPM holds.
+#
+# The vTPM comes from the platform when the CLI has `trustcloud vm`: a coordinator and one lab
+# node; `trustcloud vm create --mode qemu` makes the node's agent create the vTPM under its
+# TPM-resident CA key (the coordinator checks the host TPM's certification of that key before it
+# records the VM) and returns the control socket QEMU attaches to. Otherwise, or with
+# TC_QEMU_VTPM=selfmade, a vTPM made here (swtpm, tpm2-tools, an openssl CA).
+# Skips (77) without qemu-system-x86_64, busybox-static or a kernel package to fetch.
+. "$TC_SRC/tests/lib/common.sh"
+. "$TC_SRC/tests/lib/qemu_guest.sh"
+
+qg_need
+command -v tpm2_nvread >/dev/null || tc_skip "tpm2-tools not installed"
+t0=$(qg_now_ms)
+qg_kernel || tc_skip "no guest kernel: $QG_ERROR"
+kernel_ms=$(($(qg_now_ms) - t0))
+
+t0=$(qg_now_ms)
+QG_INITRD=$TC_TMP/initrd.cpio
+qg_initramfs "$QG_INITRD" "$TC_SRC/tests/data/qemu/init" tpm2_nvread tpm2_readpublic ||
+    tc_fail "initramfs"
+initrd_ms=$(($(qg_now_ms) - t0))
+
+mode=${TC_QEMU_VTPM:-auto}
+if [ "$mode" = auto ]; then
+    mode=selfmade
+fi
+
+case $mode in
+selfmade)
+    qg_vtpm_selfmade "$TC_TMP/vtpm"
+    ca_pem=$QG_CA_PEM
+    host_ek_pem=$QG_EK_PEM
+    ctrl=$QG_CTRL
+    ;;
+*) tc_fail "TC_QEMU_VTPM=$mode: expected selfmade" ;;
+esac
+
+console=$TC_TMP/console.log
+if ! qg_boot "$ctrl" "$console" "${QG_TIMEOUT:-120}"; then
+    qg_show_console "$console"
+    tc_fail "guest did not power off cleanly ($QG_EXIT after $QG_BOOT_MS ms)"
+fi
+if grep -q "^TC-GUEST: FAIL" <(tr -d '\r' <"$console"); then
+    qg_show_console "$console"
+    tc_fail "the guest reported a failure"
+fi
+grep -q "^TC-GUEST: tpm0 present: 2" <(tr -d '\r' <"$console") ||
+    { qg_show_console "$console"; tc_fail "the guest saw no TPM 2.0 at /dev/tpm0"; }
+
+# The certificate as the guest read it.
+qg_extract "$console" "TC EK CERTIFICATE" | base64 -d >"$TC_TMP/guest_ekcert.der" 2>/dev/null
+qg_extract "$console" "TC EK PUBLIC KEY" | base64 -d >"$TC_TMP/guest_ek.der" 2>/dev/null
+[ -s "$TC_TMP/guest_ekcert.der" ] || { qg_show_console "$console"; tc_fail "no EK certificate"; }
+[ -s "$TC_TMP/guest_ek.der" ] || { qg_show_console "$console"; tc_fail "no EK public key"; }
+openssl x509 -inform DER -in "$TC_TMP/guest_ekcert.der" -out "$TC_TMP/guest_ekcert.pem" ||
+    tc_fail "the guest's EK certificate does not parse"
+
+# 1. It chains to the vTPM CA certificate.
+openssl verify -CAfile "$ca_pem" "$TC_TMP/guest_ekcert.pem" >"$TC_TMP/verify.out" 2>&1 ||
+    { cat "$TC_TMP/verify.out" >&2; tc_fail "the guest's EK certificate does not chain to the vTPM CA"; }
+# ... and to no other CA (the check above can fail).
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TC_TMP/other.key" 2>/dev/null
+openssl req -x509 -new -key "$TC_TMP/other.key" -subj "/CN=other CA" -days 1 \
+    -out "$TC_TMP/other.pem" 2>/dev/null
+if openssl verify -CAfile "$TC_TMP/other.pem" "$TC_TMP/guest_ekcert.pem" >/dev/null 2>&1; then
+    tc_fail "the EK certificate verifies under an unrelated CA"
+fi
+
+# 2. It certifies the EK the guest's TPM holds, which is the EK the host provisioned.
+cert_key=$(openssl x509 -in "$TC_TMP/guest_ekcert.pem" -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum)
+guest_key=$(openssl pkey -pubin -inform DER -in "$TC_TMP/guest_ek.der" -outform DER | sha256sum)
+host_key=$(openssl pkey -pubin -in "$host_ek_pem" -outform DER | sha256sum)
+[ "$cert_key" = "$guest_key" ] || tc_fail "the EK certificate is not for the guest TPM's EK"
+[ "$guest_key" = "$host_key" ] || tc_fail "the guest's EK is not the one the host provisioned"
+
+uptime=$(tr -d '\r' <"$console" | sed -n 's/.*TC-GUEST: userspace up at \([0-9.]*\) s$/\1/p')
+echo "kernel: $(cat "$QG_CACHE/vmlinuz.pkg" 2>/dev/null || echo "$QG_KERNEL") (ready in ${kernel_ms} ms)"
+echo "initramfs: $(($(stat -c %s "$QG_INITRD") / 1024)) KiB, built in ${initrd_ms} ms"
+echo "boot: ${QG_BOOT_MS} ms from QEMU start to power-off (guest userspace at ${uptime:-?} s uptime)"
+tc_pass "QEMU guest (TCG) read its vTPM EK certificate (vTPM: $mode), chain and EK verified"
