@@ -8,7 +8,8 @@ PKGS="build-essential cmake pkg-config clang-14 libclang-rt-14-dev
 libtss2-dev tpm2-tools swtpm swtpm-tools libtpms-dev
 libssl-dev openssl libcmocka-dev libjansson-dev libmicrohttpd-dev
 libcurl4-openssl-dev libsqlite3-dev libinih-dev libpq-dev
-python3 iproute2 procps curl xxd jq"
+python3 iproute2 procps curl xxd jq
+qemu-system-x86 busybox-static cpio"
 
 missing=""
 for p in $PKGS; do
