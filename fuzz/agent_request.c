@@ -24,8 +24,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (agent_quote_request_parse(body, len, &req, &why) == 0) {
             /* What the TPM layer relies on. */
             if (req.nonce_len == 0 || req.nonce_len > AGENT_MAX_NONCE ||
-                req.ima_from > AGENT_MAX_IMA_FROM || req.selection.nbanks == 0)
+                req.ima_from > AGENT_MAX_IMA_FROM || req.selection.nbanks == 0 ||
+                req.vm_selection.nbanks == 0 || req.nvms > AGENT_MAX_BATCH_VMS)
                 abort();
+            for (size_t i = 0; i < req.nvms; i++)
+                if (!agent_node_id_valid(req.vms[i].id) || req.vms[i].ima_from > AGENT_MAX_IMA_FROM)
+                    abort();
+            agent_quote_request_release(&req);
         }
         break;
     }

@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "trustcloud/buf.h"
 #include "trustcloud/config.h"
 #include "trustcloud/pcrs.h"
 #include "trustcloud/reason.h"
@@ -83,9 +84,17 @@ int agent_path(const char *dir, const char *name, char *buf, size_t cap);
 
 #define AGENT_MAX_NONCE 64 /* TPM2B_DATA limit for qualifyingData here */
 #define AGENT_MAX_SELECTION_TEXT 256
-#define AGENT_MAX_IMA_FROM 100000000ULL /* far above any real list (TC_IMA_MAX_ENTRIES) */
-#define AGENT_MAX_REQUEST (64u * 1024)  /* request bodies the agent accepts */
-#define AGENT_MAX_ANSWER (16u << 20)    /* a /v1/quote answer (protocol cap) */
+#define AGENT_MAX_IMA_FROM 100000000ULL  /* far above any real list (TC_IMA_MAX_ENTRIES) */
+#define AGENT_MAX_REQUEST (1024u * 1024) /* request bodies (4096 VMs of a batch fit) */
+#define AGENT_MAX_ANSWER (16u << 20)     /* a /v1/quote answer (protocol cap) */
+#define AGENT_MAX_BATCH_VMS 4096         /* VMs in one challenge (TC_BATCH_MAX_VMS) */
+
+/* One VM of a batch challenge ("vms" entries). */
+struct agent_vm_request {
+    char id[65]; /* a valid VM id */
+    uint64_t ima_from;
+    bool want_eventlog;
+};
 
 struct agent_quote_request {
     uint8_t nonce[AGENT_MAX_NONCE];
@@ -93,12 +102,23 @@ struct agent_quote_request {
     struct tc_pcr_set selection; /* banks and masks only */
     uint64_t ima_from;
     bool want_eventlog;
+    /* Batch attestation: has_vms when the body carries "vms" (even empty); the VMs in request
+     * order (malloc'd, NULL when nvms is 0), ids unique; vm_selection is "vm_pcr_selection" or,
+     * without it, the same as selection. */
+    bool has_vms;
+    struct agent_vm_request *vms;
+    size_t nvms;
+    struct tc_pcr_set vm_selection;
 };
 
 /* Parses and bounds-checks a POST /v1/quote body. Any failure is TC_ERR_FORMAT (or
- * TC_ERR_TOO_LARGE / TC_ERR_UNSUPPORTED) with why naming "request.<field>". */
+ * TC_ERR_TOO_LARGE / TC_ERR_UNSUPPORTED) with why naming "request.<field>" (VM entries:
+ * "request.vms..." with why->entry the position in "vms"); req then holds nothing. On success
+ * release req with agent_quote_request_release. */
 int agent_quote_request_parse(const uint8_t *body, size_t len, struct agent_quote_request *req,
                               struct tc_reason *why);
+/* Frees req->vms and clears req. NULL is a no-op. */
+void agent_quote_request_release(struct agent_quote_request *req);
 
 /* A revocation notice (POST /v1/notice): the protocol's event object. */
 struct agent_notice {
@@ -126,6 +146,33 @@ int agent_quote_answer(const uint8_t *attest, size_t attest_len, const uint8_t *
 
 /* {"error": detail, "check": check} */
 json_t *agent_error_json(const struct tc_reason *why);
+
+/* The evidence of one VM of a batch (agent_batch.c gathers it): a quote entry when rc is 0,
+ * else an error entry {"id", "error", "check"}. */
+struct agent_vm_evidence {
+    char id[65];
+    int rc;         /* 0: quoted; else a TC_ERR_* */
+    char check[48]; /* error entries: "vm.not_running", "vm.unknown", "vm.tpm", ... */
+    char error[160];
+    struct tc_tpm_quote quote; /* attest, sig, pcrs (vm_pcr_selection) */
+    uint64_t ima_first;
+    struct tc_buf ima; /* guest IMA entries ima_first.. in binary (may be empty) */
+    uint8_t *eventlog; /* guest UEFI log (malloc'd); NULL when not asked or the guest has none */
+    size_t eventlog_len;
+};
+/* Initialises / releases (quote, buffers) one entry; release of NULL is a no-op. */
+void agent_vm_evidence_init(struct agent_vm_evidence *ev, const char *id);
+void agent_vm_evidence_release(struct agent_vm_evidence *ev);
+
+/* The Merkle tree (trustcloud/batch.h) over the quoted entries of ev[0..n), in order: leaf i is
+ * the i-th entry with rc 0. *tree is NULL (and 0 returned) when no entry is quoted. */
+struct tc_batch_tree;
+int agent_batch_tree(const struct agent_vm_evidence *ev, size_t n, struct tc_batch_tree **tree);
+/* Adds "batch" ({"root", "count"}, only when tree is not NULL) and "vms" (one entry per ev, in
+ * order; quote entries with "index" and "proof") to the /v1/quote answer. tree must be
+ * agent_batch_tree's of the same ev. On failure answer may hold part of it (drop it). */
+int agent_batch_answer(json_t *answer, const struct agent_vm_evidence *ev, size_t n,
+                       const struct tc_batch_tree *tree);
 
 /* ---- TPM (agent_tpm.c) ------------------------------------------------------------------- */
 

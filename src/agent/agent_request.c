@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 
 #include "agent.h"
+#include "trustcloud/batch.h"
 #include "trustcloud/buf.h"
 #include "trustcloud/error.h"
 #include "trustcloud/log.h"
@@ -43,6 +44,130 @@ static bool selection_chars_ok(const char *s)
     return true;
 }
 
+/* A PCR selection string ("sha256:0,1,2"): bounded, known banks, at least one PCR. */
+static int parse_selection(const json_t *v, const char *check, struct tc_pcr_set *sel,
+                           struct tc_reason *why)
+{
+    const char *field = check + strlen("request.");
+    int rc;
+
+    tc_pcrs_init(sel);
+    if (!json_is_string(v))
+        return tc_fail(why, TC_ERR_FORMAT, check, -1, "%s: string required (\"sha256:0,1,2\")",
+                       field);
+    const char *spec = json_string_value(v);
+    if (json_string_length(v) > AGENT_MAX_SELECTION_TEXT || strlen(spec) != json_string_length(v) ||
+        !selection_chars_ok(spec))
+        return tc_fail(why, TC_ERR_FORMAT, check, -1, "%s: too long or unexpected characters",
+                       field);
+    if ((rc = tc_pcrs_parse_selection(spec, sel)) != 0) {
+        tc_pcrs_init(sel);
+        return tc_fail(why, rc == TC_ERR_UNSUPPORTED ? TC_ERR_UNSUPPORTED : TC_ERR_FORMAT, check,
+                       -1, "%s: %s", field,
+                       rc == TC_ERR_UNSUPPORTED ? "unknown bank" : "malformed (PCRs are 0..23)");
+    }
+    bool any = false;
+    for (size_t i = 0; i < sel->nbanks; i++)
+        any = any || sel->bank[i].mask != 0;
+    if (!any) {
+        tc_pcrs_init(sel);
+        return tc_fail(why, TC_ERR_FORMAT, check, -1, "%s: empty", field);
+    }
+    return 0;
+}
+
+static int parse_ima_from(const json_t *v, const char *check, long entry, uint64_t *out,
+                          struct tc_reason *why)
+{
+    *out = 0;
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        (unsigned long long)json_integer_value(v) > AGENT_MAX_IMA_FROM)
+        return tc_fail(why, TC_ERR_FORMAT, check, entry, "ima_from: integer 0..%llu required",
+                       AGENT_MAX_IMA_FROM);
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+static int parse_want_eventlog(const json_t *v, const char *check, long entry, bool *out,
+                               struct tc_reason *why)
+{
+    *out = false;
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return tc_fail(why, TC_ERR_FORMAT, check, entry, "want_eventlog: boolean required");
+    *out = json_is_true(v);
+    return 0;
+}
+
+static int cmp_vm_id(const void *a, const void *b)
+{
+    return strcmp((*(const struct agent_vm_request *const *)a)->id,
+                  (*(const struct agent_vm_request *const *)b)->id);
+}
+
+/* "vms": [{"id", "ima_from"?, "want_eventlog"?}, ...], at most AGENT_MAX_BATCH_VMS, ids valid
+ * and unique. Members a later protocol version may add are ignored, as at the top level. */
+static int parse_vms(const json_t *v, struct agent_quote_request *req, struct tc_reason *why)
+{
+    struct agent_vm_request **sorted = NULL;
+    int rc;
+
+    if (!json_is_array(v))
+        return tc_fail(why, TC_ERR_FORMAT, "request.vms", -1, "vms: array required");
+    size_t n = json_array_size(v);
+    if (n > AGENT_MAX_BATCH_VMS)
+        return tc_fail(why, TC_ERR_TOO_LARGE, "request.vms", -1, "vms: at most %d VMs",
+                       AGENT_MAX_BATCH_VMS);
+    req->has_vms = true;
+    if (n == 0)
+        return 0;
+    if ((req->vms = calloc(n, sizeof(*req->vms))) == NULL ||
+        (sorted = malloc(n * sizeof(*sorted))) == NULL) {
+        rc = tc_fail(why, TC_ERR_ALLOC, "request.vms", -1, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const json_t *e = json_array_get(v, i), *id = json_object_get(e, "id");
+        struct agent_vm_request *vm = &req->vms[i];
+        if (!json_is_object(e)) {
+            rc =
+                tc_fail(why, TC_ERR_FORMAT, "request.vms", (long)i, "vms[%zu]: object required", i);
+            goto out;
+        }
+        if (!json_is_string(id) || json_string_length(id) >= sizeof(vm->id) ||
+            strlen(json_string_value(id)) != json_string_length(id) ||
+            !tc_batch_id_valid(json_string_value(id))) {
+            rc = tc_fail(why, TC_ERR_FORMAT, "request.vms.id", (long)i,
+                         "vms[%zu].id: 1 to 64 of [A-Za-z0-9._-] required", i);
+            goto out;
+        }
+        memcpy(vm->id, json_string_value(id), json_string_length(id) + 1);
+        if ((rc = parse_ima_from(json_object_get(e, "ima_from"), "request.vms.ima_from", (long)i,
+                                 &vm->ima_from, why)) != 0 ||
+            (rc = parse_want_eventlog(json_object_get(e, "want_eventlog"),
+                                      "request.vms.want_eventlog", (long)i, &vm->want_eventlog,
+                                      why)) != 0)
+            goto out;
+        sorted[i] = vm;
+    }
+    /* Each VM once: a repeated id would be quoted twice and give two leaves one name. */
+    qsort(sorted, n, sizeof(*sorted), cmp_vm_id);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(sorted[i - 1]->id, sorted[i]->id) == 0) {
+            rc = tc_fail(why, TC_ERR_FORMAT, "request.vms.id", (long)(sorted[i] - req->vms),
+                         "vms: '%s' listed twice", sorted[i]->id);
+            goto out;
+        }
+    req->nvms = n;
+    rc = 0;
+out:
+    free(sorted);
+    return rc;
+}
+
 int agent_quote_request_parse(const uint8_t *body, size_t len, struct agent_quote_request *req,
                               struct tc_reason *why)
 {
@@ -51,6 +176,7 @@ int agent_quote_request_parse(const uint8_t *body, size_t len, struct agent_quot
 
     memset(req, 0, sizeof(*req));
     tc_pcrs_init(&req->selection);
+    tc_pcrs_init(&req->vm_selection);
     if ((rc = load_object(body, len, &j, why)) != 0)
         return rc;
 
@@ -71,61 +197,40 @@ int agent_quote_request_parse(const uint8_t *body, size_t len, struct agent_quot
         goto out;
     }
 
-    v = json_object_get(j, "pcr_selection");
-    if (!json_is_string(v)) {
-        rc = tc_fail(why, TC_ERR_FORMAT, "request.pcr_selection", -1,
-                     "pcr_selection: string required (\"sha256:0,1,2\")");
+    if ((rc = parse_selection(json_object_get(j, "pcr_selection"), "request.pcr_selection",
+                              &req->selection, why)) != 0)
         goto out;
-    }
-    const char *spec = json_string_value(v);
-    if (json_string_length(v) > AGENT_MAX_SELECTION_TEXT || strlen(spec) != json_string_length(v) ||
-        !selection_chars_ok(spec)) {
-        rc = tc_fail(why, TC_ERR_FORMAT, "request.pcr_selection", -1,
-                     "pcr_selection: too long or unexpected characters");
-        goto out;
-    }
-    if ((rc = tc_pcrs_parse_selection(spec, &req->selection)) != 0) {
-        rc = tc_fail(why, rc == TC_ERR_UNSUPPORTED ? TC_ERR_UNSUPPORTED : TC_ERR_FORMAT,
-                     "request.pcr_selection", -1, "pcr_selection: %s",
-                     rc == TC_ERR_UNSUPPORTED ? "unknown bank" : "malformed (PCRs are 0..23)");
-        goto out;
-    }
-    bool any = false;
-    for (size_t i = 0; i < req->selection.nbanks; i++)
-        any = any || req->selection.bank[i].mask != 0;
-    if (!any) {
-        rc = tc_fail(why, TC_ERR_FORMAT, "request.pcr_selection", -1, "pcr_selection: empty");
-        goto out;
-    }
 
-    v = json_object_get(j, "ima_from");
-    if (v != NULL && !json_is_null(v)) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-            (unsigned long long)json_integer_value(v) > AGENT_MAX_IMA_FROM) {
-            rc = tc_fail(why, TC_ERR_FORMAT, "request.ima_from", -1,
-                         "ima_from: integer 0..%llu required", AGENT_MAX_IMA_FROM);
-            goto out;
-        }
-        req->ima_from = (uint64_t)json_integer_value(v);
-    }
+    if ((rc = parse_ima_from(json_object_get(j, "ima_from"), "request.ima_from", -1, &req->ima_from,
+                             why)) != 0 ||
+        (rc = parse_want_eventlog(json_object_get(j, "want_eventlog"), "request.want_eventlog", -1,
+                                  &req->want_eventlog, why)) != 0)
+        goto out;
 
-    v = json_object_get(j, "want_eventlog");
-    if (v != NULL && !json_is_null(v)) {
-        if (!json_is_boolean(v)) {
-            rc = tc_fail(why, TC_ERR_FORMAT, "request.want_eventlog", -1,
-                         "want_eventlog: boolean required");
-            goto out;
-        }
-        req->want_eventlog = json_is_true(v);
-    }
+    v = json_object_get(j, "vms");
+    if (v != NULL && !json_is_null(v) && (rc = parse_vms(v, req, why)) != 0)
+        goto out;
+    v = json_object_get(j, "vm_pcr_selection");
+    if (v == NULL || json_is_null(v))
+        req->vm_selection = req->selection;
+    else if ((rc = parse_selection(v, "request.vm_pcr_selection", &req->vm_selection, why)) != 0)
+        goto out;
     rc = 0;
 out:
     json_decref(j);
-    if (rc != 0) {
-        memset(req, 0, sizeof(*req));
-        tc_pcrs_init(&req->selection);
-    }
+    if (rc != 0)
+        agent_quote_request_release(req);
     return rc;
+}
+
+void agent_quote_request_release(struct agent_quote_request *req)
+{
+    if (req == NULL)
+        return;
+    free(req->vms);
+    memset(req, 0, sizeof(*req));
+    tc_pcrs_init(&req->selection);
+    tc_pcrs_init(&req->vm_selection);
 }
 
 static int copy_short_string(json_t *j, const char *key, char *out, size_t cap, bool required,
@@ -303,4 +408,124 @@ json_t *agent_error_json(const struct tc_reason *why)
 {
     return json_pack("{s:s, s:s}", "error", why->detail[0] ? why->detail : tc_strerror(why->code),
                      "check", why->check[0] ? why->check : "agent");
+}
+
+/* ---- batch answers ------------------------------------------------------------------------ */
+
+void agent_vm_evidence_init(struct agent_vm_evidence *ev, const char *id)
+{
+    memset(ev, 0, sizeof(*ev));
+    snprintf(ev->id, sizeof(ev->id), "%s", id);
+    tc_pcrs_init(&ev->quote.pcrs);
+    tc_buf_init(&ev->ima, AGENT_MAX_ANSWER);
+}
+
+void agent_vm_evidence_release(struct agent_vm_evidence *ev)
+{
+    if (ev == NULL)
+        return;
+    tc_tpm_quote_release(&ev->quote);
+    tc_buf_release(&ev->ima);
+    free(ev->eventlog);
+    memset(ev, 0, sizeof(*ev));
+}
+
+int agent_batch_tree(const struct agent_vm_evidence *ev, size_t n, struct tc_batch_tree **tree)
+{
+    uint8_t(*leaves)[32] = NULL;
+    size_t count = 0;
+    int rc;
+
+    *tree = NULL;
+    for (size_t i = 0; i < n; i++)
+        count += ev[i].rc == 0;
+    if (count == 0)
+        return 0;
+    if ((leaves = malloc(count * sizeof(*leaves))) == NULL)
+        return TC_ERR_ALLOC;
+    count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ev[i].rc != 0)
+            continue;
+        if ((rc = tc_batch_leaf(ev[i].id, ev[i].quote.attest, ev[i].quote.attest_len,
+                                ev[i].quote.sig, ev[i].quote.sig_len, leaves[count++])) != 0)
+            goto out;
+    }
+    rc = tc_batch_tree_build((const uint8_t(*)[32])leaves, count, tree);
+out:
+    free(leaves);
+    return rc;
+}
+
+static int vm_error_entry(const struct agent_vm_evidence *ev, json_t **out)
+{
+    *out = json_pack("{s:s, s:s, s:s}", "id", ev->id, "error",
+                     ev->error[0] ? ev->error : tc_strerror(ev->rc), "check",
+                     ev->check[0] ? ev->check : "vm.error");
+    return *out ? 0 : TC_ERR_ALLOC;
+}
+
+static int vm_quote_entry(const struct agent_vm_evidence *ev, size_t index,
+                          const struct tc_batch_tree *tree, json_t **out)
+{
+    json_t *e = NULL, *proof = NULL;
+    int rc;
+
+    *out = NULL;
+    /* The same members as the host's own answer, plus id, index and proof. */
+    if ((rc = agent_quote_answer(ev->quote.attest, ev->quote.attest_len, ev->quote.sig,
+                                 ev->quote.sig_len, &ev->quote.pcrs, ev->eventlog, ev->eventlog_len,
+                                 ev->ima_first, ev->ima.data, ev->ima.len, &e)) != 0 ||
+        (rc = tc_batch_tree_proof_json(tree, index, &proof)) != 0)
+        goto out;
+    rc = TC_ERR_ALLOC;
+    if (json_object_set_new(e, "id", json_string(ev->id)) != 0 ||
+        json_object_set_new(e, "index", json_integer((json_int_t)index)) != 0 ||
+        json_object_set(e, "proof", proof) != 0)
+        goto out;
+    *out = e;
+    e = NULL;
+    rc = 0;
+out:
+    json_decref(e);
+    json_decref(proof);
+    return rc;
+}
+
+int agent_batch_answer(json_t *answer, const struct agent_vm_evidence *ev, size_t n,
+                       const struct tc_batch_tree *tree)
+{
+    json_t *vms = json_array(), *batch = NULL, *e = NULL;
+    size_t index = 0;
+    int rc = TC_ERR_ALLOC;
+
+    if (vms == NULL)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        if (ev[i].rc == 0 && tree == NULL) {
+            rc = TC_ERR_INVALID_ARG; /* a quoted VM needs the tree it is a leaf of */
+            goto out;
+        }
+        if ((rc = ev[i].rc == 0 ? vm_quote_entry(&ev[i], index++, tree, &e)
+                                : vm_error_entry(&ev[i], &e)) != 0)
+            goto out;
+        rc = TC_ERR_ALLOC;
+        if (json_array_append_new(vms, e) != 0) {
+            e = NULL;
+            goto out;
+        }
+        e = NULL;
+    }
+    if (tree != NULL && index != tc_batch_tree_count(tree)) {
+        rc = TC_ERR_INVALID_ARG;
+        goto out;
+    }
+    if (tree != NULL && ((rc = tc_batch_tree_to_json(tree, &batch)) != 0 ||
+                         (rc = json_object_set(answer, "batch", batch) != 0 ? TC_ERR_ALLOC : 0)))
+        goto out;
+    rc = json_object_set(answer, "vms", vms) == 0 ? 0 : TC_ERR_ALLOC;
+out:
+    json_decref(vms);
+    json_decref(batch);
+    return rc;
 }
