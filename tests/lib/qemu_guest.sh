@@ -37,8 +37,9 @@ qg_need() {
     command -v "$QG_QEMU" >/dev/null || tc_skip "$QG_QEMU not installed (scripts/install-deps.sh)"
     # Only the static busybox runs in an initramfs without a libc; the dynamic one would too
     # with its libraries, but the package that ships it is the static one.
-    [ -x "$QG_BUSYBOX" ] && ! ldd "$QG_BUSYBOX" >/dev/null 2>&1 ||
+    if [ ! -x "$QG_BUSYBOX" ] || ldd "$QG_BUSYBOX" >/dev/null 2>&1; then
         tc_skip "a static busybox is not installed (busybox-static)"
+    fi
     command -v cpio >/dev/null || command -v python3 >/dev/null ||
         tc_skip "neither cpio nor python3 to write the initramfs"
 }
@@ -68,11 +69,18 @@ qg_kernel() {
         QG_ERROR="QG_KERNEL=$QG_KERNEL is not readable"
         return 1
     fi
+    local rc=0
     mkdir -p "$QG_CACHE" || { QG_ERROR="cannot create $QG_CACHE"; return 1; }
     (
         flock -w 600 9 || exit 3
         [ -s "$QG_CACHE/vmlinuz" ] && exit 0
-        pkg=$(qg_kernel_pkg) || exit 4
+        # A machine whose package lists were cleaned knows no kernel package: as root, fetch
+        # the lists once (QG_APT_UPDATE=0 forbids it).
+        if ! pkg=$(qg_kernel_pkg) && [ "$(id -u)" = 0 ] && [ "${QG_APT_UPDATE:-1}" != 0 ]; then
+            apt-get update -qq >"$QG_CACHE/update.log" 2>&1
+            pkg=$(qg_kernel_pkg)
+        fi
+        [ -n "$pkg" ] || exit 4
         command -v apt-get >/dev/null || exit 5
         cd "$QG_CACHE" || exit 3
         deb=$(ls "$pkg"_*.deb 2>/dev/null | head -1)
@@ -88,8 +96,8 @@ qg_kernel() {
             [ -s vmlinuz.tmp ] || { rm -f vmlinuz.tmp; exit 7; }
         echo "$pkg" >vmlinuz.pkg
         mv vmlinuz.tmp vmlinuz
-    ) 9>"$QG_CACHE/.lock"
-    case $? in
+    ) 9>"$QG_CACHE/.lock" || rc=$?
+    case $rc in
     0) QG_KERNEL=$QG_CACHE/vmlinuz; return 0 ;;
     3) QG_ERROR="cannot lock or enter $QG_CACHE" ;;
     4) QG_ERROR="apt knows no linux-image package (run apt-get update)" ;;
