@@ -80,4 +80,14 @@ int tc_tpm_handle_exists(struct tc_tpm *tpm, uint32_t handle, bool *exists);
 /* The TPM's NV_Read/NV_Write chunk size (TPM2_PT_NV_BUFFER_MAX), 512 if it does not say. */
 int tc_tpm_nv_chunk(struct tc_tpm *tpm, uint16_t *max);
 
+/* The TPM response code without its parameter/handle/session number, for comparing with
+ * TPM2_RC_* constants (TPM2_RC_POLICY_FAIL, TPM2_RC_INTEGRITY, ...); 0 when rc is not from the TPM
+ * itself (another tpm2-tss layer) or is a success. */
+static inline TSS2_RC tc_tpm_rc_base(TSS2_RC rc)
+{
+    if (rc == TSS2_RC_SUCCESS || (rc & 0xfffff000u) != 0)
+        return 0;
+    return (rc & TPM2_RC_FMT1) ? (rc & (TPM2_RC_FMT1 | 0x3fu)) : (rc & 0xfffu);
+}
+
 #endif
