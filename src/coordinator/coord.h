@@ -25,6 +25,8 @@
 #include "trustcloud/ima.h"
 #include "trustcloud/pki.h"
 #include "trustcloud/quote.h"
+#include <openssl/x509.h>
+#include <tss2/tss2_tpm2_types.h>
 
 /* ---- settings (coord_config.c) --------------------------------------------------------- */
 
@@ -176,6 +178,26 @@ json_t *coord_event_json(const struct tc_store_event *ev);
 /* Error reply: {"error": text, "check": check}. */
 void coord_reply_error(struct tc_http_response *resp, unsigned status, const char *check,
                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Identity checks shared by node enrollment and VM enrollment (coord_enroll.c); check names are
+ * "<prefix>.ek", "<prefix>.ek_cert", "<prefix>.ek_attributes", "<prefix>.ak",
+ * "<prefix>.ak_attributes". coord_ek_check parses ek_pub into *ekp and, when ek_cert is given,
+ * requires it to certify exactly that key. coord_keys_check requires a restricted decryption EK
+ * and a restricted signing AK bound to its TPM, and parses the AK (*ak, caller frees). */
+int coord_ek_check(const uint8_t *ek_pub, size_t ek_pub_len, X509 *ek_cert, const char *prefix,
+                   TPM2B_PUBLIC *ekp, struct tc_reason *why);
+int coord_keys_check(const TPM2B_PUBLIC *ekp, const uint8_t *ak_pub, size_t ak_pub_len,
+                     const char *prefix, struct tc_ak **ak, struct tc_reason *why);
+/* A node or VM as JSON (full: with counters and quote info). */
+json_t *coord_node_json(const struct tc_store_node *n, bool full);
+/* VMs (coord_vm.c): routes /v1/vms and /v1/vms/... */
+int coord_vm_register(struct coord *c);
+/* GET .../history for a node or VM id (coord_api.c). */
+void coord_history_reply(struct coord *c, const char *id, const struct tc_http_request *req,
+                         struct tc_http_response *resp);
+/* Tenant certificates: CN "tenant:NAME"; NULL for anyone else. */
+const char *coord_peer_tenant(const struct tc_http_request *req);
+bool coord_peer_operator(const struct tc_http_request *req);
 
 /* Hex of SHA-256 of a DER SubjectPublicKeyInfo: the pin recorded for an agent. */
 int coord_spki_pin_hex(EVP_PKEY *key, char out[65]);

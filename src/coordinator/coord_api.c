@@ -50,6 +50,19 @@ static bool is_operator(const struct tc_http_request *req)
     return req->peer && strncmp(req->peer->cn, "operator:", 9) == 0 && req->peer->cn[9];
 }
 
+bool coord_peer_operator(const struct tc_http_request *req)
+{
+    return is_operator(req);
+}
+
+const char *coord_peer_tenant(const struct tc_http_request *req)
+{
+    if (!req->peer || strncmp(req->peer->cn, "tenant:", 7) != 0)
+        return NULL;
+    const char *t = req->peer->cn + 7;
+    return coord_valid_node_id(t, strlen(t)) ? t : NULL;
+}
+
 static bool is_node(const struct tc_http_request *req)
 {
     return req->peer && strncmp(req->peer->cn, "node:", 5) == 0 && req->peer->cn[5];
@@ -124,13 +137,22 @@ static bool parse_uint(const char *s, long long max, long long *out)
 
 /* ---- nodes --------------------------------------------------------------------------------- */
 
-static json_t *node_json(const struct tc_store_node *n, bool full)
+json_t *coord_node_json(const struct tc_store_node *n, bool full)
 {
     json_t *j =
         json_pack("{s:s, s:s, s:s, s:s, s:o, s:I}", "id", n->id, "state",
                   tc_node_state_name(n->state), "group", n->group_name, "agent_url", n->agent_url,
                   "reason", n->reason.code ? tc_reason_to_json(&n->reason) : json_null(), "updated",
                   (json_int_t)n->updated);
+    if (j) {
+        json_object_set_new(j, "kind", json_string(n->is_vm ? "vm" : "host"));
+        if (n->is_vm) {
+            json_object_set_new(j, "host", json_string(n->host));
+            json_object_set_new(j, "tenant", json_string(n->tenant));
+            json_object_del(j, "group");
+            json_object_del(j, "agent_url");
+        }
+    }
     if (j && full) {
         json_object_set_new(j, "created", json_integer(n->created));
         json_object_set_new(j, "missed", json_integer(n->missed));
@@ -150,7 +172,9 @@ static json_t *node_json(const struct tc_store_node *n, bool full)
 
 static int list_cb(void *arg, const struct tc_store_node *n)
 {
-    return json_array_append_new(arg, node_json(n, false)) == 0 ? 0 : TC_ERR_ALLOC;
+    if (n->is_vm) /* GET /v1/vms lists those */
+        return 0;
+    return json_array_append_new(arg, coord_node_json(n, false)) == 0 ? 0 : TC_ERR_ALLOC;
 }
 
 static void nodes_list(struct coord *c, const struct tc_http_request *req,
@@ -174,13 +198,33 @@ static void node_show(struct coord *c, const char *id, struct tc_http_response *
     if (rc)
         reply_store_error(resp, rc, "no such node");
     else
-        reply_json(resp, 200, node_json(&n, true));
+        reply_json(resp, 200, coord_node_json(&n, true));
     tc_store_node_release(&n);
+}
+
+static int host_of_cb(void *arg, const struct tc_store_node *n)
+{
+    const char *host = arg;
+    return n->is_vm && strcmp(n->host, host) == 0 ? 1 : 0;
 }
 
 static void node_delete(struct coord *c, const char *id, struct tc_http_response *resp)
 {
-    int rc = tc_store_node_delete(c->store, id);
+    struct tc_store_node n;
+    memset(&n, 0, sizeof(n));
+    int rc = tc_store_node_get(c->store, id, &n);
+    bool vm = n.is_vm;
+    tc_store_node_release(&n);
+    if (rc == 0 && vm) {
+        coord_reply_error(resp, 409, "node.is_vm", "%s is a VM: use DELETE /v1/vms/%s", id, id);
+        return;
+    }
+    if (rc == 0 && tc_store_node_list(c->store, host_of_cb, (void *)id) == 1) {
+        coord_reply_error(resp, 409, "node.has_vms", "node %s still hosts VMs: delete them first",
+                          id);
+        return;
+    }
+    rc = tc_store_node_delete(c->store, id);
     if (rc) {
         reply_store_error(resp, rc, "cannot delete node");
         return;
@@ -216,7 +260,7 @@ out:
     tc_store_node_release(&n);
 }
 
-static void node_history(struct coord *c, const char *id, const struct tc_http_request *req,
+void coord_history_reply(struct coord *c, const char *id, const struct tc_http_request *req,
                          struct tc_http_response *resp)
 {
     long long before = 0, limit = HISTORY_DEFAULT;
@@ -364,7 +408,7 @@ static void h_nodes(void *arg, const struct tc_http_request *req, struct tc_http
     else if (strcmp(sub, "approve") == 0 && strcmp(req->method, "POST") == 0)
         node_approve(c, id, resp);
     else if (strcmp(sub, "history") == 0 && strcmp(req->method, "GET") == 0)
-        node_history(c, id, req, resp);
+        coord_history_reply(c, id, req, resp);
     else
         coord_reply_error(resp, 404, "request.route", "no such node route");
 out:
@@ -483,25 +527,37 @@ static void policy_assign(struct coord *c, const char *name, const struct tc_htt
     json_t *body = parse_body(c, req, resp, (size_t)c->cfg->max_body);
     if (!body)
         return;
-    size_t nl = 0, gl = 0;
-    const char *node = coord_json_str(body, "node", 256, &nl);
-    const char *group = coord_json_str(body, "group", 256, &gl);
-    if (!node == !group || (node && !coord_valid_node_id(node, nl)) ||
-        (group && !coord_valid_group(group, gl))) {
+    /* A VM is a node and a tenant a group named "tenant:NAME" (no host group can have a colon). */
+    static const char *const keys[] = {"node", "group", "vm", "tenant"};
+    const char *val = NULL, *key = NULL;
+    size_t vl = 0, given = 0;
+    for (size_t i = 0; i < 4; i++) {
+        size_t l = 0;
+        const char *v = coord_json_str(body, keys[i], 256, &l);
+        if (json_object_get(body, keys[i]))
+            given++;
+        if (v && coord_valid_node_id(v, l)) {
+            val = v;
+            vl = l;
+            key = keys[i];
+        }
+    }
+    if (given != 1 || !val) {
         coord_reply_error(resp, 400, "request.target",
-                          "give exactly one of node or group, each [A-Za-z0-9._-]{1,64}");
+                          "give exactly one of node, group, vm or tenant, each [A-Za-z0-9._-]{1,64}");
         json_decref(body);
         return;
     }
-    int rc = tc_store_assign(c->store, node ? TC_ASSIGN_NODE : TC_ASSIGN_GROUP, node ? node : group,
-                             name);
+    char target[COORD_NODE_ID_MAX + 16];
+    bool to_group = strcmp(key, "group") == 0 || strcmp(key, "tenant") == 0;
+    snprintf(target, sizeof(target), "%s%.*s", strcmp(key, "tenant") == 0 ? "tenant:" : "",
+             (int)vl, val);
+    int rc = tc_store_assign(c->store, to_group ? TC_ASSIGN_GROUP : TC_ASSIGN_NODE, target, name);
     if (rc) {
         reply_store_error(resp, rc, "cannot assign (does the policy exist?)");
     } else {
         coord_engine_policies_changed(c);
-        reply_json(
-            resp, 200,
-            json_pack("{s:s, s:s}", "policy", name, node ? "node" : "group", node ? node : group));
+        reply_json(resp, 200, json_pack("{s:s, s:s%}", "policy", name, key, val, vl));
     }
     json_decref(body);
 }
@@ -711,7 +767,8 @@ int coord_api_register(struct coord *c)
         (rc = tc_httpd_route(c->httpd, NULL, "/v1/policies/", h_policies, c, 0)) != 0 ||
         (rc = tc_httpd_route(c->httpd, NULL, "/v1/events", h_events, c, 0)) != 0 ||
         (rc = tc_httpd_route(c->httpd, NULL, "/v1/subscribers", h_subscribers, c, 0)) != 0 ||
-        (rc = tc_httpd_route(c->httpd, NULL, "/v1/subscribers/", h_subscribers, c, 0)) != 0)
+        (rc = tc_httpd_route(c->httpd, NULL, "/v1/subscribers/", h_subscribers, c, 0)) != 0 ||
+        (rc = coord_vm_register(c)) != 0)
         return rc;
     return 0;
 }

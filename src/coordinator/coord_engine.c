@@ -26,6 +26,7 @@
 
 #include "coordinator/coord.h"
 #include "trustcloud/appraisal.h"
+#include "trustcloud/batch.h"
 #include "trustcloud/buf.h"
 #include "trustcloud/error.h"
 #include "trustcloud/eventlog.h"
@@ -216,6 +217,15 @@ struct coord_node {
     uint8_t nonce[32];
     bool asked_evlog;
     uint64_t asked_ima_from;
+    /* VMs (docs/protocol.md, "Virtual machines"): a VM is never challenged itself; its host's
+     * challenge lists it and the host's answer carries its quote in the batch. */
+    bool is_vm;
+    bool vm_stopped; /* stopped through the API: not asked for */
+    char host[TC_STORE_ID_MAX + 1];
+    struct coord_node **vms; /* host: its VMs (rebuilt when vm_links_dirty) */
+    size_t nvms, vms_cap;
+    struct coord_node **asked; /* host: the VMs listed in the challenge in flight */
+    size_t nasked, asked_cap;
     /* Answer (written by the httpc callback on the engine thread). */
     struct coord_node *done_next;
     int status;
@@ -229,6 +239,8 @@ static void node_free(struct coord_node *n)
     if (!n)
         return;
     free(n->ak_pub);
+    free(n->vms);
+    free(n->asked);
     tc_ak_free(n->ak);
     tc_evlog_free(n->evlog);
     free(n->body);
@@ -343,10 +355,48 @@ static void sched_release(void)
 }
 
 /* Copies what the engine needs from a stored node (no store calls: also used in list walks). */
+/* Some VM appeared, vanished or moved: the hosts' VM lists are rebuilt before the next
+ * challenge (engine thread, under c->lock). */
+static bool vm_links_dirty = true;
+
+static void vm_links_rebuild(struct coord *c)
+{
+    if (!vm_links_dirty)
+        return;
+    vm_links_dirty = false;
+    for (size_t i = 0; i < c->nnodes; i++)
+        c->nodes[i]->nvms = 0;
+    for (size_t i = 0; i < c->nnodes; i++) {
+        struct coord_node *v = c->nodes[i];
+        if (!v->is_vm || v->deleted)
+            continue;
+        struct coord_node *h = node_find(c, v->host);
+        if (!h || h->is_vm)
+            continue;
+        if (h->nvms == h->vms_cap) {
+            size_t cap = h->vms_cap ? h->vms_cap * 2 : 8;
+            void *g = realloc(h->vms, cap * sizeof(*h->vms));
+            if (!g) {
+                vm_links_dirty = true; /* try again next time */
+                continue;
+            }
+            h->vms = g;
+            h->vms_cap = cap;
+        }
+        h->vms[h->nvms++] = v;
+    }
+}
+
 static int node_fill(struct coord *c, struct coord_node *n, const struct tc_store_node *s)
 {
     snprintf(n->id, sizeof(n->id), "%s", s->id);
     n->state = s->state;
+    if (s->is_vm != n->is_vm || strcmp(n->host, s->host) != 0)
+        vm_links_dirty = true;
+    n->is_vm = s->is_vm;
+    snprintf(n->host, sizeof(n->host), "%s", s->host);
+    n->vm_stopped = s->is_vm && s->state == TC_NODE_UNREACHABLE &&
+                    strcmp(s->reason.check, "vm.stopped") == 0;
     snprintf(n->url, sizeof(n->url), "%s", s->agent_url);
     size_t ul = strlen(n->url);
     while (ul > 0 && n->url[ul - 1] == '/')
@@ -453,6 +503,7 @@ void coord_engine_node_remove(struct coord *c, const char *id)
     if (n) {
         n->deleted = true; /* freed by the engine once no request refers to it */
         deleted_pending = true;
+        vm_links_dirty = true;
     }
 }
 
@@ -527,8 +578,40 @@ static int challenge(struct coord *c, struct coord_node *n)
     json_t *j =
         json_pack("{s:s, s:s, s:I, s:b}", "nonce", nonce_hex, "pcr_selection", c->selection_text,
                   "ima_from", (json_int_t)n->asked_ima_from, "want_eventlog", n->asked_evlog);
+    /* The host's running, attestable VMs ride on its challenge (one host quote for all). */
+    n->nasked = 0;
+    if (j && n->nvms > 0) {
+        json_t *arr = json_array();
+        if (n->asked_cap < n->nvms) {
+            free(n->asked);
+            n->asked = calloc(n->nvms, sizeof(*n->asked));
+            n->asked_cap = n->asked ? n->nvms : 0;
+        }
+        for (size_t i = 0; arr && n->asked && i < n->nvms && n->nasked < TC_BATCH_MAX_VMS; i++) {
+            struct coord_node *v = n->vms[i];
+            if (v->deleted || v->vm_stopped || v->in_flight || !v->ak_pub ||
+                v->state == TC_NODE_PENDING_APPROVAL)
+                continue;
+            v->asked_evlog = v->evlog == NULL || v->reboot_pending;
+            v->asked_ima_from = v->reboot_pending ? 0 : v->ima.count;
+            json_array_append_new(arr, json_pack("{s:s, s:I, s:b}", "id", v->id, "ima_from",
+                                                 (json_int_t)v->asked_ima_from, "want_eventlog",
+                                                 v->asked_evlog));
+            v->in_flight = true;
+            n->asked[n->nasked++] = v;
+        }
+        if (arr && n->nasked > 0) {
+            json_object_set_new(j, "vms", arr);
+            json_object_set_new(j, "vm_pcr_selection", json_string(c->selection_text));
+        } else {
+            json_decref(arr);
+        }
+    }
     if (!j || !(body = json_dumps(j, JSON_COMPACT))) {
         json_decref(j);
+        for (size_t i = 0; i < n->nasked; i++)
+            n->asked[i]->in_flight = false;
+        n->nasked = 0;
         return TC_ERR_ALLOC;
     }
     json_decref(j);
@@ -544,6 +627,11 @@ static int challenge(struct coord *c, struct coord_node *n)
                              .arg = n};
     int rc = tc_httpc_submit_req(c->httpc, &r);
     free(body);
+    if (rc) {
+        for (size_t i = 0; i < n->nasked; i++)
+            n->asked[i]->in_flight = false;
+        n->nasked = 0;
+    }
     return rc;
 }
 
@@ -565,9 +653,11 @@ static int b64_field(const json_t *o, const char *key, size_t max, uint8_t **out
     return coord_b64_decode(json_string_value(v), json_string_length(v), max, out, len);
 }
 
-/* Fills pr for an answered challenge. Returns 1 when no round is recorded (the node must be
+/* Fills pr from one piece of evidence (a node's answer, or one VM entry of its batch) with
+ * the quote's expected qualifying data. Returns 1 when no round is recorded (the node must be
  * asked again at once, e.g. for its boot log after a reboot). */
-static int appraise_answer(struct coord *c, struct coord_node *n, struct pending_round *pr)
+static int appraise_evidence(struct coord *c, struct coord_node *n, const json_t *j,
+                             const uint8_t *nonce, size_t nonce_len, struct pending_round *pr)
 {
     struct tc_reason *why = &pr->r.reason;
     uint8_t *attest = NULL, *sig = NULL, *evraw = NULL, *imaraw = NULL;
@@ -576,14 +666,8 @@ static int appraise_answer(struct coord *c, struct coord_node *n, struct pending
     struct tc_ima_log *ima = NULL;
     struct tc_pcr_set pcrs;
     struct tc_appraisal a;
-    struct tc_reason tmp;
     int again = 0;
-    json_t *j = coord_json_parse(n->body, n->body_len, QUOTE_MAX_BODY, &tmp);
     memset(&a, 0, sizeof(a));
-    if (!j) {
-        tc_fail(why, TC_ERR_FORMAT, "agent.response", -1, "answer is not JSON: %s", tmp.detail);
-        goto out;
-    }
     if (b64_field(j, "attest", TC_QUOTE_MAX_ATTEST, &attest, &attest_len) ||
         b64_field(j, "signature", TC_QUOTE_MAX_SIG, &sig, &sig_len) ||
         !json_is_object(json_object_get(j, "pcrs")) ||
@@ -672,8 +756,8 @@ static int appraise_answer(struct coord *c, struct coord_node *n, struct pending
         .sig = sig,
         .sig_len = sig_len,
         .pcrs = &pcrs,
-        .expect = {.nonce = n->nonce,
-                   .nonce_len = sizeof(n->nonce),
+        .expect = {.nonce = nonce,
+                   .nonce_len = nonce_len,
                    .selection = &c->selection,
                    .previous = n->has_quote ? &n->prev : NULL},
         .eventlog = evlog ? evlog : n->evlog,
@@ -732,13 +816,164 @@ out:
         tc_fail(why, TC_ERR_INTERNAL, "coordinator", -1, "appraisal failed without a reason");
     pr->r.state = TC_NODE_UNTRUSTED;
 out_ok:
-    json_decref(j);
     free(attest);
     free(sig);
     free(evraw);
     free(imaraw);
     tc_evlog_free(evlog);
     tc_ima_log_free(ima);
+    return again;
+}
+
+/* ---- hosts and their VMs (the batch deep quote) ------------------------------------------- */
+
+static void round_init(struct pending_round *p, struct coord_node *nd, int64_t now)
+{
+    memset(p, 0, sizeof(*p));
+    p->n = nd;
+    p->old_state = nd->state;
+    p->r.node_id = nd->id;
+    p->r.round = nd->last_round + 1;
+    p->r.ts = now;
+}
+
+static void round_commit(struct pending_round *p)
+{
+    p->r.missed = p->n->missed;
+    p->n->state = p->r.state;
+    p->n->reason = p->r.reason;
+}
+
+/* The VMs asked in a round whose host gave no usable evidence follow the host: unreachable
+ * with it, untrusted with it; a mere miss records nothing for them. Returns the rounds written
+ * to vp (at most host->nasked). */
+static size_t vms_follow_host(struct coord_node *host, const struct pending_round *hp,
+                              struct pending_round *vp, int64_t now)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < host->nasked; i++) {
+        struct coord_node *v = host->asked[i];
+        v->in_flight = false;
+        if (v->deleted || (hp->r.state != TC_NODE_UNREACHABLE && hp->r.state != TC_NODE_UNTRUSTED))
+            continue;
+        struct pending_round *p = &vp[k++];
+        round_init(p, v, now);
+        if (hp->r.state == TC_NODE_UNREACHABLE) {
+            p->r.state = TC_NODE_UNREACHABLE;
+            tc_fail(&p->r.reason, TC_ERR_IO, "host.unreachable", -1, "host %s is unreachable",
+                    host->id);
+        } else {
+            p->r.state = TC_NODE_UNTRUSTED;
+            tc_fail(&p->r.reason, TC_ERR_POLICY, "host.untrusted", -1, "host %s: %s: %s",
+                    host->id, hp->r.reason.check, hp->r.reason.detail);
+        }
+        v->missed = 0;
+        round_commit(p);
+    }
+    host->nasked = 0;
+    return k;
+}
+
+/* A host's answer: its own evidence and, when its challenge listed VMs, their batch. pr is the
+ * host's round; VM rounds go to vp (room for host->nasked), their number to *nvm. Returns 1
+ * as appraise_evidence does (nothing recorded, for the host nor its VMs). */
+static int appraise_host(struct coord *c, struct coord_node *n, struct pending_round *pr,
+                         struct pending_round *vp, size_t *nvm, int64_t now)
+{
+    struct tc_reason *why = &pr->r.reason, tmp;
+    struct tc_batch *b = NULL;
+    uint8_t qd[32];
+    const uint8_t *nonce = n->nonce;
+    int again = 0;
+    *nvm = 0;
+    json_t *j = coord_json_parse(n->body, n->body_len, QUOTE_MAX_BODY, &tmp);
+    if (!j) {
+        tc_fail(why, TC_ERR_FORMAT, "agent.response", -1, "answer is not JSON: %s", tmp.detail);
+        goto host_failed;
+    }
+    json_t *jb = json_object_get(j, "batch"), *jv = json_object_get(j, "vms");
+    if (n->nasked == 0 && (jb || jv)) {
+        tc_fail(why, TC_ERR_POLICY, "batch.unexpected_vm", -1,
+                "the answer carries VM evidence although no VM was asked for");
+        goto host_failed;
+    }
+    if (n->nasked > 0) {
+        if (tc_batch_parse(jb, jv, &b, why) != 0)
+            goto host_failed;
+        /* Only the VMs this host is recorded to run: evidence of any other VM in its batch is
+         * a host claiming a VM it does not run. */
+        for (size_t i = 0; i < b->nvms; i++) {
+            bool asked = false;
+            for (size_t k = 0; k < n->nasked && !asked; k++)
+                asked = strcmp(n->asked[k]->id, b->vms[i].id) == 0;
+            if (!asked) {
+                tc_fail(why, TC_ERR_POLICY, "batch.unexpected_vm", (long)i,
+                        "VM %s is not one this node runs", b->vms[i].id);
+                goto host_failed;
+            }
+        }
+        if (b->present) {
+            if (tc_batch_qualifying_data(n->nonce, sizeof(n->nonce), b->root, qd) != 0) {
+                tc_fail(why, TC_ERR_CRYPTO, "batch.qualifying_data", -1, "SHA-256 failed");
+                goto host_failed;
+            }
+            nonce = qd;
+        }
+    }
+    again = appraise_evidence(c, n, j, nonce, sizeof(n->nonce), pr);
+    if (again) {
+        for (size_t k = 0; k < n->nasked; k++)
+            n->asked[k]->in_flight = false;
+        n->nasked = 0;
+        goto out;
+    }
+    if (pr->r.state != TC_NODE_TRUSTED) {
+        *nvm = vms_follow_host(n, pr, vp, now);
+        goto out;
+    }
+    /* The host is trusted in this very round: each VM now stands on its own evidence. */
+    for (size_t k = 0; k < n->nasked; k++) {
+        struct coord_node *v = n->asked[k];
+        v->in_flight = false;
+        if (v->deleted)
+            continue;
+        struct pending_round *p = &vp[*nvm];
+        round_init(p, v, now);
+        const struct tc_batch_vm *e = NULL;
+        size_t pos = 0;
+        for (size_t i = 0; i < b->nvms && !e; i++)
+            if (strcmp(b->vms[i].id, v->id) == 0) {
+                e = &b->vms[i];
+                pos = i;
+            }
+        if (!e) {
+            p->r.state = TC_NODE_UNTRUSTED;
+            tc_fail(&p->r.reason, TC_ERR_POLICY, "batch.missing", -1,
+                    "host %s sent no evidence for this VM", n->id);
+        } else if (!e->quoted) {
+            bool stopped = strcmp(e->check, "vm.not_running") == 0;
+            p->r.state = stopped ? TC_NODE_UNREACHABLE : TC_NODE_UNTRUSTED;
+            tc_fail(&p->r.reason, stopped ? TC_ERR_IO : TC_ERR_POLICY, e->check, -1,
+                    "host %s: %s", n->id, e->error ? e->error : "no quote");
+        } else if (appraise_evidence(c, v, json_array_get(jv, pos), n->nonce, sizeof(n->nonce),
+                                     p) == 1) {
+            /* The vTPM was reset (VM rebooted) without its boot log: asked again next round. */
+            free(p->ima_state);
+            free(p->eventlog);
+            continue;
+        }
+        v->missed = 0;
+        round_commit(p);
+        (*nvm)++;
+    }
+    n->nasked = 0;
+    goto out;
+host_failed:
+    pr->r.state = TC_NODE_UNTRUSTED;
+    *nvm = vms_follow_host(n, pr, vp, now);
+out:
+    tc_batch_free(b);
+    json_decref(j);
     return again;
 }
 
@@ -892,7 +1127,8 @@ static void notify_agents(struct coord *c, const struct tc_store_event *ev)
     char url[TC_STORE_URL_MAX + 16];
     for (size_t i = 0; i < c->nnodes; i++) {
         struct coord_node *n = c->nodes[i];
-        if (n->deleted || n->state == TC_NODE_PENDING_APPROVAL || strcmp(n->id, ev->node_id) == 0)
+        if (n->deleted || n->is_vm || n->state == TC_NODE_PENDING_APPROVAL ||
+            strcmp(n->id, ev->node_id) == 0)
             continue;
         snprintf(url, sizeof(url), "%s/v1/notice", n->url);
         struct tc_httpc_req r = {.method = "POST",
@@ -1020,7 +1256,8 @@ static void record_batch(struct coord *c, struct pending_round *pr, size_t n)
             LOG_INFO("node %s: %s -> %s%s%s", nd->id, tc_node_state_name(pr[i].old_state),
                      tc_node_state_name(r[i].state), r[i].reason.code ? ": " : "",
                      r[i].reason.code ? r[i].reason.check : "");
-            if (pr[i].old_state == TC_NODE_TRUSTED && r[i].state != TC_NODE_TRUSTED) {
+            if (pr[i].old_state == TC_NODE_TRUSTED && r[i].state != TC_NODE_TRUSTED &&
+                !nd->is_vm) {
                 struct tc_store_event ev = {.seq = res[i].event_seq,
                                             .ts = r[i].ts,
                                             .old_state = pr[i].old_state,
@@ -1043,7 +1280,7 @@ static void process_answers(struct coord *c, int64_t now)
     size_t cap = 0, n = 0;
     struct pending_round *pr = NULL;
     for (struct coord_node *nd = list; nd; nd = nd->done_next)
-        cap++;
+        cap += 1 + nd->nasked;
     if (cap && !(pr = calloc(cap, sizeof(*pr)))) {
         LOG_ERROR("out of memory");
         cap = 0;
@@ -1051,15 +1288,15 @@ static void process_answers(struct coord *c, int64_t now)
     for (struct coord_node *nd = list, *next; nd; nd = next) {
         next = nd->done_next;
         nd->in_flight = false;
-        if (nd->deleted || !pr)
+        if (nd->deleted || !pr) {
+            for (size_t k = 0; k < nd->nasked; k++)
+                nd->asked[k]->in_flight = false;
+            nd->nasked = 0;
             continue;
+        }
         struct pending_round *p = &pr[n];
-        memset(p, 0, sizeof(*p));
-        p->n = nd;
-        p->old_state = nd->state;
-        p->r.node_id = nd->id;
-        p->r.round = nd->last_round + 1;
-        p->r.ts = now;
+        size_t nvm = 0;
+        round_init(p, nd, now);
         if (nd->status != 0 || nd->http_code != 200 || !nd->body) {
             if (nd->status == TC_ERR_SIGNATURE) {
                 /* Someone answered with a certificate that is not this node's. */
@@ -1076,9 +1313,10 @@ static void process_answers(struct coord *c, int64_t now)
                 p->r.state = nd->missed >= (uint32_t)c->cfg->unreachable_after ? TC_NODE_UNREACHABLE
                                                                                : nd->state;
             }
+            nvm = vms_follow_host(nd, p, pr + n + 1, now);
         } else {
             nd->missed = 0;
-            if (appraise_answer(c, nd, p) == 1) {
+            if (appraise_host(c, nd, p, pr + n + 1, &nvm, now) == 1) {
                 schedule(nd, now); /* ask again at once, with the boot log */
                 free(p->ima_state);
                 free(p->eventlog);
@@ -1087,10 +1325,8 @@ static void process_answers(struct coord *c, int64_t now)
         }
         free(nd->body);
         nd->body = NULL;
-        p->r.missed = nd->missed;
-        nd->state = p->r.state;
-        nd->reason = p->r.reason;
-        n++;
+        round_commit(p);
+        n += 1 + nvm;
     }
     for (size_t off = 0; off < n; off += TC_STORE_BATCH_MAX)
         record_batch(c, pr + off, n - off > TC_STORE_BATCH_MAX ? TC_STORE_BATCH_MAX : n - off);
@@ -1126,12 +1362,13 @@ static void reap_deleted(struct coord *c)
 static int64_t send_due(struct coord *c, int64_t now)
 {
     int64_t interval = c->cfg->interval_ms;
+    vm_links_rebuild(c);
     while (sched.n > 0 && sched.v[0].at <= now) {
         struct sched_ent e = sched.v[0];
         sched_pop();
         struct coord_node *n = e.n;
-        if (e.gen != n->sched_gen || n->deleted)
-            continue; /* stale entry, or removed (no new entry: freed once idle) */
+        if (e.gen != n->sched_gen || n->deleted || n->is_vm)
+            continue; /* stale entry, removed (freed once idle), or a VM (its host's round) */
         /* Next slot in this node's phase; a node still busy with its last challenge skips. */
         while (n->next_at <= now)
             n->next_at += interval;

@@ -117,15 +117,19 @@ static bool bytes_equal_padded(const uint8_t *a, size_t alen, const uint8_t *b, 
 }
 
 /* The EK certificate must certify exactly the EK public area the node sent. */
-static int ek_cert_matches(X509 *cert, const TPMT_PUBLIC *ek, struct tc_reason *why)
+static int ek_cert_matches(X509 *cert, const TPMT_PUBLIC *ek, const char *prefix,
+                           struct tc_reason *why)
 {
+    char chk_cert[40], chk_ek[40];
+    snprintf(chk_cert, sizeof(chk_cert), "%s.ek_cert", prefix);
+    snprintf(chk_ek, sizeof(chk_ek), "%s.ek", prefix);
     int rc = TC_ERR_MISMATCH;
     EVP_PKEY *key = X509_get0_pubkey(cert);
     BIGNUM *n = NULL, *e = NULL;
     uint8_t *nb = NULL, pt[1 + 2 * 66];
     size_t ptlen = 0;
     if (!key)
-        return tc_fail(why, TC_ERR_FORMAT, "enroll.ek_cert", -1, "no public key in EK cert");
+        return tc_fail(why, TC_ERR_FORMAT, chk_cert, -1, "no public key in EK cert");
     if (ek->type == TPM2_ALG_RSA) {
         if (!EVP_PKEY_is_a(key, "RSA") || !EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_N, &n) ||
             !EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_E, &e))
@@ -152,19 +156,59 @@ static int ek_cert_matches(X509 *cert, const TPMT_PUBLIC *ek, struct tc_reason *
             goto fail;
         rc = 0;
     } else {
-        rc =
-            tc_fail(why, TC_ERR_KEY, "enroll.ek", -1, "EK type 0x%04x is not RSA or ECC", ek->type);
+        rc = tc_fail(why, TC_ERR_KEY, chk_ek, -1, "EK type 0x%04x is not RSA or ECC", ek->type);
         goto out;
     }
     goto out;
 fail:
-    rc = tc_fail(why, TC_ERR_MISMATCH, "enroll.ek_cert", -1,
-                 "the EK certificate does not certify ek_pub");
+    rc = tc_fail(why, TC_ERR_MISMATCH, chk_cert, -1, "the EK certificate does not certify ek_pub");
 out:
     BN_free(n);
     BN_free(e);
     free(nb);
     return rc;
+}
+
+int coord_ek_check(const uint8_t *ek_pub, size_t ek_pub_len, X509 *ek_cert, const char *prefix,
+                   TPM2B_PUBLIC *ekp, struct tc_reason *why)
+{
+    char chk[40];
+    int rc;
+    snprintf(chk, sizeof(chk), "%s.ek", prefix);
+    if ((rc = unmarshal_public(ek_pub, ek_pub_len, ekp)) != 0)
+        return tc_fail(why, rc, chk, -1, "ek_pub is not a marshaled TPM2B_PUBLIC");
+    return ek_cert ? ek_cert_matches(ek_cert, &ekp->publicArea, prefix, why) : 0;
+}
+
+int coord_keys_check(const TPM2B_PUBLIC *ekp, const uint8_t *ak_pub, size_t ak_pub_len,
+                     const char *prefix, struct tc_ak **ak, struct tc_reason *why)
+{
+    char chk_eka[40], chk_ak[40], chk_aka[40];
+    int rc;
+    *ak = NULL;
+    snprintf(chk_eka, sizeof(chk_eka), "%s.ek_attributes", prefix);
+    snprintf(chk_ak, sizeof(chk_ak), "%s.ak", prefix);
+    snprintf(chk_aka, sizeof(chk_aka), "%s.ak_attributes", prefix);
+    TPMA_OBJECT ek_attrs = ekp->publicArea.objectAttributes;
+    if (!(ek_attrs & TPMA_OBJECT_RESTRICTED) || !(ek_attrs & TPMA_OBJECT_DECRYPT) ||
+        (ek_attrs & TPMA_OBJECT_SIGN_ENCRYPT))
+        return tc_fail(why, TC_ERR_KEY, chk_eka, -1, "the EK is not a restricted decryption key");
+    /* The AK: restricted signing, generated in and bound to its TPM. */
+    TPM2B_PUBLIC akp;
+    if ((rc = unmarshal_public(ak_pub, ak_pub_len, &akp)) != 0)
+        return tc_fail(why, rc, chk_ak, -1, "ak_pub is not a marshaled TPM2B_PUBLIC");
+    const TPMA_OBJECT need = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                             TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_RESTRICTED |
+                             TPMA_OBJECT_SIGN_ENCRYPT;
+    if ((akp.publicArea.objectAttributes & need) != need ||
+        (akp.publicArea.objectAttributes & TPMA_OBJECT_DECRYPT))
+        return tc_fail(why, TC_ERR_KEY, chk_aka, -1,
+                       "the AK must be a restricted signing key with "
+                       "fixedTPM|fixedParent|sensitiveDataOrigin (attributes 0x%08x)",
+                       (unsigned)akp.publicArea.objectAttributes);
+    if ((rc = tc_ak_from_tpm2b_public(ak_pub, ak_pub_len, ak, why)) != 0)
+        return rc == TC_ERR_FORMAT ? TC_ERR_KEY : rc;
+    return 0;
 }
 
 /* Parses the CSR (self-signature checked) and hashes its key's SubjectPublicKeyInfo. */
@@ -329,7 +373,7 @@ void coord_enroll_handle(struct coord *c, const struct tc_http_request *req,
             tc_fail(&why, rc, "enroll.ek_cert", -1, "ek_cert is not a certificate");
             goto fail;
         }
-        if ((rc = ek_cert_matches(cert, &ekp.publicArea, &why)) != 0) {
+        if ((rc = ek_cert_matches(cert, &ekp.publicArea, "enroll", &why)) != 0) {
             status = 403;
             goto fail;
         }
@@ -339,35 +383,8 @@ void coord_enroll_handle(struct coord *c, const struct tc_http_request *req,
                      "an EK certificate is required (allow_ek_without_cert is off)");
         goto fail;
     }
-    TPMA_OBJECT ek_attrs = ekp.publicArea.objectAttributes;
-    if (!(ek_attrs & TPMA_OBJECT_RESTRICTED) || !(ek_attrs & TPMA_OBJECT_DECRYPT) ||
-        (ek_attrs & TPMA_OBJECT_SIGN_ENCRYPT)) {
-        status = 403;
-        rc = tc_fail(&why, TC_ERR_KEY, "enroll.ek_attributes", -1,
-                     "the EK is not a restricted decryption key");
-        goto fail;
-    }
-
-    /* The AK: restricted signing, generated in and bound to its TPM. */
-    TPM2B_PUBLIC akp;
-    if ((rc = unmarshal_public(ak_pub, ak_pub_len, &akp)) != 0) {
-        tc_fail(&why, rc, "enroll.ak", -1, "ak_pub is not a marshaled TPM2B_PUBLIC");
-        goto fail;
-    }
-    const TPMA_OBJECT need = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                             TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_RESTRICTED |
-                             TPMA_OBJECT_SIGN_ENCRYPT;
-    if ((akp.publicArea.objectAttributes & need) != need ||
-        (akp.publicArea.objectAttributes & TPMA_OBJECT_DECRYPT)) {
-        status = 403;
-        rc = tc_fail(&why, TC_ERR_KEY, "enroll.ak_attributes", -1,
-                     "the AK must be a restricted signing key with "
-                     "fixedTPM|fixedParent|sensitiveDataOrigin (attributes 0x%08x)",
-                     (unsigned)akp.publicArea.objectAttributes);
-        goto fail;
-    }
-    if ((rc = tc_ak_from_tpm2b_public(ak_pub, ak_pub_len, &ak, &why)) != 0) {
-        status = 403;
+    if ((rc = coord_keys_check(&ekp, ak_pub, ak_pub_len, "enroll", &ak, &why)) != 0) {
+        status = rc == TC_ERR_FORMAT || rc == TC_ERR_TRAILING ? 400 : 403;
         goto fail;
     }
     const uint8_t *name;
