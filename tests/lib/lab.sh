@@ -25,6 +25,14 @@
 #   lab_webhook_start                      receiver; sets LAB_WEBHOOK_URL, LAB_WEBHOOK_LOG (JSON
 #                                          lines: {"t", "path", "headers", "body"})
 #   lab_webhook_wait N [SECONDS]           until N deliveries arrived
+# VMs (the vTPM comes from the node's agent: `trustcloud vm create`, or POST /v1/vms):
+#   lab_vm_dir NODE VM                     the VM's directory on its host (agent vm_dir/VM)
+#   lab_vm_tcti NODE VM                    the TCTI of its running vTPM (from the agent's files)
+#   lab_vm_guest_start NODE VM             boot the simulated guest on the vTPM: UEFI log
+#                                          LAB_GUEST_BOOTLOG (default the node's; "none": no log)
+#                                          replayed, guest_ima started, the guest workload measured
+#   lab_vm_grow NODE VM                    one more guest measurement of the guest workload
+#   lab_vm_tamper NODE VM [PATH]           a guest measurement outside any policy (really extended)
 # Per node: LAB_DIR/NAME/{agent.conf,agent.log,ima.log,state/}, LAB_TCTI_NAME.
 . "$TC_SRC/tests/lib/common.sh"
 . "$TC_SRC/tests/lib/swtpm_setup.sh"
@@ -421,4 +429,57 @@ print(json.dumps(v) if isinstance(v, (dict, list)) else v)' "$@"
 # lab_node_field NAME EXPR: e.g. lab_node_field n1 'j["state"]'
 lab_node_field() {
     "$TC_BIN" node show --json "$1" | lab_json - "$2"
+}
+
+# ---- VMs: simulated guests on the agents' vTPMs ---------------------------------------------
+# A VM's vTPM is created and run by its node's agent (docs/protocol.md, "Virtual machines"); the
+# lab plays the guest: it extends the guest's boot log and IMA measurements into that vTPM and
+# writes the guest logs where the agent reads them (<vm dir>/guest_ima, guest_eventlog).
+
+# The known-good workload every guest runs (path:content as for the nodes' LAB_WORKLOAD).
+LAB_GUEST_WORKLOAD=(/usr/bin/bash /usr/sbin/nginx /etc/nginx/nginx.conf /usr/bin/python3)
+
+lab_vm_dir() { # NODE VM
+    local node=$1 vm=$2 conf=$LAB_DIR/$1/agent.conf dir
+    dir=$(sed -n 's/^vm_dir *= *//p' "$conf" 2>/dev/null | tail -1)
+    # Relative paths in agent.conf are relative to its directory (the default: state_dir/vms).
+    [ -n "$dir" ] || dir=$(sed -n 's/^state_dir *= *//p' "$conf" | tail -1)/vms
+    case $dir in /*) ;; *) dir=$LAB_DIR/$node/$dir ;; esac
+    printf '%s' "$dir/$vm"
+}
+
+lab_vm_tcti() { # NODE VM
+    local f
+    f=$(lab_vm_dir "$1" "$2")/tcti
+    [ -s "$f" ] || tc_fail "VM $2 on $1 has no running tcp-mode vTPM ($f)"
+    tr -d '\n' <"$f"
+}
+
+lab_vm_guest_start() { # NODE VM
+    local node=$1 vm=$2 d tcti f boot=${LAB_GUEST_BOOTLOG:-$LAB_BOOTLOG}
+    d=$(lab_vm_dir "$node" "$vm")
+    tcti=$(lab_vm_tcti "$node" "$vm")
+    if [ "$boot" = none ]; then
+        "$TC_BIN" lab guest-boot --tcti "$tcti" --dir "$d" >/dev/null
+    else
+        "$TC_BIN" lab guest-boot --tcti "$tcti" --eventlog "$boot" --dir "$d" >/dev/null
+    fi
+    for f in "${LAB_GUEST_WORKLOAD[@]}"; do
+        "$TC_BIN" lab guest-measure --tcti "$tcti" --dir "$d" "$f"
+    done
+}
+
+lab_vm_grow() { # NODE VM
+    local d n f
+    d=$(lab_vm_dir "$1" "$2")
+    n=$(wc -l <"$d/guest_ima")
+    f=${LAB_GUEST_WORKLOAD[$((n % ${#LAB_GUEST_WORKLOAD[@]}))]}
+    "$TC_BIN" lab guest-measure --tcti "$(lab_vm_tcti "$1" "$2")" --dir "$d" "$f"
+}
+
+lab_vm_tamper() { # NODE VM [PATH]
+    local d path=${3:-/tmp/.x/guest-miner}
+    d=$(lab_vm_dir "$1" "$2")
+    "$TC_BIN" lab guest-measure --tcti "$(lab_vm_tcti "$1" "$2")" --dir "$d" "$path" \
+        "not in any policy: $RANDOM"
 }
