@@ -39,6 +39,7 @@ int cmd_lab(int argc, char **argv);
 int cmd_appraise(int argc, char **argv);
 int cmd_ca(int argc, char **argv);
 int cmd_node(int argc, char **argv);       /* cmd_node.c: coordinator operator API */
+int cmd_vm(int argc, char **argv);         /* cmd_vm.c: VMs (operators and tenants) */
 int cmd_events(int argc, char **argv);     /* cmd_events.c */
 int cmd_subscriber(int argc, char **argv); /* cmd_subscriber.c */
 

@@ -6,7 +6,8 @@
  * connection) and the coordinator's own identity D/coordinator.pem + D/coordinator.key
  * (CN "coordinator", server and client usage, SAN 127.0.0.1 and ::1 plus any --san), which is
  * what trustcloud-coordinator's ca_dir setting expects. `ca issue` makes operator CLI client
- * certificates (CN "operator:NAME") or, with --cn, any other leaf (load generators, tests).
+ * certificates (CN "operator:NAME"), tenant client certificates (CN "tenant:NAME": they see
+ * and attest only that tenant's VMs) or, with --cn, any other leaf (load generators, tests).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -27,8 +28,8 @@ static const struct cli_cmd ca_cmds[] = {
     {"init", ca_init,
      "--dir DIR [--san ADDR]... [--days N]  new CA and the coordinator's certificate in DIR"},
     {"issue", ca_issue,
-     "--dir DIR (--operator NAME | --cn CN [--server]) [--san ADDR]... --out-cert F --out-key F"
-     "  issue a client (operator) or other leaf certificate"},
+     "--dir DIR (--operator NAME | --tenant NAME | --cn CN [--server]) [--san ADDR]... "
+     "--out-cert F --out-key F  issue a client (operator, tenant) or other leaf certificate"},
 };
 
 int cmd_ca(int argc, char **argv)
@@ -145,25 +146,34 @@ static int ca_init(int argc, char **argv)
 
 static int ca_issue(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"dir", required_argument, NULL, 'd'},      {"operator", required_argument, NULL, 'o'},
-        {"cn", required_argument, NULL, 'c'},       {"server", no_argument, NULL, 'S'},
-        {"san", required_argument, NULL, 's'},      {"days", required_argument, NULL, 'n'},
-        {"out-cert", required_argument, NULL, 'C'}, {"out-key", required_argument, NULL, 'K'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
-    const char *dir = NULL, *op = NULL, *cn_arg = NULL, *cert_path = NULL, *key_path = NULL;
+    static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
+                                         {"operator", required_argument, NULL, 'o'},
+                                         {"cn", required_argument, NULL, 'c'},
+                                         {"server", no_argument, NULL, 'S'},
+                                         {"san", required_argument, NULL, 's'},
+                                         {"days", required_argument, NULL, 'n'},
+                                         {"out-cert", required_argument, NULL, 'C'},
+                                         {"out-key", required_argument, NULL, 'K'},
+                                         {"tenant", required_argument, NULL, 't'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *dir = NULL, *op = NULL, *tenant = NULL, *cn_arg = NULL, *cert_path = NULL,
+               *key_path = NULL;
     const char *sans[CA_MAX_SANS + 1] = {NULL};
     size_t nsans = 0;
     bool server = false;
     unsigned days = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "d:o:c:Ss:n:C:K:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:o:t:c:Ss:n:C:K:h", opts, NULL)) != -1) {
         switch (c) {
         case 'd':
             dir = optarg;
             break;
         case 'o':
             op = optarg;
+            break;
+        case 't':
+            tenant = optarg;
             break;
         case 'c':
             cn_arg = optarg;
@@ -199,7 +209,8 @@ static int ca_issue(int argc, char **argv)
             return cli_usage("ca", &ca_cmds[1]);
         }
     }
-    if (!dir || !cert_path || !key_path || optind != argc || (!op == !cn_arg))
+    if (!dir || !cert_path || !key_path || optind != argc ||
+        ((op != NULL) + (tenant != NULL) + (cn_arg != NULL) != 1))
         return cli_usage("ca", &ca_cmds[1]);
     char cn[128];
     if (op) {
@@ -208,6 +219,12 @@ static int ca_issue(int argc, char **argv)
             return TC_EXIT_USAGE;
         }
         snprintf(cn, sizeof(cn), "operator:%s", op);
+    } else if (tenant) {
+        if (!valid_name(tenant)) {
+            fprintf(stderr, "trustcloud ca issue: tenant name must match [A-Za-z0-9._-]{1,64}\n");
+            return TC_EXIT_USAGE;
+        }
+        snprintf(cn, sizeof(cn), "tenant:%s", tenant);
     } else {
         if (strlen(cn_arg) == 0 || strlen(cn_arg) >= 100) {
             fprintf(stderr, "trustcloud ca issue: --cn must be 1..99 characters\n");

@@ -18,6 +18,7 @@ static const struct cli_cmd groups[] = {
     {"credential", cmd_credential, "make ...  wrap a secret to a TPM's EK and AK name"},
     {"ca", cmd_ca, "init|issue ...  the coordinator's CA, its certificate, operator certificates"},
     {"node", cmd_node, "list|show|approve|delete|history ...  nodes known to the coordinator"},
+    {"vm", cmd_vm, "create|start|stop|delete|list|show|history|wait ...  VMs with host-rooted vTPMs"},
     {"events", cmd_events, "[--since SEQ] [--follow] [--json]  the coordinator's event stream"},
     {"subscriber", cmd_subscriber, "add|list|delete ...  webhooks told about state changes"},
     {"lab", cmd_lab, "boot|ima-start|measure ...  give a software TPM a real node's evidence"},

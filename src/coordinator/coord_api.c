@@ -543,15 +543,16 @@ static void policy_assign(struct coord *c, const char *name, const struct tc_htt
         }
     }
     if (given != 1 || !val) {
-        coord_reply_error(resp, 400, "request.target",
-                          "give exactly one of node, group, vm or tenant, each [A-Za-z0-9._-]{1,64}");
+        coord_reply_error(
+            resp, 400, "request.target",
+            "give exactly one of node, group, vm or tenant, each [A-Za-z0-9._-]{1,64}");
         json_decref(body);
         return;
     }
     char target[COORD_NODE_ID_MAX + 16];
     bool to_group = strcmp(key, "group") == 0 || strcmp(key, "tenant") == 0;
-    snprintf(target, sizeof(target), "%s%.*s", strcmp(key, "tenant") == 0 ? "tenant:" : "",
-             (int)vl, val);
+    snprintf(target, sizeof(target), "%s%.*s", strcmp(key, "tenant") == 0 ? "tenant:" : "", (int)vl,
+             val);
     int rc = tc_store_assign(c->store, to_group ? TC_ASSIGN_GROUP : TC_ASSIGN_NODE, target, name);
     if (rc) {
         reply_store_error(resp, rc, "cannot assign (does the policy exist?)");

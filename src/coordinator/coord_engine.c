@@ -395,8 +395,8 @@ static int node_fill(struct coord *c, struct coord_node *n, const struct tc_stor
         vm_links_dirty = true;
     n->is_vm = s->is_vm;
     snprintf(n->host, sizeof(n->host), "%s", s->host);
-    n->vm_stopped = s->is_vm && s->state == TC_NODE_UNREACHABLE &&
-                    strcmp(s->reason.check, "vm.stopped") == 0;
+    n->vm_stopped =
+        s->is_vm && s->state == TC_NODE_UNREACHABLE && strcmp(s->reason.check, "vm.stopped") == 0;
     snprintf(n->url, sizeof(n->url), "%s", s->agent_url);
     size_t ul = strlen(n->url);
     while (ul > 0 && n->url[ul - 1] == '/')
@@ -864,8 +864,8 @@ static size_t vms_follow_host(struct coord_node *host, const struct pending_roun
                     host->id);
         } else {
             p->r.state = TC_NODE_UNTRUSTED;
-            tc_fail(&p->r.reason, TC_ERR_POLICY, "host.untrusted", -1, "host %s: %s: %s",
-                    host->id, hp->r.reason.check, hp->r.reason.detail);
+            tc_fail(&p->r.reason, TC_ERR_POLICY, "host.untrusted", -1, "host %s: %s: %s", host->id,
+                    hp->r.reason.check, hp->r.reason.detail);
         }
         v->missed = 0;
         round_commit(p);
@@ -953,8 +953,8 @@ static int appraise_host(struct coord *c, struct coord_node *n, struct pending_r
         } else if (!e->quoted) {
             bool stopped = strcmp(e->check, "vm.not_running") == 0;
             p->r.state = stopped ? TC_NODE_UNREACHABLE : TC_NODE_UNTRUSTED;
-            tc_fail(&p->r.reason, stopped ? TC_ERR_IO : TC_ERR_POLICY, e->check, -1,
-                    "host %s: %s", n->id, e->error ? e->error : "no quote");
+            tc_fail(&p->r.reason, stopped ? TC_ERR_IO : TC_ERR_POLICY, e->check, -1, "host %s: %s",
+                    n->id, e->error ? e->error : "no quote");
         } else if (appraise_evidence(c, v, json_array_get(jv, pos), n->nonce, sizeof(n->nonce),
                                      p) == 1) {
             /* The vTPM was reset (VM rebooted) without its boot log: asked again next round. */
@@ -1256,8 +1256,7 @@ static void record_batch(struct coord *c, struct pending_round *pr, size_t n)
             LOG_INFO("node %s: %s -> %s%s%s", nd->id, tc_node_state_name(pr[i].old_state),
                      tc_node_state_name(r[i].state), r[i].reason.code ? ": " : "",
                      r[i].reason.code ? r[i].reason.check : "");
-            if (pr[i].old_state == TC_NODE_TRUSTED && r[i].state != TC_NODE_TRUSTED &&
-                !nd->is_vm) {
+            if (pr[i].old_state == TC_NODE_TRUSTED && r[i].state != TC_NODE_TRUSTED && !nd->is_vm) {
                 struct tc_store_event ev = {.seq = res[i].event_seq,
                                             .ts = r[i].ts,
                                             .old_state = pr[i].old_state,

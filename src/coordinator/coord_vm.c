@@ -87,10 +87,9 @@ static void finish_json(struct vm_op *op, unsigned status, json_t *j)
     op->d = NULL;
 }
 
-static void finish_error(struct vm_op *op, unsigned status, const char *check, const char *fmt,
-                         ...) __attribute__((format(printf, 4, 5)));
-static void finish_error(struct vm_op *op, unsigned status, const char *check, const char *fmt,
-                         ...)
+static void finish_error(struct vm_op *op, unsigned status, const char *check, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void finish_error(struct vm_op *op, unsigned status, const char *check, const char *fmt, ...)
 {
     char text[512];
     va_list ap;
@@ -270,8 +269,8 @@ static unsigned vm_created(struct vm_op *op, json_t *j, struct tc_reason *why)
         tc_fail(why, TC_ERR_CRYPTO, "vm.random", -1, "RAND_bytes failed");
         goto out;
     }
-    if ((rc = tc_make_credential(op->ek_pub, op->ek_pub_len, name, name_len, secret,
-                                 sizeof(secret), &blob)) != 0 ||
+    if ((rc = tc_make_credential(op->ek_pub, op->ek_pub_len, name, name_len, secret, sizeof(secret),
+                                 &blob)) != 0 ||
         (rc = tc_store_secret_hash(secret, sizeof(secret), op->secret_hash)) != 0) {
         tc_fail(why, rc, "vm.make_credential", -1, "cannot wrap a credential to the vTPM EK");
         goto out;
@@ -332,9 +331,9 @@ static unsigned vm_record(struct vm_op *op, struct tc_reason *why)
     coord_engine_node_upsert(op->c, op->vm_id);
     LOG_INFO("vm %s enrolled on %s for tenant %s (%s mode)", op->vm_id, op->host, op->tenant,
              op->mode);
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "vm_id", op->vm_id, "node", op->host,
-                          "tenant", op->tenant, "mode", op->mode, "state",
-                          tc_node_state_name(n.state));
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:s, s:s}", "vm_id", op->vm_id, "node", op->host, "tenant",
+                  op->tenant, "mode", op->mode, "state", tc_node_state_name(n.state));
     if (j && op->ctrl_path[0])
         json_object_set_new(j, "ctrl_path", json_string(op->ctrl_path));
     finish_json(op, 201, j);
@@ -427,7 +426,7 @@ static void agent_done(void *arg, int status, long http_code, const uint8_t *bod
         /* The agent's own refusal keeps its status and check (vtpm.rollback, vm.exists...). */
         const char *chk = j ? coord_json_str(j, "check", 47, NULL) : NULL;
         const char *err = j ? coord_json_str(j, "error", 400, NULL) : NULL;
-        unsigned st = status != 0                          ? 502
+        unsigned st = status != 0                           ? 502
                       : http_code >= 400 && http_code < 500 ? (unsigned)http_code
                                                             : 502;
         finish_error(op, st, chk ? chk : "vm.agent", "host %s: %s", op->host,
@@ -496,8 +495,8 @@ static void vm_create(struct coord *c, const struct tc_http_request *req,
     const char *node = coord_json_str(body, "node", 256, &nl);
     const char *tenant = coord_json_str(body, "tenant", 256, &tl);
     const char *mode = coord_json_str(body, "mode", 16, &ml);
-    if (!id || !coord_valid_node_id(id, il) || !node || !coord_valid_node_id(node, nl) ||
-        !tenant || !coord_valid_node_id(tenant, tl)) {
+    if (!id || !coord_valid_node_id(id, il) || !node || !coord_valid_node_id(node, nl) || !tenant ||
+        !coord_valid_node_id(tenant, tl)) {
         coord_reply_error(resp, 400, "request.vm",
                           "vm_id, node and tenant are required, each [A-Za-z0-9._-]{1,64}");
         goto out;
@@ -539,9 +538,9 @@ static void vm_create(struct coord *c, const struct tc_http_request *req,
         coord_reply_error(resp, 503, "busy", "cannot hold the request");
         goto out;
     }
-    rc = agent_call(op, "POST", "/v1/vms",
-                    json_pack("{s:s, s:s, s:s}", "vm_id", op->vm_id, "nonce", nonce_hex, "mode",
-                              op->mode));
+    rc = agent_call(
+        op, "POST", "/v1/vms",
+        json_pack("{s:s, s:s, s:s}", "vm_id", op->vm_id, "nonce", nonce_hex, "mode", op->mode));
     if (rc) {
         finish_error(op, 502, "vm.agent", "cannot reach node %s: %s", node, tc_strerror(rc));
         goto out;
@@ -715,8 +714,7 @@ static void h_vms(void *arg, const struct tc_http_request *req, struct tc_http_r
             struct tc_store_node h;
             memset(&h, 0, sizeof(h));
             if (j && tc_store_node_get(c->store, n.host, &h) == 0)
-                json_object_set_new(j, "host_state",
-                                    json_string(tc_node_state_name(h.state)));
+                json_object_set_new(j, "host_state", json_string(tc_node_state_name(h.state)));
             tc_store_node_release(&h);
             reply(resp, 200, j);
         }

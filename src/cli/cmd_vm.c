@@ -1,0 +1,420 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * trustcloud vm create|start|stop|delete|list|show|history|wait: virtual machines with vTPMs
+ * rooted in their host's TPM (docs/protocol.md, "Virtual machines"). Operators manage every
+ * VM; a tenant certificate (`trustcloud ca issue --tenant NAME`) sees, starts and stops only
+ * that tenant's VMs. Text for people, --json for scripts; exit codes as in coord_client.h
+ * (`vm wait` exits 1 on timeout).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "coord_client.h"
+#include "trustcloud/error.h"
+
+static int vm_create(int argc, char **argv);
+static int vm_start(int argc, char **argv);
+static int vm_stop(int argc, char **argv);
+static int vm_delete(int argc, char **argv);
+static int vm_list(int argc, char **argv);
+static int vm_show(int argc, char **argv);
+static int vm_history(int argc, char **argv);
+static int vm_wait(int argc, char **argv);
+
+static const struct cli_cmd vm_cmds[] = {
+    {"create", vm_create,
+     "ID --node NODE --tenant TENANT [--mode tcp|qemu] " COORD_CLIENT_HELP
+     "  a VM with a vTPM on a trusted node (its EK chains to that node's TPM)"},
+    {"start", vm_start,
+     "ID " COORD_CLIENT_HELP "  start its vTPM (sealed state, rollback-checked)"},
+    {"stop", vm_stop, "ID " COORD_CLIENT_HELP "  stop its vTPM (state recorded against rollback)"},
+    {"delete", vm_delete, "ID " COORD_CLIENT_HELP "  stop it and destroy its vTPM and state"},
+    {"list", vm_list,
+     "[--node NODE] [--tenant T] [--state S] " COORD_CLIENT_HELP "  VMs and states"},
+    {"show", vm_show, "ID " COORD_CLIENT_HELP "  one VM: state, reason, host and its state"},
+    {"history", vm_history,
+     "ID [--limit N] " COORD_CLIENT_HELP "  attestation results of a VM, newest first"},
+    {"wait", vm_wait,
+     "ID --state S[,S...] [--timeout SECONDS] " COORD_CLIENT_HELP
+     "  wait until the VM is in one of the states (exit 1 on timeout)"},
+};
+#define NCMDS (sizeof(vm_cmds) / sizeof(vm_cmds[0]))
+
+int cmd_vm(int argc, char **argv)
+{
+    return cli_dispatch("vm", vm_cmds, NCMDS, argc, argv);
+}
+
+enum {
+    OPT_NODE = 0x2000,
+    OPT_TENANT,
+    OPT_MODE,
+    OPT_STATE,
+    OPT_LIMIT,
+    OPT_TIMEOUT,
+};
+
+struct vm_args {
+    struct coord_client c;
+    const char *id, *node, *tenant, *mode, *state;
+    long long limit;
+    double timeout;
+    char cmdname[32];
+};
+
+static int parse_args(int argc, char **argv, const struct cli_cmd *cmd, bool want_id,
+                      struct vm_args *a)
+{
+    static const struct option opts[] = {
+        COORD_CLIENT_OPTIONS,
+        {"node", required_argument, NULL, OPT_NODE},
+        {"tenant", required_argument, NULL, OPT_TENANT},
+        {"mode", required_argument, NULL, OPT_MODE},
+        {"state", required_argument, NULL, OPT_STATE},
+        {"limit", required_argument, NULL, OPT_LIMIT},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(a, 0, sizeof(*a));
+    snprintf(a->cmdname, sizeof(a->cmdname), "vm %s", cmd->name);
+    coord_client_init(&a->c, a->cmdname);
+    a->limit = 20;
+    a->timeout = 60;
+    optind = 1;
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (coord_client_option(&a->c, c, optarg))
+            continue;
+        switch (c) {
+        case OPT_NODE:
+            a->node = optarg;
+            break;
+        case OPT_TENANT:
+            a->tenant = optarg;
+            break;
+        case OPT_MODE:
+            if (strcmp(optarg, "tcp") != 0 && strcmp(optarg, "qemu") != 0)
+                return cli_usage("vm", cmd);
+            a->mode = optarg;
+            break;
+        case OPT_STATE:
+            a->state = optarg;
+            break;
+        case OPT_LIMIT:
+            a->limit = strtoll(optarg, &end, 10);
+            if (*optarg == '\0' || *end || a->limit < 1 || a->limit > 10000)
+                return cli_usage("vm", cmd);
+            break;
+        case OPT_TIMEOUT:
+            a->timeout = strtod(optarg, &end);
+            if (*optarg == '\0' || *end || !(a->timeout >= 0 && a->timeout <= 86400))
+                return cli_usage("vm", cmd);
+            break;
+        case 'h':
+            printf("usage: trustcloud vm %s %s\n", cmd->name, cmd->help);
+            return -1;
+        default:
+            return cli_usage("vm", cmd);
+        }
+    }
+    if (want_id) {
+        if (optind + 1 != argc || argv[optind][0] == '\0')
+            return cli_usage("vm", cmd);
+        a->id = argv[optind];
+    } else if (optind != argc) {
+        return cli_usage("vm", cmd);
+    }
+    return coord_client_finish(&a->c);
+}
+
+static int vm_path(char *buf, size_t cap, const char *id, const char *suffix)
+{
+    snprintf(buf, cap, "/v1/vms/");
+    if (coord_client_path_escape(buf, cap, id) != 0 || strlen(buf) + strlen(suffix) >= cap) {
+        fprintf(stderr, "trustcloud vm: VM id too long\n");
+        return TC_EXIT_USAGE;
+    }
+    strcat(buf, suffix);
+    return 0;
+}
+
+static bool state_in(const char *state, const char *list)
+{
+    size_t n = strlen(state);
+    for (const char *p = list; p && *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == n && strncmp(p, state, n) == 0)
+            return true;
+        p = comma ? comma + 1 : NULL;
+    }
+    return false;
+}
+
+static long long json_ms(const json_t *v)
+{
+    return json_is_integer(v) ? (long long)json_integer_value(v) : 0;
+}
+
+static void print_vm_line(const json_t *v)
+{
+    char t[32], r[512];
+    printf("%-20s %-13s %-16s %-12s %-19s %s\n", coord_client_str(v, "id", "?"),
+           coord_client_str(v, "state", "?"), coord_client_str(v, "host", "-"),
+           coord_client_str(v, "tenant", "-"),
+           coord_client_time(json_ms(json_object_get(v, "updated")), t, sizeof(t)),
+           coord_client_reason(json_object_get(v, "reason"), r, sizeof(r)));
+}
+
+static int vm_create(int argc, char **argv)
+{
+    struct vm_args a;
+    json_t *resp = NULL, *body = NULL;
+    int ret = parse_args(argc, argv, &vm_cmds[0], true, &a);
+    if (ret)
+        return ret < 0 ? TC_EXIT_OK : ret;
+    if (!a.node || !a.tenant)
+        return cli_usage("vm", &vm_cmds[0]);
+    body = json_pack("{s:s, s:s, s:s, s:s}", "vm_id", a.id, "node", a.node, "tenant", a.tenant,
+                     "mode", a.mode ? a.mode : "tcp");
+    ret = coord_client_call(&a.c, "POST", "/v1/vms", body, 120000, &resp, NULL);
+    if (ret)
+        goto out;
+    if (a.c.json) {
+        coord_client_print_json(resp);
+    } else {
+        printf("%s: %s on %s for tenant %s\n", a.id, coord_client_str(resp, "state", "created"),
+               coord_client_str(resp, "node", a.node), coord_client_str(resp, "tenant", a.tenant));
+        const char *ctrl = coord_client_str(resp, "ctrl_path", NULL);
+        if (ctrl)
+            printf("vTPM control socket (QEMU -chardev socket,path=...): %s\n", ctrl);
+    }
+out:
+    json_decref(body);
+    json_decref(resp);
+    return ret;
+}
+
+static int vm_action(int argc, char **argv, const struct cli_cmd *cmd, const char *method,
+                     const char *suffix, const char *done)
+{
+    struct vm_args a;
+    json_t *resp = NULL, *body = NULL;
+    char path[512];
+    int ret = parse_args(argc, argv, cmd, true, &a);
+    if (ret)
+        return ret < 0 ? TC_EXIT_OK : ret;
+    if ((ret = vm_path(path, sizeof(path), a.id, suffix)) != 0)
+        return ret;
+    if (strcmp(method, "POST") == 0)
+        body = json_object();
+    ret = coord_client_call(&a.c, method, path, body, 120000, &resp, NULL);
+    if (ret == 0) {
+        if (a.c.json)
+            coord_client_print_json(resp);
+        else
+            printf("%s: %s\n", a.id, done);
+    }
+    json_decref(body);
+    json_decref(resp);
+    return ret;
+}
+
+static int vm_start(int argc, char **argv)
+{
+    return vm_action(argc, argv, &vm_cmds[1], "POST", "/start", "started");
+}
+
+static int vm_stop(int argc, char **argv)
+{
+    return vm_action(argc, argv, &vm_cmds[2], "POST", "/stop", "stopped");
+}
+
+static int vm_delete(int argc, char **argv)
+{
+    return vm_action(argc, argv, &vm_cmds[3], "DELETE", "", "deleted");
+}
+
+static int vm_list(int argc, char **argv)
+{
+    struct vm_args a;
+    json_t *resp = NULL;
+    char path[512] = "/v1/vms", *p = path + strlen(path);
+    int ret = parse_args(argc, argv, &vm_cmds[4], false, &a);
+    if (ret)
+        return ret < 0 ? TC_EXIT_OK : ret;
+    if (a.node || a.tenant) {
+        strcat(path, "?");
+        if (a.node) {
+            strcat(path, "node=");
+            if (coord_client_path_escape(path, sizeof(path) - 80, a.node) != 0)
+                return TC_EXIT_USAGE;
+        }
+        if (a.tenant) {
+            strcat(path, a.node ? "&tenant=" : "tenant=");
+            if (coord_client_path_escape(path, sizeof(path), a.tenant) != 0)
+                return TC_EXIT_USAGE;
+        }
+    }
+    (void)p;
+    if ((ret = coord_client_call(&a.c, "GET", path, NULL, 0, &resp, NULL)) != 0)
+        goto out;
+    const json_t *vms = json_object_get(resp, "vms");
+    if (!json_is_array(vms)) {
+        fprintf(stderr, "trustcloud vm list: the answer has no VM list\n");
+        ret = TC_EXIT_USAGE;
+        goto out;
+    }
+    json_t *kept = json_array();
+    size_t i;
+    const json_t *v;
+    json_array_foreach(vms, i, v)
+    {
+        if (!a.state || state_in(coord_client_str(v, "state", ""), a.state))
+            json_array_append(kept, (json_t *)v);
+    }
+    if (a.c.json) {
+        json_t *o = json_pack("{s:o}", "vms", kept);
+        coord_client_print_json(o);
+        json_decref(o);
+        goto out;
+    }
+    printf("%-20s %-13s %-16s %-12s %-19s %s\n", "VM", "STATE", "HOST", "TENANT", "UPDATED (UTC)",
+           "REASON");
+    json_array_foreach(kept, i, v) print_vm_line(v);
+    if (json_array_size(kept) == 0)
+        printf("(no VMs)\n");
+    json_decref(kept);
+out:
+    json_decref(resp);
+    return ret;
+}
+
+static int vm_show(int argc, char **argv)
+{
+    struct vm_args a;
+    json_t *resp = NULL;
+    char path[512];
+    int ret = parse_args(argc, argv, &vm_cmds[5], true, &a);
+    if (ret)
+        return ret < 0 ? TC_EXIT_OK : ret;
+    if ((ret = vm_path(path, sizeof(path), a.id, "")) != 0 ||
+        (ret = coord_client_call(&a.c, "GET", path, NULL, 0, &resp, NULL)) != 0)
+        goto out;
+    if (a.c.json) {
+        coord_client_print_json(resp);
+        goto out;
+    }
+    char r[1024];
+    printf("vm:        %s\n", coord_client_str(resp, "id", a.id));
+    printf("state:     %s\n", coord_client_str(resp, "state", "?"));
+    printf("reason:    %s\n", coord_client_reason(json_object_get(resp, "reason"), r, sizeof(r)));
+    printf("host:      %s (%s)\n", coord_client_str(resp, "host", "?"),
+           coord_client_str(resp, "host_state", "?"));
+    printf("tenant:    %s\n", coord_client_str(resp, "tenant", "?"));
+    printf("round:     %lld\n", json_ms(json_object_get(resp, "last_round")));
+    printf("ima:       %lld entries\n", json_ms(json_object_get(resp, "ima_entries")));
+out:
+    json_decref(resp);
+    return ret;
+}
+
+static int vm_history(int argc, char **argv)
+{
+    struct vm_args a;
+    json_t *resp = NULL;
+    char path[512], q[32];
+    int ret = parse_args(argc, argv, &vm_cmds[6], true, &a);
+    if (ret)
+        return ret < 0 ? TC_EXIT_OK : ret;
+    snprintf(q, sizeof(q), "?limit=%lld", a.limit);
+    if ((ret = vm_path(path, sizeof(path) - sizeof(q), a.id, "/history")) != 0)
+        return ret;
+    strcat(path, q);
+    if ((ret = coord_client_call(&a.c, "GET", path, NULL, 0, &resp, NULL)) != 0)
+        goto out;
+    if (a.c.json) {
+        coord_client_print_json(resp);
+        goto out;
+    }
+    const json_t *rows = json_object_get(resp, "results");
+    printf("%-8s %-19s %-12s %s\n", "ROUND", "TIME (UTC)", "STATE", "REASON");
+    size_t i;
+    const json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        char t[32], r[1024];
+        printf("%-8lld %-19s %-12s %s\n", json_ms(json_object_get(row, "round")),
+               coord_client_time(json_ms(json_object_get(row, "ts")), t, sizeof(t)),
+               coord_client_str(row, "state", "?"),
+               coord_client_reason(json_object_get(row, "reason"), r, sizeof(r)));
+    }
+    if (json_array_size(rows) == 0)
+        printf("(no results)\n");
+out:
+    json_decref(resp);
+    return ret;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int vm_wait(int argc, char **argv)
+{
+    struct vm_args a;
+    json_t *resp = NULL;
+    char path[512], last[64] = "", why[512] = "";
+    int ret = parse_args(argc, argv, &vm_cmds[7], true, &a);
+    if (ret)
+        return ret < 0 ? TC_EXIT_OK : ret;
+    if (!a.state)
+        return cli_usage("vm", &vm_cmds[7]);
+    if ((ret = vm_path(path, sizeof(path), a.id, "")) != 0)
+        return ret;
+    double deadline = now_s() + a.timeout;
+    bool want_json = a.c.json;
+    a.c.json = false;
+    a.c.quiet = true;
+    for (;;) {
+        long code = 0;
+        json_decref(resp);
+        resp = NULL;
+        ret = coord_client_call(&a.c, "GET", path, NULL, 5000, &resp, &code);
+        if (ret == TC_EXIT_OK) {
+            const char *st = coord_client_str(resp, "state", "");
+            snprintf(last, sizeof(last), "%s", st);
+            coord_client_reason(json_object_get(resp, "reason"), why, sizeof(why));
+            if (state_in(st, a.state)) {
+                if (want_json)
+                    coord_client_print_json(resp);
+                else
+                    printf("%s: %s%s%s\n", a.id, st,
+                           json_is_object(json_object_get(resp, "reason")) ? " " : "",
+                           json_is_object(json_object_get(resp, "reason")) ? why : "");
+                break;
+            }
+        } else if (ret == TC_EXIT_REJECTED && code != 404) {
+            break;
+        }
+        if (now_s() >= deadline) {
+            fprintf(stderr, "trustcloud vm wait: %s is %s after %.1f s, not %s\n", a.id,
+                    *last ? last : "not known", a.timeout, a.state);
+            ret = TC_EXIT_REJECTED;
+            break;
+        }
+        usleep(100 * 1000);
+    }
+    json_decref(resp);
+    return ret;
+}
