@@ -79,11 +79,11 @@ if ! qg_boot "$ctrl" "$console" "${QG_TIMEOUT:-120}"; then
     qg_show_console "$console"
     tc_fail "guest did not power off cleanly ($QG_EXIT after $QG_BOOT_MS ms)"
 fi
-if grep -q "^TC-GUEST: FAIL" <(tr -d '\r' <"$console"); then
+if qg_console_text "$console" | grep "^TC-GUEST: FAIL" >/dev/null; then
     qg_show_console "$console"
     tc_fail "the guest reported a failure"
 fi
-grep -q "^TC-GUEST: tpm0 present: 2" <(tr -d '\r' <"$console") ||
+qg_console_text "$console" | grep "^TC-GUEST: tpm0 present: 2$" >/dev/null ||
     { qg_show_console "$console"; tc_fail "the guest saw no TPM 2.0 at /dev/tpm0"; }
 
 # The certificate as the guest read it.
@@ -114,7 +114,7 @@ if [ -n "$host_ek_pem" ]; then
     [ "$guest_key" = "$host_key" ] || tc_fail "the guest's EK is not the one the host provisioned"
 fi
 
-uptime=$(tr -d '\r' <"$console" | sed -n 's/.*TC-GUEST: userspace up at \([0-9.]*\) s$/\1/p')
+uptime=$(qg_console_text "$console" | sed -n 's/^TC-GUEST: userspace up at \([0-9.]*\) s$/\1/p')
 echo "kernel: $(cat "$QG_CACHE/vmlinuz.pkg" 2>/dev/null || echo "$QG_KERNEL") (ready in ${kernel_ms} ms)"
 echo "initramfs: $(($(stat -c %s "$QG_INITRD") / 1024)) KiB, built in ${initrd_ms} ms"
 [ -z "${vm_create_ms:-}" ] || echo "vm create (vTPM with EK certificate, verified): ${vm_create_ms} ms"

@@ -281,7 +281,7 @@ qg_boot() {
         QG_EXIT=timeout
         return 1
     fi
-    if [ "$rc" = 0 ] && grep -q "^TC-GUEST: poweroff" "$console"; then
+    if [ "$rc" = 0 ] && qg_console_text "$console" | grep "^TC-GUEST: poweroff$" >/dev/null; then
         QG_EXIT=poweroff
         return 0
     fi
@@ -289,18 +289,24 @@ qg_boot() {
     return 1
 }
 
+# qg_console_text CONSOLE: the console without CRs and the terminal control sequences SeaBIOS
+# and the kernel print.
+qg_console_text() {
+    tr -d '\r' <"$1" | sed -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1b[A-Za-z]//g'
+}
+
 # qg_extract CONSOLE NAME
 qg_extract() {
-    tr -d '\r' <"$1" | awk -v b="-----BEGIN $2-----" -v e="-----END $2-----" '
+    qg_console_text "$1" | awk -v b="-----BEGIN $2-----" -v e="-----END $2-----" '
         $0 == b { on = 1; next }
-        $0 == e { on = 0; exit }
+        $0 == e { on = 0 }
         on && /^[A-Za-z0-9+\/=]+$/ { print }'
 }
 
 # Prints the guest console (for failures), at most the last 80 lines.
 qg_show_console() {
     echo "---- guest console ($1) ----" >&2
-    tr -d '\r' <"$1" | tail -80 >&2
+    qg_console_text "$1" | tail -80 >&2
     [ -s "$1.qemu" ] && { echo "---- qemu ----" >&2; tail -20 "$1.qemu" >&2; }
     echo "----" >&2
 }
