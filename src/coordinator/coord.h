@@ -191,6 +191,19 @@ int coord_keys_check(const TPM2B_PUBLIC *ekp, const uint8_t *ak_pub, size_t ak_p
 /* A node or VM as JSON (full: with counters and quote info). */
 json_t *coord_node_json(const struct tc_store_node *n, bool full);
 /* VMs (coord_vm.c): routes /v1/vms and /v1/vms/... */
+struct coord_vm_identity { /* malloc'd; coord_vm_identity_release */
+    uint8_t *ek_pub, *ek_cert, *ak_pub, *ak_name;
+    size_t ek_pub_len, ek_cert_len, ak_pub_len, ak_name_len;
+};
+/* Verifies an agent's POST /v1/vms answer (untrusted JSON): TPM2_Certify of the vTPM CA key by
+ * host_ak over nonce, the CA certificate's key is that key, the EK certificate chains to the CA
+ * certificate and certifies ek_pub, and (tcp) the vTPM AK is a restricted signing key next to a
+ * restricted decryption EK. On success id holds the VM's identity (ak_name for MakeCredential).
+ * Errors name the check: vm.agent_response, certify.*, vtpm_ca.*, vm.ek*, vm.ak*. */
+int coord_vm_verify_answer(const json_t *answer, const struct tc_ak *host_ak, const uint8_t *nonce,
+                           size_t nonce_len, bool tcp, struct coord_vm_identity *id,
+                           struct tc_reason *why);
+void coord_vm_identity_release(struct coord_vm_identity *id);
 int coord_vm_register(struct coord *c);
 /* GET .../history for a node or VM id (coord_api.c). */
 void coord_history_reply(struct coord *c, const char *id, const struct tc_http_request *req,

@@ -194,83 +194,132 @@ static int b64_get(const json_t *o, const char *key, size_t max, uint8_t **out, 
     return coord_b64_decode(json_string_value(v), json_string_length(v), max, out, len);
 }
 
-/* Step 2: the agent's answer to POST /v1/vms. Returns the HTTP status to fail with (0: the
- * activation request went out). */
-static unsigned vm_created(struct vm_op *op, json_t *j, struct tc_reason *why)
+int coord_vm_verify_answer(const json_t *j, const struct tc_ak *host_ak, const uint8_t *nonce,
+                           size_t nonce_len, bool tcp, struct coord_vm_identity *id,
+                           struct tc_reason *why)
 {
-    struct coord *c = op->c;
     uint8_t *ca_der = NULL, *ca_pub = NULL, *attest = NULL, *sig = NULL;
     size_t ca_der_len = 0, ca_pub_len = 0, attest_len = 0, sig_len = 0;
     X509 *ca = NULL, *ekc = NULL;
-    struct tc_ak *host_ak = NULL, *vm_ak = NULL;
-    struct tc_credential_blob blob;
-    uint8_t secret[32];
-    unsigned status = 502;
+    struct tc_ak *vm_ak = NULL;
     int rc;
+    memset(id, 0, sizeof(*id));
+    tc_reason_clear(why);
     json_t *jca = json_object_get(j, "vtpm_ca");
-    bool tcp = strcmp(op->mode, "tcp") == 0;
-    if (b64_get(j, "ek_pub", TC_STORE_KEY_MAX, &op->ek_pub, &op->ek_pub_len) ||
-        b64_get(j, "ek_cert", TC_VTPM_CA_MAX_CERT, &op->ek_cert, &op->ek_cert_len) ||
-        (tcp && b64_get(j, "ak_pub", TC_STORE_KEY_MAX, &op->ak_pub, &op->ak_pub_len)) ||
+    if (b64_get(j, "ek_pub", TC_STORE_KEY_MAX, &id->ek_pub, &id->ek_pub_len) ||
+        b64_get(j, "ek_cert", TC_VTPM_CA_MAX_CERT, &id->ek_cert, &id->ek_cert_len) ||
+        (tcp && b64_get(j, "ak_pub", TC_STORE_KEY_MAX, &id->ak_pub, &id->ak_pub_len)) ||
         !json_is_object(jca) || b64_get(jca, "cert", TC_VTPM_CA_MAX_CERT, &ca_der, &ca_der_len) ||
         b64_get(jca, "public", TC_STORE_KEY_MAX, &ca_pub, &ca_pub_len) ||
         b64_get(jca, "attest", TC_CERTIFY_MAX_ATTEST, &attest, &attest_len) ||
         b64_get(jca, "signature", TC_QUOTE_MAX_SIG, &sig, &sig_len)) {
-        tc_fail(why, TC_ERR_FORMAT, "vm.agent_response", -1,
-                "the agent's answer lacks ek_pub, ek_cert, %svtpm_ca{cert,public,attest,signature}",
-                tcp ? "ak_pub, " : "");
+        rc = tc_fail(why, TC_ERR_FORMAT, "vm.agent_response", -1,
+                     "the agent's answer lacks ek_pub, ek_cert, %svtpm_ca{cert,public,attest,"
+                     "signature}",
+                     tcp ? "ak_pub, " : "");
         goto out;
     }
+    /* host AK -> vTPM CA key: TPM2_Certify over our nonce (the key is in that TPM, now). */
+    if ((rc = tc_certify_verify(host_ak, attest, attest_len, sig, sig_len, ca_pub, ca_pub_len,
+                                nonce, nonce_len, NULL, why)) != 0)
+        goto out;
+    /* vTPM CA key -> its certificate -> the vTPM EK certificate -> the vTPM EK. */
+    if (tc_pki_cert_parse(ca_der, ca_der_len, &ca) != 0) {
+        rc = tc_fail(why, TC_ERR_FORMAT, "vtpm_ca.format", -1, "vtpm_ca.cert is not a certificate");
+        goto out;
+    }
+    if ((rc = tc_vtpm_ca_check_cert_key(ca, ca_pub, ca_pub_len, why)) != 0 ||
+        (rc = tc_vtpm_ca_verify_ek_cert(id->ek_cert, id->ek_cert_len, ca, why)) != 0)
+        goto out;
+    if (tc_pki_cert_parse(id->ek_cert, id->ek_cert_len, &ekc) != 0) {
+        rc = tc_fail(why, TC_ERR_FORMAT, "vm.ek_cert", -1, "ek_cert is not a certificate");
+        goto out;
+    }
+    TPM2B_PUBLIC ekp;
+    if ((rc = coord_ek_check(id->ek_pub, id->ek_pub_len, ekc, "vm", &ekp, why)) != 0)
+        goto out;
+    if (!tcp) /* A QEMU guest owns its TPM: its AK is the guest's business. */
+        goto out;
+    if ((rc = coord_keys_check(&ekp, id->ak_pub, id->ak_pub_len, "vm", &vm_ak, why)) != 0)
+        goto out;
+    const uint8_t *name;
+    size_t name_len;
+    if ((rc = tc_ak_name(vm_ak, &name, &name_len)) != 0 || !(id->ak_name = malloc(name_len))) {
+        rc = tc_fail(why, TC_ERR_ALLOC, "vm.ak", -1, "cannot keep the AK name");
+        goto out;
+    }
+    memcpy(id->ak_name, name, name_len);
+    id->ak_name_len = name_len;
+out:
+    free(ca_der);
+    free(ca_pub);
+    free(attest);
+    free(sig);
+    X509_free(ca);
+    X509_free(ekc);
+    tc_ak_free(vm_ak);
+    if (rc)
+        coord_vm_identity_release(id);
+    return rc;
+}
+
+void coord_vm_identity_release(struct coord_vm_identity *id)
+{
+    if (!id)
+        return;
+    free(id->ek_pub);
+    free(id->ek_cert);
+    free(id->ak_pub);
+    free(id->ak_name);
+    memset(id, 0, sizeof(*id));
+}
+
+/* Step 2: the agent's answer to POST /v1/vms. Returns the HTTP status to fail with (0: the
+ * activation request went out, or nothing is left to do in qemu mode). */
+static unsigned vm_created(struct vm_op *op, json_t *j, struct tc_reason *why)
+{
+    struct coord *c = op->c;
+    struct tc_ak *host_ak = NULL;
+    struct tc_credential_blob blob;
+    struct coord_vm_identity id;
+    uint8_t secret[32];
+    unsigned status = 502;
+    int rc;
+    bool tcp = strcmp(op->mode, "tcp") == 0;
+    memset(&blob, 0, sizeof(blob));
+    memset(&id, 0, sizeof(id));
     const char *cp = coord_json_str(j, "ctrl_path", sizeof(op->ctrl_path) - 1, NULL);
     snprintf(op->ctrl_path, sizeof(op->ctrl_path), "%s", cp ? cp : "");
-
     /* The host must still be trusted, and its AK is what vouches for the CA key. */
     struct vm_op tmp;
     memset(&tmp, 0, sizeof(tmp));
     if ((rc = load_host(c, op->host, &tmp, &host_ak, &status, why)) != 0)
         goto out;
-    status = 403;
-    /* host AK -> vTPM CA key: TPM2_Certify over our nonce (the key is in that TPM, now). */
-    if ((rc = tc_certify_verify(host_ak, attest, attest_len, sig, sig_len, ca_pub, ca_pub_len,
-                                op->nonce, sizeof(op->nonce), NULL, why)) != 0)
-        goto out;
-    /* vTPM CA key -> its certificate -> the vTPM EK certificate -> the vTPM EK. */
-    if (tc_pki_cert_parse(ca_der, ca_der_len, &ca) != 0) {
-        tc_fail(why, TC_ERR_FORMAT, "vtpm_ca.format", -1, "vtpm_ca.cert is not a certificate");
+    if ((rc = coord_vm_verify_answer(j, host_ak, op->nonce, sizeof(op->nonce), tcp, &id, why)) !=
+        0) {
+        status = rc == TC_ERR_FORMAT && strcmp(why->check, "vm.agent_response") == 0 ? 502 : 403;
         goto out;
     }
-    if ((rc = tc_vtpm_ca_check_cert_key(ca, ca_pub, ca_pub_len, why)) != 0 ||
-        (rc = tc_vtpm_ca_verify_ek_cert(op->ek_cert, op->ek_cert_len, ca, why)) != 0)
-        goto out;
-    if (tc_pki_cert_parse(op->ek_cert, op->ek_cert_len, &ekc) != 0) {
-        tc_fail(why, TC_ERR_FORMAT, "vm.ek_cert", -1, "ek_cert is not a certificate");
-        goto out;
-    }
-    TPM2B_PUBLIC ekp;
-    if ((rc = coord_ek_check(op->ek_pub, op->ek_pub_len, ekc, "vm", &ekp, why)) != 0)
-        goto out;
+    op->ek_pub = id.ek_pub;
+    op->ek_pub_len = id.ek_pub_len;
+    op->ek_cert = id.ek_cert;
+    op->ek_cert_len = id.ek_cert_len;
+    op->ak_pub = id.ak_pub;
+    op->ak_pub_len = id.ak_pub_len;
+    op->ak_name = id.ak_name;
+    op->ak_name_len = id.ak_name_len;
+    memset(&id, 0, sizeof(id)); /* now op's */
     if (!tcp) {
-        /* A QEMU guest owns its TPM: its AK is the guest's business, not the host agent's. */
-        return 0;
-    }
-    if ((rc = coord_keys_check(&ekp, op->ak_pub, op->ak_pub_len, "vm", &vm_ak, why)) != 0)
-        goto out;
-    const uint8_t *name;
-    size_t name_len;
-    if ((rc = tc_ak_name(vm_ak, &name, &name_len)) != 0 || !(op->ak_name = malloc(name_len))) {
-        status = 500;
-        tc_fail(why, TC_ERR_ALLOC, "vm.ak", -1, "cannot keep the AK name");
+        status = 0;
         goto out;
     }
-    memcpy(op->ak_name, name, name_len);
-    op->ak_name_len = name_len;
     status = 500;
     if (RAND_bytes(secret, sizeof(secret)) != 1) {
         tc_fail(why, TC_ERR_CRYPTO, "vm.random", -1, "RAND_bytes failed");
         goto out;
     }
-    if ((rc = tc_make_credential(op->ek_pub, op->ek_pub_len, name, name_len, secret, sizeof(secret),
-                                 &blob)) != 0 ||
+    if ((rc = tc_make_credential(op->ek_pub, op->ek_pub_len, op->ak_name, op->ak_name_len, secret,
+                                 sizeof(secret), &blob)) != 0 ||
         (rc = tc_store_secret_hash(secret, sizeof(secret), op->secret_hash)) != 0) {
         tc_fail(why, rc, "vm.make_credential", -1, "cannot wrap a credential to the vTPM EK");
         goto out;
@@ -286,6 +335,7 @@ static unsigned vm_created(struct vm_op *op, json_t *j, struct tc_reason *why)
     free(idb);
     free(esb);
     if (rc) {
+        op->stage = VM_CREATE;
         tc_fail(why, rc, "vm.agent", -1, "cannot send the activation request");
         goto out;
     }
@@ -293,14 +343,8 @@ static unsigned vm_created(struct vm_op *op, json_t *j, struct tc_reason *why)
 out:
     OPENSSL_cleanse(secret, sizeof(secret));
     OPENSSL_cleanse(&blob, sizeof(blob));
-    free(ca_der);
-    free(ca_pub);
-    free(attest);
-    free(sig);
-    X509_free(ca);
-    X509_free(ekc);
+    coord_vm_identity_release(&id);
     tc_ak_free(host_ak);
-    tc_ak_free(vm_ak);
     return status;
 }
 
