@@ -1,0 +1,132 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# VMs end to end, through the operator and tenant CLIs: two simulated nodes host three VMs of
+# two tenants, each VM a vTPM run by the node's agent (EK certificate from the vTPM CA key in the
+# host's TPM, AK activated by the coordinator), each guest a simulated workload measured into
+# its vTPM. All VMs are attested in their host's round by one batch deep quote and turn trusted
+# under their tenant's policies; a tenant sees only its VMs; a tampered guest turns only its VM
+# untrusted; a tampered host turns all of its VMs untrusted (host.untrusted) while the other
+# host's VM stays trusted; stop/start/delete go through the host's agent; a VM cannot be created
+# on an untrusted node, twice, or by a tenant.
+. "$TC_SRC/tests/lib/lab.sh"
+cd "$LAB_DIR"
+T=$TC_BIN
+
+lab_coordinator_start interval=500ms unreachable_after=3 request_timeout=5s
+for n in n1 n2; do lab_node_prepare "$n"; done
+lab_policies_from n1
+for n in n1 n2; do lab_node_run "$n"; done
+for n in n1 n2; do lab_node_wait "$n" trusted 30 || tc_fail "$n not trusted"; done
+tc_pass "two nodes trusted"
+
+# Tenant certificates.
+for t in acme beta; do
+    $T ca issue --dir "$LAB_DIR/coordinator/ca" --tenant $t --out-cert $t.crt --out-key $t.key >/dev/null ||
+        tc_fail "ca issue --tenant $t"
+done
+as_tenant() { # TENANT trustcloud-args...
+    local t=$1
+    shift
+    TC_CERT=$LAB_DIR/$t.crt TC_KEY=$LAB_DIR/$t.key "$T" "$@"
+}
+
+t0=$(date +%s%N)
+$T vm create vm-a1 --node n1 --tenant acme --json >a1.json || { cat a1.json; tc_fail "vm create vm-a1"; }
+t1=$(date +%s%N)
+$T vm create vm-b1 --node n1 --tenant beta >/dev/null || tc_fail "vm create vm-b1"
+$T vm create vm-a2 --node n2 --tenant acme >/dev/null || tc_fail "vm create vm-a2"
+lab_json a1.json 'j["state"] + " " + j["node"] + " " + j["tenant"]' | grep -qx "enrolled n1 acme" ||
+    { cat a1.json; tc_fail "vm create answer"; }
+tc_pass "three VMs created and enrolled (vTPM, EK chain to the host TPM, AK activation: $(((t1 - t0) / 1000000)) ms)"
+
+# The guest's EK certificate is in its vTPM, where a guest looks for it, and chains to the
+# host's vTPM CA certificate.
+tcti=$(lab_vm_tcti n1 vm-a1)
+if command -v tpm2_nvread >/dev/null; then
+    tpm2_nvread -T "$tcti" -C o 0x01c0000a -o ekcert.der 2>/dev/null ||
+        tpm2_nvread --tcti "$tcti" 0x01c0000a -o ekcert.der || tc_fail "tpm2_nvread of the vTPM EK cert"
+    openssl x509 -inform DER -in ekcert.der -out ekcert.pem
+    openssl x509 -inform DER -in n1/state/vtpm_ca.crt -out vtpmca.pem 2>/dev/null ||
+        tc_fail "the host's vTPM CA certificate is missing"
+    openssl verify -CAfile vtpmca.pem ekcert.pem >/dev/null || tc_fail "EK cert does not chain"
+    tc_pass "the vTPM's EK certificate (NV 0x01c0000a) chains to the host's vTPM CA"
+fi
+
+# Guests boot and run their workload; tenant policies come from a known-good guest.
+for v in "n1 vm-a1" "n1 vm-b1" "n2 vm-a2"; do lab_vm_guest_start $v; done
+$T policy create runtime --from-ima-log "$(lab_vm_dir n1 vm-a1)/guest_ima" -o guest-rt.json
+$T policy add --name guest-runtime --kind runtime --file guest-rt.json >/dev/null
+$T policy assign guest-runtime --tenant acme >/dev/null || tc_fail "policy assign --tenant"
+$T policy assign guest-runtime --tenant beta >/dev/null
+for v in vm-a1 vm-b1 vm-a2; do
+    $T vm wait $v --state trusted --timeout 30 >/dev/null || { $T vm show $v; tc_fail "$v not trusted"; }
+done
+[ "$($T vm show vm-a1 --json | lab_json - 'j["ima_entries"]')" -ge 4 ] || tc_fail "guest IMA not appraised"
+tc_pass "all VMs trusted (vTPM quote + guest IMA, batch deep quote with the host)"
+
+lab_vm_grow n1 vm-a1
+sleep 1.5
+[ "$($T vm show vm-a1 --json | lab_json - 'j["state"]')" = trusted ] || tc_fail "allowed guest growth"
+
+# Tenants see their own VMs only.
+as_tenant acme vm list --json | lab_json - 'sorted(v["id"] for v in j["vms"])' |
+    grep -qx "\['vm-a1', 'vm-a2'\]" || tc_fail "tenant acme's list"
+as_tenant beta vm list --json | lab_json - '[v["id"] for v in j["vms"]]' | grep -qx "\['vm-b1'\]" ||
+    tc_fail "tenant beta's list"
+as_tenant beta vm show vm-a1 >/dev/null 2>&1 && tc_fail "beta sees acme's VM"
+as_tenant beta vm history vm-a1 >/dev/null 2>&1 && tc_fail "beta reads acme's history"
+as_tenant acme vm create vm-x --node n1 --tenant acme >/dev/null 2>&1 && tc_fail "a tenant created a VM"
+as_tenant acme node list >/dev/null 2>&1 && tc_fail "a tenant listed nodes"
+as_tenant acme vm show vm-a1 --json | lab_json - 'j["state"]' | grep -qx trusted || tc_fail "tenant show"
+tc_pass "tenants see and read only their own VMs, and cannot create VMs or see nodes"
+
+# Refusals.
+$T vm create vm-a1 --node n2 --tenant acme >/dev/null 2>&1 && tc_fail "duplicate VM id"
+$T vm create n2 --node n1 --tenant acme >/dev/null 2>&1 && tc_fail "VM id of a node"
+$T vm create vm-z --node nope --tenant acme >/dev/null 2>&1 && tc_fail "unknown node"
+$T vm create 'vm/../x' --node n1 --tenant acme >/dev/null 2>&1 && tc_fail "hostile VM id"
+$T node delete vm-a1 >/dev/null 2>&1 && tc_fail "node delete of a VM"
+$T node delete n1 >/dev/null 2>&1 && tc_fail "node delete of a host with VMs"
+tc_pass "duplicate, hostile and misplaced VM requests refused"
+
+# A tampered guest: only that VM.
+lab_vm_tamper n1 vm-a1 /tmp/.x/guest-miner
+$T vm wait vm-a1 --state untrusted --timeout 10 >/dev/null || tc_fail "tampered guest not untrusted"
+$T vm show vm-a1 --json >a1.json
+lab_json a1.json 'j["reason"]["check"]' | grep -qx ima.policy.not_in_policy || { cat a1.json; tc_fail "guest reason"; }
+lab_json a1.json 'j["reason"]["detail"]' | grep -q /tmp/.x/guest-miner || tc_fail "guest reason detail"
+sleep 1
+for v in vm-b1 vm-a2; do
+    [ "$($T vm show $v --json | lab_json - 'j["state"]')" = trusted ] || tc_fail "$v left trusted"
+done
+[ "$(lab_node_field n1 'j["state"]')" = trusted ] || tc_fail "the host of a tampered guest left trusted"
+tc_pass "a tampered guest turns only its VM untrusted (host and other VMs stay trusted)"
+
+# A tampered host: all its VMs.
+lab_node_tamper n2 /opt/evil/host-rootkit
+lab_node_wait n2 untrusted 10 || tc_fail "tampered host not untrusted"
+$T vm wait vm-a2 --state untrusted --timeout 10 >/dev/null || tc_fail "VM of a tampered host"
+$T vm show vm-a2 --json | lab_json - 'j["reason"]["check"]' | grep -qx host.untrusted ||
+    tc_fail "VM reason for an untrusted host"
+[ "$($T vm show vm-b1 --json | lab_json - 'j["state"]')" = trusted ] || tc_fail "vm-b1 on n1 left trusted"
+$T vm create vm-late --node n2 --tenant acme >/dev/null 2>&1 && tc_fail "VM created on an untrusted node"
+tc_pass "a tampered host turns its VMs untrusted (host.untrusted); no new VM lands on it"
+
+# Stop, start, delete through the host's agent.
+$T vm stop vm-b1 >/dev/null || tc_fail "vm stop"
+$T vm show vm-b1 --json | lab_json - 'j["state"] + " " + j["reason"]["check"]' |
+    grep -qx "unreachable vm.stopped" || tc_fail "stopped VM state"
+sleep 1.2
+$T vm show vm-b1 --json | lab_json - 'j["state"]' | grep -qx unreachable || tc_fail "stopped VM was attested"
+$T vm start vm-b1 >/dev/null || tc_fail "vm start"
+$T vm wait vm-b1 --state trusted --timeout 15 >/dev/null || tc_fail "restarted VM not trusted"
+tc_pass "stop (not attested, unreachable: vm.stopped) and start (sealed state reopened, trusted again)"
+
+$T vm delete vm-b1 >/dev/null || tc_fail "vm delete"
+$T vm show vm-b1 >/dev/null 2>&1 && tc_fail "deleted VM still shown"
+[ -e "$(lab_vm_dir n1 vm-b1)" ] && tc_fail "deleted VM's directory remains on the host"
+$T vm list --json | lab_json - 'sorted(v["id"] for v in j["vms"])' | grep -qx "\['vm-a1', 'vm-a2'\]" ||
+    tc_fail "vm list after delete"
+$T vm history vm-a1 --limit 100 --json | lab_json - '[r["state"] for r in j["results"] if r["changed"]][:2]' |
+    grep -qx "\['untrusted', 'trusted'\]" || tc_fail "VM history"
+tc_pass "delete removes the vTPM and its state; history kept for the others"
