@@ -4,6 +4,7 @@
  *   POST /v1/quote   (CN coordinator) a fresh quote, the IMA list from ima_from, the boot log
  *   POST /v1/notice  (CN coordinator) a node left "trusted": remember it
  *   GET  /v1/peers   (any client of our CA) the nodes this agent no longer trusts
+ *   /v1/vms...       (CN coordinator) the VMs' vTPMs (agent_vm.c, run as jobs on the worker)
  *
  * httpd handlers run on one thread and must not block, so a quote request is parsed and
  * checked there, then deferred to the one thread that does all TPM work (the caller of
@@ -29,8 +30,12 @@
 #define MAX_REVOKED 100000
 
 struct quote_job {
-    struct tc_http_deferred *deferred;
+    struct tc_http_deferred *deferred; /* NULL: nobody waits (a submitted background job) */
     struct agent_quote_request req;
+    /* Set for work submitted with agent_server_submit (VMs) instead of a quote. */
+    agent_job_run_fn run;
+    void (*done)(void *arg);
+    void *arg;
     struct quote_job *next;
 };
 
@@ -53,6 +58,8 @@ struct agent_server {
     pthread_mutex_t peers_lock;
     struct revoked_node *revoked;
     size_t nrevoked, cap_revoked;
+
+    struct agent_vms *vms; /* the VMs this node hosts (agent_vm.c) */
 };
 
 static void answer_reason(struct tc_http_response *resp, unsigned status,
@@ -192,8 +199,12 @@ static void drain_locked(struct agent_server *s)
         struct quote_job *job = s->head;
         s->head = job->next;
         struct tc_http_response resp = {0};
-        answer_error(&resp, 503, "agent.stopping", "the agent is stopping");
-        tc_http_deferred_finish(job->deferred, &resp);
+        if (job->done != NULL)
+            job->done(job->arg);
+        if (job->deferred != NULL) {
+            answer_error(&resp, 503, "agent.stopping", "the agent is stopping");
+            tc_http_deferred_finish(job->deferred, &resp);
+        }
         free(job);
         s->pending--;
     }
@@ -223,8 +234,26 @@ int agent_server_run(struct agent_server *s, volatile int *stop)
         pthread_mutex_unlock(&s->lock);
 
         struct tc_http_response resp = {0};
-        do_quote(s, &job->req, &resp);
-        tc_http_deferred_finish(job->deferred, &resp); /* takes over resp.body */
+        if (job->run != NULL && job->run(job->arg, &resp) == AGENT_JOB_AGAIN) {
+            /* Next step later: whatever was queued meanwhile (quotes) goes first. */
+            free(resp.body);
+            pthread_mutex_lock(&s->lock);
+            job->next = NULL;
+            if (s->tail)
+                s->tail->next = job;
+            else
+                s->head = job;
+            s->tail = job;
+            continue;
+        }
+        if (job->run == NULL)
+            do_quote(s, &job->req, &resp);
+        if (job->done != NULL)
+            job->done(job->arg);
+        if (job->deferred != NULL)
+            tc_http_deferred_finish(job->deferred, &resp); /* takes over resp.body */
+        else
+            free(resp.body);
         free(job);
 
         pthread_mutex_lock(&s->lock);
@@ -232,6 +261,34 @@ int agent_server_run(struct agent_server *s, volatile int *stop)
     }
     s->stopping = true;
     drain_locked(s);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+int agent_server_submit(struct agent_server *s, const struct tc_http_request *req,
+                        agent_job_run_fn run, void (*done)(void *arg), void *arg)
+{
+    struct quote_job *job = calloc(1, sizeof(*job));
+    if (job == NULL)
+        return TC_ERR_ALLOC;
+    job->run = run;
+    job->done = done;
+    job->arg = arg;
+    pthread_mutex_lock(&s->lock);
+    /* Background jobs (req NULL: restarts at start-up) are not bounded by the quote queue. */
+    if (s->stopping || (req != NULL && s->pending >= (size_t)s->cfg->max_pending_quotes) ||
+        (req != NULL && (job->deferred = tc_http_defer(req)) == NULL)) {
+        pthread_mutex_unlock(&s->lock);
+        free(job);
+        return TC_ERR_IO;
+    }
+    if (s->tail)
+        s->tail->next = job;
+    else
+        s->head = job;
+    s->tail = job;
+    s->pending++;
+    pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
     return 0;
 }
@@ -405,9 +462,14 @@ int agent_server_new(const struct agent_config *cfg, struct agent_server **out)
                   tc_strerror(rc));
         goto out;
     }
+    if ((rc = agent_vms_new(cfg, s, &s->vms)) != 0) {
+        LOG_ERROR("cannot open the VM directory %s (%s)", cfg->vm_dir, tc_strerror(rc));
+        goto out;
+    }
     if ((rc = tc_httpd_route(s->httpd, "POST", "/v1/quote", h_quote, s, 0)) != 0 ||
         (rc = tc_httpd_route(s->httpd, "POST", "/v1/notice", h_notice, s, 0)) != 0 ||
-        (rc = tc_httpd_route(s->httpd, "GET", "/v1/peers", h_peers, s, 0)) != 0)
+        (rc = tc_httpd_route(s->httpd, "GET", "/v1/peers", h_peers, s, 0)) != 0 ||
+        (rc = agent_vms_routes(s->vms, s->httpd)) != 0)
         goto out;
     if ((rc = tc_httpd_start(s->httpd)) != 0)
         goto out;
@@ -435,6 +497,7 @@ void agent_server_free(struct agent_server *s)
     drain_locked(s);
     pthread_mutex_unlock(&s->lock);
     tc_httpd_free(s->httpd);
+    agent_vms_free(s->vms); /* after the handlers and the queued jobs that use it */
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->peers_lock);
