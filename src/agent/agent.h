@@ -7,6 +7,7 @@
  *   agent_tpm.c      TPM access, one connection per operation (identity, quote, activation)
  *   agent_enroll.c   enrollment client (docs/protocol.md, "Enrollment")
  *   agent_serve.c    the mTLS server: /v1/quote, /v1/notice, /v1/peers
+ *   agent_batch.c    batch attestation: the listed VMs' vTPMs quoted in parallel, Merkle tree
  *   agent_main.c     command line, signals
  */
 #ifndef TC_AGENT_H
@@ -173,6 +174,46 @@ int agent_batch_tree(const struct agent_vm_evidence *ev, size_t n, struct tc_bat
  * agent_batch_tree's of the same ev. On failure answer may hold part of it (drop it). */
 int agent_batch_answer(json_t *answer, const struct agent_vm_evidence *ev, size_t n,
                        const struct tc_batch_tree *tree);
+
+/* ---- Batch attestation (agent_batch.c) --------------------------------------------------- */
+
+#define AGENT_BATCH_WORKERS 8                         /* threads quoting vTPMs (caller included) */
+#define AGENT_VM_FILE_GUEST_IMA "guest_ima"           /* guest IMA list (ASCII or binary) */
+#define AGENT_VM_FILE_GUEST_EVENTLOG "guest_eventlog" /* guest UEFI event log */
+
+struct agent_vms;
+struct agent_batch {
+    struct agent_vm_evidence *ev; /* one per requested VM, in request order */
+    size_t n;
+    struct tc_batch_tree *tree; /* over the quoted ones; NULL when none was quoted */
+    uint8_t qualifying[32];     /* tc_batch_qualifying_data(nonce, root) when tree */
+    long elapsed_us;            /* wall time of the VM half */
+};
+
+/* On the TPM worker thread (it reads the VM table through agent_vm_tcti): quotes the vTPM of
+ * every VM in req->vms (their AK, qualifyingData = req->nonce, req->vm_selection) with up to
+ * AGENT_BATCH_WORKERS threads, each with its own connection, then reads each guest's IMA list
+ * (<vm dir>/guest_ima from the VM's ima_from, binary) and, when asked and present, its event log
+ * (<vm dir>/guest_eventlog); builds the Merkle tree over the quoted VMs. A VM that is unknown,
+ * not running, or whose vTPM or logs fail becomes an error entry (checks vm.unknown,
+ * vm.not_running, vm.tpm, vm.ima, vm.eventlog, vm.too_large). vms may be NULL (no VM table: all
+ * unknown). Fails only for local resources (TC_ERR_ALLOC, crypto); *out set on success. */
+int agent_batch_collect(const struct agent_config *cfg, struct agent_vms *vms,
+                        const struct agent_quote_request *req, struct agent_batch **out);
+/* The host quote's qualifyingData: b->qualifying when at least one VM was quoted, else (also
+ * for b NULL) the request's nonce itself. *qd points into b or req. */
+int agent_batch_host_nonce(const struct agent_batch *b, const struct agent_quote_request *req,
+                           const uint8_t **qd, size_t *qd_len);
+/* Adds "batch" and "vms" to the /v1/quote answer (agent_batch_answer). */
+int agent_batch_add(const struct agent_batch *b, json_t *answer);
+/* NULL is a no-op. */
+void agent_batch_free(struct agent_batch *b);
+
+/* The IMA list at path (binary or ASCII, detected) as binary measurements of entries from..
+ * (all of them, *first = 0, when the list is shorter: it restarted). An absent file is an empty
+ * list. Shared by the host's list and the guests'. TC_ERR_* of the parser with why filled. */
+int agent_ima_slice(const char *path, uint64_t from, uint64_t *first, struct tc_buf *out,
+                    struct tc_reason *why);
 
 /* ---- TPM (agent_tpm.c) ------------------------------------------------------------------- */
 

@@ -2,6 +2,7 @@
 /*
  * The agent's mTLS server, with the certificate issued at enrollment:
  *   POST /v1/quote   (CN coordinator) a fresh quote, the IMA list from ima_from, the boot log
+ *                    and, for a challenge listing VMs, their vTPM quotes (agent_batch.c)
  *   POST /v1/notice  (CN coordinator) a node left "trusted": remember it
  *   GET  /v1/peers   (any client of our CA) the nodes this agent no longer trusts
  *   /v1/vms...       (CN coordinator) the VMs' vTPMs (agent_vm.c, run as jobs on the worker)
@@ -93,39 +94,6 @@ static bool from_coordinator(const struct tc_http_request *req, struct tc_http_r
 
 /* ---- the quote worker ------------------------------------------------------------------ */
 
-/* The IMA entries from ima_from on, read AFTER the quote so that every entry extended before
- * the quote is in the list (later ones are fine: the verifier matches the shortest prefix). */
-static int ima_slice(const struct agent_config *cfg, uint64_t from, uint64_t *first,
-                     struct tc_buf *out, struct tc_reason *why)
-{
-    struct tc_ima_log *log = NULL;
-    int rc;
-
-    *first = 0;
-    if (access(cfg->ima_path, F_OK) != 0) {
-        /* IMA is off on this node: an empty list, PCR 10 tells the truth. */
-        LOG_DEBUG("%s absent: empty IMA list", cfg->ima_path);
-        return 0;
-    }
-    if ((rc = tc_ima_log_parse_file(cfg->ima_path, NULL, &log, why)) != 0) {
-        LOG_ERROR("%s: cannot parse the IMA list (%s)", cfg->ima_path, tc_strerror(rc));
-        return rc;
-    }
-    /* A list shorter than the verifier's saved point means it restarted (reboot): all of it. */
-    uint64_t start = from <= log->count ? from : 0;
-    if (start != from)
-        LOG_INFO("IMA list has %zu entries, fewer than %llu asked from: sending all", log->count,
-                 (unsigned long long)from);
-    if ((rc = tc_ima_log_to_binary(log, (size_t)start, log->count, out)) != 0) {
-        tc_fail(why, rc, "agent.ima", -1, "cannot serialise the IMA list (%s)", tc_strerror(rc));
-        goto out;
-    }
-    *first = start;
-out:
-    tc_ima_log_free(log);
-    return rc;
-}
-
 static void do_quote(struct agent_server *s, const struct agent_quote_request *req,
                      struct tc_http_response *resp)
 {
@@ -138,19 +106,34 @@ static void do_quote(struct agent_server *s, const struct agent_quote_request *r
     uint64_t first = 0;
     json_t *answer = NULL;
     char *text = NULL;
+    struct agent_batch *batch = NULL;
+    const uint8_t *qd = NULL;
+    size_t qd_len = 0;
     int rc;
 
     tc_reason_clear(&why);
     tc_buf_init(&ima, AGENT_MAX_ANSWER);
+    memset(&q, 0, sizeof(q));
+    /* Batch (docs/protocol.md, "deep quote"): the listed VMs' vTPMs first, then the host TPM
+     * once over their Merkle root instead of the nonce. */
+    if (req->has_vms && (rc = agent_batch_collect(cfg, s->vms, req, &batch)) != 0) {
+        tc_fail(&why, rc, "agent.batch", -1, "cannot quote the VMs (%s)", tc_strerror(rc));
+        answer_reason(resp, 500, &why);
+        goto out;
+    }
+    agent_batch_host_nonce(batch, req, &qd, &qd_len);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if ((rc = agent_tpm_quote(cfg, &req->selection, req->nonce, req->nonce_len, &q)) != 0) {
+    if ((rc = agent_tpm_quote(cfg, &req->selection, qd, qd_len, &q)) != 0) {
         tc_fail(&why, rc, "agent.tpm", -1, "TPM quote failed (%s)", tc_strerror(rc));
         answer_reason(resp, 500, &why);
         goto out;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    if ((rc = ima_slice(cfg, req->ima_from, &first, &ima, &why)) != 0) {
+    /* The IMA entries from ima_from on, read AFTER the quote so that every entry extended
+     * before the quote is in the list (later ones are fine: the verifier matches the shortest
+     * prefix). */
+    if ((rc = agent_ima_slice(cfg->ima_path, req->ima_from, &first, &ima, &why)) != 0) {
         if (why.check[0] == 0)
             tc_fail(&why, rc, "agent.ima", -1, "cannot read the IMA list (%s)", tc_strerror(rc));
         answer_reason(resp, 500, &why);
@@ -166,6 +149,7 @@ static void do_quote(struct agent_server *s, const struct agent_quote_request *r
     }
     if ((rc = agent_quote_answer(q.attest, q.attest_len, q.sig, q.sig_len, &q.pcrs, evlog,
                                  evlog_len, first, ima.data, ima.len, &answer)) != 0 ||
+        (batch != NULL && (rc = agent_batch_add(batch, answer)) != 0) ||
         (text = json_dumps(answer, JSON_COMPACT)) == NULL) {
         answer_error(resp, 500, "agent.answer",
                      rc == TC_ERR_TOO_LARGE ? "evidence too large" : "cannot build the answer");
@@ -190,6 +174,13 @@ out:
     free(evlog);
     tc_buf_release(&ima);
     tc_tpm_quote_release(&q);
+    agent_batch_free(batch);
+}
+
+static void job_free(struct quote_job *job)
+{
+    agent_quote_request_release(&job->req);
+    free(job);
 }
 
 /* Answers every queued request with 503 (the agent is stopping). Called with s->lock held. */
@@ -205,7 +196,7 @@ static void drain_locked(struct agent_server *s)
             answer_error(&resp, 503, "agent.stopping", "the agent is stopping");
             tc_http_deferred_finish(job->deferred, &resp);
         }
-        free(job);
+        job_free(job);
         s->pending--;
     }
     s->tail = NULL;
@@ -254,7 +245,7 @@ int agent_server_run(struct agent_server *s, volatile int *stop)
             tc_http_deferred_finish(job->deferred, &resp); /* takes over resp.body */
         else
             free(resp.body);
-        free(job);
+        job_free(job);
 
         pthread_mutex_lock(&s->lock);
         s->pending--;
@@ -279,7 +270,7 @@ int agent_server_submit(struct agent_server *s, const struct tc_http_request *re
     if (s->stopping || (req != NULL && s->pending >= (size_t)s->cfg->max_pending_quotes) ||
         (req != NULL && (job->deferred = tc_http_defer(req)) == NULL)) {
         pthread_mutex_unlock(&s->lock);
-        free(job);
+        job_free(job);
         return TC_ERR_IO;
     }
     if (s->tail)
@@ -311,7 +302,7 @@ static void h_quote(void *arg, const struct tc_http_request *req, struct tc_http
     if (agent_quote_request_parse(req->body, req->body_len, &job->req, &why) != 0) {
         LOG_WARN("%s: bad quote request: %s", req->remote_addr, why.detail);
         answer_reason(resp, 400, &why);
-        free(job);
+        job_free(job);
         return;
     }
     pthread_mutex_lock(&s->lock);
@@ -319,13 +310,13 @@ static void h_quote(void *arg, const struct tc_http_request *req, struct tc_http
         pthread_mutex_unlock(&s->lock);
         answer_error(resp, 503, "agent.busy",
                      s->stopping ? "the agent is stopping" : "too many quote requests queued");
-        free(job);
+        job_free(job);
         return;
     }
     if ((job->deferred = tc_http_defer(req)) == NULL) {
         pthread_mutex_unlock(&s->lock);
         answer_error(resp, 503, "agent.busy", "cannot queue the request");
-        free(job);
+        job_free(job);
         return;
     }
     if (s->tail)
