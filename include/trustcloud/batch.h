@@ -102,7 +102,7 @@ struct tc_batch_vm {
     const json_t *ima;
     const json_t *eventlog;
     /* Error entries: borrowed strings (the JSON's), error at most TC_BATCH_MAX_TEXT bytes and
-     * check at most TC_BATCH_MAX_CHECK bytes of [a-z0-9._]. */
+     * check 1..TC_BATCH_MAX_CHECK bytes of [A-Za-z0-9._-]. */
     const char *error;
     const char *check;
 };
