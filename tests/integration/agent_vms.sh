@@ -63,7 +63,8 @@ EOF
 }
 node_start() {
     local n=$1
-    [ -f "$n.log" ] && cat "$n.log" >>"$n.log.old"
+    # A fresh log: the previous one could otherwise answer the "listening" check below.
+    if [ -f "$n.log" ]; then cat "$n.log" >>"$n.log.old" && rm -f "$n.log"; fi
     "$agent_bin" -c "$n.conf" >"$n.log" 2>&1 &
     AGENT_PID[$n]=$!
     TC_PIDS+=("${AGENT_PID[$n]}")
