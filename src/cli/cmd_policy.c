@@ -238,13 +238,22 @@ static const struct cli_cmd policy_remote_cmds[] = {
     {"list", policy_list, COORD_CLIENT_HELP "  policies on the coordinator, current versions"},
     {"show", policy_show, "NAME [--version N] " COORD_CLIENT_HELP "  one policy and its body"},
     {"assign", policy_assign,
-     "NAME (--node ID | --group G) " COORD_CLIENT_HELP
-     "  apply a policy to a node or a group (from the next round)"},
+     "NAME (--node ID | --group G | --vm ID | --tenant T) " COORD_CLIENT_HELP
+     "  apply a policy to a node, a group, a VM or a tenant's VMs (from the next round)"},
     {"update", policy_update,
      "NAME --file F " COORD_CLIENT_HELP "  new version of an existing policy (same kind)"},
 };
 
-enum { OPT_NAME = 0x2000, OPT_KIND, OPT_FILE, OPT_VERSION, OPT_NODE, OPT_GROUP };
+enum {
+    OPT_NAME = 0x2000,
+    OPT_KIND,
+    OPT_FILE,
+    OPT_VERSION,
+    OPT_NODE,
+    OPT_GROUP,
+    OPT_VM,
+    OPT_TENANT
+};
 
 /* Policy bodies the CLI sends: the coordinator's own cap is max_policy_body (16 MiB default). */
 #define POLICY_FILE_MAX (64u << 20)
@@ -252,6 +261,8 @@ enum { OPT_NAME = 0x2000, OPT_KIND, OPT_FILE, OPT_VERSION, OPT_NODE, OPT_GROUP }
 struct remote_args {
     struct coord_client c;
     const char *name, *kind, *file, *node, *group;
+    const char *tkind, *target; /* assign: "node", "group", "vm" or "tenant", and its value */
+    int ntargets;
     long long version;
 };
 
@@ -267,6 +278,8 @@ static int remote_parse(int argc, char **argv, const struct cli_cmd *cmd, bool w
         {"version", required_argument, NULL, OPT_VERSION},
         {"node", required_argument, NULL, OPT_NODE},
         {"group", required_argument, NULL, OPT_GROUP},
+        {"vm", required_argument, NULL, OPT_VM},
+        {"tenant", required_argument, NULL, OPT_TENANT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -290,10 +303,19 @@ static int remote_parse(int argc, char **argv, const struct cli_cmd *cmd, bool w
             a->file = optarg;
             break;
         case OPT_NODE:
-            a->node = optarg;
-            break;
         case OPT_GROUP:
-            a->group = optarg;
+        case OPT_VM:
+        case OPT_TENANT:
+            if (c == OPT_NODE)
+                a->node = optarg;
+            if (c == OPT_GROUP)
+                a->group = optarg;
+            a->tkind = c == OPT_NODE    ? "node"
+                       : c == OPT_GROUP ? "group"
+                       : c == OPT_VM    ? "vm"
+                                        : "tenant";
+            a->target = optarg;
+            a->ntargets++;
             break;
         case OPT_VERSION: {
             char *end;
@@ -520,9 +542,9 @@ static int policy_assign(int argc, char **argv)
     int ret = remote_parse(argc, argv, &policy_remote_cmds[3], true, &a);
     if (ret)
         return ret < 0 ? TC_EXIT_OK : ret;
-    if (!!a.node == !!a.group)
+    if (a.ntargets != 1)
         return cli_usage("policy", &policy_remote_cmds[3]);
-    body = json_pack("{s:s}", a.node ? "node" : "group", a.node ? a.node : a.group);
+    body = json_pack("{s:s}", a.tkind, a.target);
     if (!body) {
         fprintf(stderr, "trustcloud policy assign: the target is not UTF-8 text\n");
         return TC_EXIT_USAGE;
@@ -531,14 +553,12 @@ static int policy_assign(int argc, char **argv)
         (ret = coord_client_call(&a.c, "POST", path, body, 0, &resp, NULL)) != 0)
         goto out;
     if (a.c.json) {
-        json_t *o = resp ? json_incref(resp)
-                         : json_pack("{s:s, s:s, s:s}", "policy", a.name, a.node ? "node" : "group",
-                                     a.node ? a.node : a.group);
+        json_t *o =
+            resp ? json_incref(resp) : json_pack("{s:s, s:s}", "policy", a.name, a.tkind, a.target);
         coord_client_print_json(o);
         json_decref(o);
     } else {
-        printf("policy %s assigned to %s %s\n", a.name, a.node ? "node" : "group",
-               a.node ? a.node : a.group);
+        printf("policy %s assigned to %s %s\n", a.name, a.tkind, a.target);
     }
 out:
     json_decref(body);
@@ -552,7 +572,8 @@ static const struct cli_cmd policy_cmds[] = {
     {"add", policy_add, "--name N --kind K --file F  store a policy on the coordinator"},
     {"list", policy_list, "  the coordinator's policies"},
     {"show", policy_show, "NAME [--version N]  one policy on the coordinator"},
-    {"assign", policy_assign, "NAME (--node ID | --group G)  apply a policy"},
+    {"assign", policy_assign,
+     "NAME (--node ID | --group G | --vm ID | --tenant T)  apply a policy"},
     {"update", policy_update, "NAME --file F  new version of a policy"},
 };
 

@@ -702,15 +702,24 @@ static int appraise_evidence(struct coord *c, struct coord_node *n, const json_t
     if (n->has_quote && tc_quote_parse(attest, attest_len, &qi, NULL) == 0 &&
         qi.reset_count != n->prev.reset_count)
         rebooted = true;
+    /* A reboot whose first appraisal failed (say, the guest's IMA list was not restarted yet)
+     * stays a reboot until a round succeeds: replay from zero, not from the old point. */
+    if (n->reboot_pending && n->asked_ima_from == 0 && n->asked_evlog)
+        rebooted = true;
     if (rebooted && (!evraw || (imaraw && ima_first != 0))) {
         if (!n->asked_evlog || n->asked_ima_from != 0) {
             n->reboot_pending = true;
             again = 1;
             goto out;
         }
-        tc_fail(why, TC_ERR_POLICY, "boot.no_eventlog", -1,
-                "the node rebooted but did not send its boot log and full IMA list");
-        goto out;
+        if (!n->is_vm || (imaraw && ima_first != 0)) {
+            tc_fail(why, TC_ERR_POLICY, "boot.no_eventlog", -1,
+                    "the node rebooted but did not send its boot log and full IMA list");
+            goto out;
+        }
+        /* A guest without a boot log (no measured firmware): its IMA list restarts alone. */
+        tc_evlog_free(n->evlog);
+        n->evlog = NULL;
     }
     if (evraw && tc_evlog_parse(evraw, evlen, &evlog, why) != 0)
         goto out;
@@ -805,6 +814,8 @@ static int appraise_evidence(struct coord *c, struct coord_node *n, const json_t
         goto out_ok;
     }
     *why = a.why;
+    if (rebooted)
+        n->reboot_pending = true;
     /* A boot log that failed is asked for again next round. */
     if (strncmp(why->check, "boot.", 5) == 0 || strncmp(why->check, "mb.", 3) == 0 ||
         strncmp(why->check, "eventlog.", 9) == 0) {
