@@ -5,19 +5,14 @@
 # 0x81010002 with tpm2-tools, and prints them on its serial console. The host checks that the
 # certificate chains to the vTPM CA certificate and certifies the very EK the guest's TPM holds.
 #
-# The vTPM comes from the platform when the CLI has `trustcloud vm`: a coordinator and one lab
-# node; `trustcloud vm create --mode qemu` makes the node's agent create the vTPM under its
-# TPM-resident CA key (the coordinator checks the host TPM's certification of that key before it
-# records the VM) and returns the control socket QEMU attaches to. Otherwise, or with
-# TC_QEMU_VTPM=selfmade, a vTPM made here (swtpm, tpm2-tools, an openssl CA).
+# The vTPM comes from the platform: a coordinator and one lab node; `trustcloud vm create --mode
+# qemu` makes the node's agent create the vTPM with an EK certificate from its TPM-resident vTPM
+# CA key (the coordinator checks the host AK's certification of that key, the CA certificate,
+# the EK certificate and credential activation before it records the VM) and returns the control
+# socket QEMU attaches to. TC_QEMU_VTPM=selfmade uses a vTPM made here instead (swtpm provisioned
+# with tpm2-tools, an openssl CA): the guest side without the platform.
 # Skips (77) without qemu-system-x86_64, busybox-static or a kernel package to fetch.
-mode=${TC_QEMU_VTPM:-auto}
-if [ "$mode" = auto ]; then
-    mode=selfmade
-    if [ -x "${TC_BIN:-}" ] && "$TC_BIN" vm --help >/dev/null 2>&1; then
-        mode=platform
-    fi
-fi
+mode=${TC_QEMU_VTPM:-platform}
 case $mode in
 platform) . "$TC_SRC/tests/lib/lab.sh" ;;
 selfmade) . "$TC_SRC/tests/lib/common.sh" ;;
@@ -48,6 +43,7 @@ selfmade)
     ctrl=$QG_CTRL
     ;;
 platform)
+    command -v jq >/dev/null || tc_skip "jq not installed"
     T=$TC_BIN
     lab_coordinator_start
     lab_node_start n1
@@ -56,15 +52,23 @@ platform)
     # vTPM CA key, that the CA certificate is for that key, the EK certificate under it and
     # credential activation in the vTPM.
     t0=$(qg_now_ms)
-    $T vm create --node n1 --tenant t1 --mode qemu --json vm1 >"$TC_TMP/vm.json" ||
+    $T vm create vm1 --node n1 --tenant t1 --mode qemu --json >"$TC_TMP/vm.json" ||
         tc_fail "trustcloud vm create"
     vm_create_ms=$(($(qg_now_ms) - t0))
     ctrl=$(jq -r '.ctrl_path // empty' "$TC_TMP/vm.json")
     [ -n "$ctrl" ] || { cat "$TC_TMP/vm.json" >&2; tc_fail "vm create returned no ctrl_path"; }
     [ -S "$ctrl" ] || tc_fail "no control socket at $ctrl"
-    $T vm show --json vm1 >"$TC_TMP/vm_show.json" || tc_fail "trustcloud vm show"
-    jq -e '.host == "n1" and .tenant == "t1"' "$TC_TMP/vm_show.json" >/dev/null ||
-        { cat "$TC_TMP/vm_show.json" >&2; tc_fail "vm show: wrong host or tenant"; }
+    # The agent's swtpm ends when QEMU disconnects; should the guest never connect, it must not
+    # outlive the test either.
+    vtpm_pid=$(cat "$(lab_vm_dir n1 vm1)/swtpm.pid" 2>/dev/null || true)
+    if [ -n "$vtpm_pid" ]; then
+        TC_PIDS+=("$vtpm_pid")
+        echo "$vtpm_pid" >>"$LAB_PIDFILE"
+    fi
+    $T vm show vm1 --json >"$TC_TMP/vm_show.json" || tc_fail "trustcloud vm show"
+    jq -e '.kind == "vm" and .host == "n1" and .tenant == "t1" and .state == "enrolled"
+        and .host_state == "trusted"' "$TC_TMP/vm_show.json" >/dev/null ||
+        { cat "$TC_TMP/vm_show.json" >&2; tc_fail "vm show: not an enrolled VM of t1 on n1"; }
     # The host's vTPM CA certificate, as its agent keeps it.
     ca_der=$LAB_DIR/n1/state/vtpm_ca.crt
     [ -s "$ca_der" ] || tc_fail "node n1 has no vTPM CA certificate ($ca_der)"
