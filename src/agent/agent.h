@@ -177,7 +177,9 @@ int agent_batch_answer(json_t *answer, const struct agent_vm_evidence *ev, size_
 
 /* ---- Batch attestation (agent_batch.c) --------------------------------------------------- */
 
-#define AGENT_BATCH_WORKERS 8                         /* threads quoting vTPMs (caller included) */
+#ifndef AGENT_BATCH_WORKERS /* threads quoting vTPMs, the caller included (-D for benchmarks) */
+#define AGENT_BATCH_WORKERS 8
+#endif
 #define AGENT_VM_FILE_GUEST_IMA "guest_ima"           /* guest IMA list (ASCII or binary) */
 #define AGENT_VM_FILE_GUEST_EVENTLOG "guest_eventlog" /* guest UEFI event log */
 

@@ -313,6 +313,13 @@ check_answer "$n" || tc_fail "all-error answer"
 lab_json out.json '"batch" in j' | grep -qx False || tc_fail "a batch without a quoted VM"
 "$TC_BIN" quote verify --ak ak.pub --message host.msg --signature host.sig --pcrs host.pcrs \
     --nonce "$n" --pcr-list "$sel" >/dev/null || tc_fail "host quote without quoted VMs"
+request "$n" "[]"
+st=$(call POST /v1/quote req.json)
+[ "$st" = 200 ] || tc_fail "empty batch: HTTP $st"
+lab_json out.json '"batch" not in j and j["vms"] == []' | grep -qx True || tc_fail "empty batch"
+check_answer "$n" || tc_fail "empty batch answer"
+"$TC_BIN" quote verify --ak ak.pub --message host.msg --signature host.sig --pcrs host.pcrs \
+    --nonce "$n" --pcr-list "$sel" >/dev/null || tc_fail "host quote of an empty batch"
 request "$n" ""
 st=$(call POST /v1/quote req.json)
 [ "$st" = 200 ] || tc_fail "plain quote: HTTP $st"
