@@ -65,6 +65,17 @@ lab_cleanup() {
         for _ in $(seq 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
         kill -KILL -- "-$p" 2>/dev/null
     done
+    # vTPMs outlive their agent on purpose (guests keep their TPM across agent restarts): stop
+    # every one the lab's agents started, by the pid files in their VM directories.
+    local f vp
+    while IFS= read -r f; do
+        vp=$(cat "$f" 2>/dev/null)
+        case $vp in '' | *[!0-9]*) continue ;; esac
+        [ "$(readlink "/proc/$vp/exe" 2>/dev/null | sed 's|.*/||')" = swtpm ] || continue
+        kill -TERM "$vp" 2>/dev/null
+        for _ in $(seq 20); do kill -0 "$vp" 2>/dev/null || break; sleep 0.05; done
+        kill -KILL "$vp" 2>/dev/null
+    done < <(find "$LAB_DIR" -name swtpm.pid 2>/dev/null)
     # A sanitizer build reports memory errors and leaks of the daemons in their logs (they exit
     # on SIGTERM above): any such report fails the test.
     if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$LAB_DIR"/*/*.log \
