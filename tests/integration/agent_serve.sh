@@ -183,7 +183,7 @@ hostile 400 request.pcr_selection '{"nonce": "00", "pcr_selection": "sha256:24"}
 hostile 400 request.pcr_selection '{"nonce": "00", "pcr_selection": "md5:0"}'
 hostile 400 request.ima_from '{"nonce": "00", "pcr_selection": "sha256:0", "ima_from": -1}'
 hostile 400 request.want_eventlog '{"nonce": "00", "pcr_selection": "sha256:0", "want_eventlog": "yes"}'
-python3 -c 'print("{\"nonce\": \"" + "a" * 200000 + "\"}")' >huge.json
+python3 -c 'print("{\"nonce\": \"" + "a" * 2000000 + "\"}")' >huge.json
 st=$(call coord POST /v1/quote huge.json)
 [ "$st" = 413 ] || tc_fail "oversized body: HTTP $st"
 st=$(call coord GET /v1/quote)
