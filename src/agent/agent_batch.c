@@ -272,8 +272,8 @@ int agent_batch_collect(const struct agent_config *cfg, struct agent_vms *vms,
             goto out;
     }
     b->elapsed_us = elapsed_us(&t0);
-    LOG_INFO("batch: %zu VMs, %zu quoted, in %ld us with %zu threads (%ld us of vTPM work)", b->n,
-             quoted, b->elapsed_us, nthreads + 1, sum_us);
+    LOG_DEBUG("batch: %zu VMs, %zu quoted, in %ld us with %zu threads (%ld us of vTPM work)", b->n,
+              quoted, b->elapsed_us, nthreads + 1, sum_us);
     *out = b;
     b = NULL;
     rc = 0;

@@ -100,7 +100,7 @@ ca_file = ca.pem
 eventlog_path = eventlog.bin
 ima_path = ima.log
 ek_alg = ecc
-log_level = info
+log_level = debug
 EOF
 LAB_LOG=$d/agent.log
 lab_spawn "$LAB_AGENT_BIN" -c agent.conf
