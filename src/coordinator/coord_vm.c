@@ -760,6 +760,12 @@ static void h_vms(void *arg, const struct tc_http_request *req, struct tc_http_r
             if (j && tc_store_node_get(c->store, n.host, &h) == 0)
                 json_object_set_new(j, "host_state", json_string(tc_node_state_name(h.state)));
             tc_store_node_release(&h);
+            /* The vTPM's EK certificate as the coordinator verified it (DER, base64), so a
+             * tenant can compare it with what its guest reads from NV 0x01c0000a. */
+            char *ekc = n.ek_cert.data ? coord_b64_encode(n.ek_cert.data, n.ek_cert.len) : NULL;
+            if (j && ekc)
+                json_object_set_new(j, "ek_cert", json_string(ekc));
+            free(ekc);
             reply(resp, 200, j);
         }
     } else if (strcmp(sub, "history") == 0 && strcmp(req->method, "GET") == 0) {

@@ -49,6 +49,8 @@ if command -v tpm2_nvread >/dev/null; then
     openssl x509 -inform DER -in n1/state/vtpm_ca.crt -out vtpmca.pem 2>/dev/null ||
         tc_fail "the host's vTPM CA certificate is missing"
     openssl verify -CAfile vtpmca.pem ekcert.pem >/dev/null || tc_fail "EK cert does not chain"
+    $T vm show vm-a1 --json | lab_json - 'j["ek_cert"]' | base64 -d | cmp -s - ekcert.der ||
+        tc_fail "the coordinator's record of the EK certificate differs from the vTPM's"
     tc_pass "the vTPM's EK certificate (NV 0x01c0000a) chains to the host's vTPM CA"
 fi
 
