@@ -57,6 +57,7 @@ enum {
     OPT_STATE,
     OPT_LIMIT,
     OPT_TIMEOUT,
+    OPT_FORCE,
 };
 
 struct vm_args {
@@ -64,6 +65,7 @@ struct vm_args {
     const char *id, *node, *tenant, *mode, *state;
     long long limit;
     double timeout;
+    bool force;
     char cmdname[32];
 };
 
@@ -78,6 +80,7 @@ static int parse_args(int argc, char **argv, const struct cli_cmd *cmd, bool wan
         {"state", required_argument, NULL, OPT_STATE},
         {"limit", required_argument, NULL, OPT_LIMIT},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"force", no_argument, NULL, OPT_FORCE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -116,6 +119,9 @@ static int parse_args(int argc, char **argv, const struct cli_cmd *cmd, bool wan
             a->timeout = strtod(optarg, &end);
             if (*optarg == '\0' || *end || !(a->timeout >= 0 && a->timeout <= 86400))
                 return cli_usage("vm", cmd);
+            break;
+        case OPT_FORCE:
+            a->force = true;
             break;
         case 'h':
             printf("usage: trustcloud vm %s %s\n", cmd->name, cmd->help);
@@ -214,7 +220,7 @@ static int vm_action(int argc, char **argv, const struct cli_cmd *cmd, const cha
     if ((ret = vm_path(path, sizeof(path), a.id, suffix)) != 0)
         return ret;
     if (strcmp(method, "POST") == 0)
-        body = json_object();
+        body = a.force ? json_pack("{s:b}", "force", 1) : json_object();
     ret = coord_client_call(&a.c, method, path, body, 120000, &resp, NULL);
     if (ret == 0) {
         if (a.c.json)

@@ -702,8 +702,23 @@ static void vm_forward(struct coord *c, const struct tc_http_request *req, const
         coord_reply_error(resp, 503, "busy", "cannot hold the request");
         goto out;
     }
-    rc = agent_call(op, strcmp(action, "delete") == 0 ? "DELETE" : "POST", path,
-                    strcmp(action, "delete") == 0 ? NULL : json_object());
+    /* start {"force": true} (operators only): accept a vTPM state the host never saw stopped
+     * cleanly (host crash). Never overrides a rollback or a failed unseal. */
+    json_t *fwd = NULL;
+    if (strcmp(action, "start") == 0) {
+        struct tc_reason jwhy;
+        json_t *in = req->body_len ? coord_json_parse(req->body, req->body_len, 4096, &jwhy) : NULL;
+        bool force = in && json_is_true(json_object_get(in, "force"));
+        json_decref(in);
+        if (force && !coord_peer_operator(req)) {
+            finish_error(op, 403, "auth.operator", "only operators force a start");
+            goto out;
+        }
+        fwd = force ? json_pack("{s:b}", "force", 1) : json_object();
+    } else if (strcmp(action, "stop") == 0) {
+        fwd = json_object();
+    }
+    rc = agent_call(op, strcmp(action, "delete") == 0 ? "DELETE" : "POST", path, fwd);
     if (rc) {
         finish_error(op, 502, "vm.agent", "cannot reach node %s: %s", n.host, tc_strerror(rc));
         goto out;
