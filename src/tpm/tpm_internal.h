@@ -70,7 +70,9 @@ int tc_tpm_ctx_open(struct tc_reader *r, const uint8_t *data, size_t len, size_t
 int tc_tpm_ctx_read_tail(struct tc_reader *r, size_t priv_max, uint8_t *parent_name,
                          size_t *parent_len, const uint8_t **pubv, size_t *pub_len,
                          const uint8_t **privv, size_t *priv_len);
-/* Exact unmarshaling of a TPM2B_PUBLIC / TPM2B_PRIVATE: TC_ERR_FORMAT, TC_ERR_TRAILING. */
+/* Exact unmarshaling of a TPM2B_PUBLIC / TPM2B_PRIVATE: TC_ERR_FORMAT, TC_ERR_TRAILING. A
+ * TPM2B_PUBLIC whose own size field differs from the bytes its publicArea took is TC_ERR_FORMAT
+ * (tpm2-tss does not check it). */
 int tc_tpm_unmarshal_public(const uint8_t *data, size_t len, TPM2B_PUBLIC *pub);
 int tc_tpm_unmarshal_private(const uint8_t *data, size_t len, TPM2B_PRIVATE *priv);
 

@@ -48,14 +48,12 @@ static int public_name(const uint8_t *pub, size_t pub_len, uint8_t *name, size_t
 {
     TPM2B_PUBLIC p;
     uint8_t area[sizeof(TPMT_PUBLIC)];
-    size_t off = 0, alen = 0;
+    size_t alen = 0;
+    int rc;
 
     *name_len = 0;
-    memset(&p, 0, sizeof(p));
-    if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(pub, pub_len, &off, &p) != TSS2_RC_SUCCESS)
-        return TC_ERR_FORMAT;
-    if (off != pub_len)
-        return TC_ERR_TRAILING;
+    if ((rc = tc_tpm_unmarshal_public(pub, pub_len, &p)) != 0)
+        return rc;
     const struct tc_hash_alg *alg = tc_hash_by_tpm(p.publicArea.nameAlg);
     if (alg == NULL || 2 + alg->size > TC_TPM_MAX_NAME)
         return TC_ERR_UNSUPPORTED;
@@ -63,7 +61,7 @@ static int public_name(const uint8_t *pub, size_t pub_len, uint8_t *name, size_t
         return TC_ERR_FORMAT;
     name[0] = (uint8_t)(alg->tpm_alg >> 8);
     name[1] = (uint8_t)alg->tpm_alg;
-    int rc = tc_hash(alg, area, alen, name + 2);
+    rc = tc_hash(alg, area, alen, name + 2);
     if (rc == 0)
         *name_len = 2 + alg->size;
     return rc;
@@ -592,7 +590,17 @@ int tc_tpm_unmarshal_public(const uint8_t *data, size_t len, TPM2B_PUBLIC *pub)
     memset(pub, 0, sizeof(*pub));
     if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(data, len, &off, pub) != TSS2_RC_SUCCESS)
         return TC_ERR_FORMAT;
-    return off == len ? 0 : TC_ERR_TRAILING;
+    if (off != len)
+        return TC_ERR_TRAILING;
+    /* Tss2_MU_TPM2B_PUBLIC_Unmarshal does not check the TPM2B's own size against the bytes its
+     * publicArea took (tpm2-tss 3.2 reads the whole area under a size field of 0 or 1): do, so
+     * that exactly one byte string is accepted for one public area, the one the TPM reads the
+     * same way. off >= 2 here. */
+    if ((((size_t)data[0] << 8) | data[1]) != len - 2) {
+        memset(pub, 0, sizeof(*pub));
+        return TC_ERR_FORMAT;
+    }
+    return 0;
 }
 
 int tc_tpm_unmarshal_private(const uint8_t *data, size_t len, TPM2B_PRIVATE *priv)

@@ -281,12 +281,6 @@ static int blob_parse(const uint8_t *blob, size_t len, struct tc_tpm_sealed *out
         rc = TC_ERR_TRAILING;
         goto out;
     }
-    /* Tss2_MU_TPM2B_PUBLIC_Unmarshal does not check the TPM2B's own size against what it
-     * consumed: do, so that exactly one byte string is accepted for one public area. */
-    if (plen < 2 || (((size_t)pubv[0] << 8) | pubv[1]) != plen - 2) {
-        rc = TC_ERR_FORMAT;
-        goto out;
-    }
     if ((rc = selection_to_set(&tsel, &out->sel)) != 0 ||
         (rc = tc_tpm_unmarshal_public(pubv, plen, &pub)) != 0 ||
         (rc = tc_tpm_unmarshal_private(privv, qlen, &priv)) != 0)

@@ -759,6 +759,50 @@ static void akctx_corpus(void **state)
     printf("akctx corpus: %d files, %d well-formed AK contexts\n", files, good);
 }
 
+/* A TPM2B_PUBLIC whose own size field disagrees with the bytes its publicArea takes: tpm2-tss
+ * (3.2) unmarshals the whole area when the size field says 0 or 1, so such a file was accepted
+ * with a public blob the TPM would read differently. A format error for every wrong size. */
+static void akctx_public_size_mismatch(void **state)
+{
+    const char *data = getenv("TC_TEST_DATA");
+    char path[800];
+    if (data == NULL)
+        skip();
+    snprintf(path, sizeof(path), "%s/tpm/akctx/ecc-ecdsa.ctx", data);
+    uint8_t *buf;
+    size_t len;
+    read_file(path, &buf, &len);
+    struct tc_tpm_akctx *ctx = calloc(1, sizeof(*ctx));
+    assert_non_null(ctx);
+    assert_int_equal(tc_tpm_akctx_parse(buf, len, ctx), 0);
+
+    /* "TCAK" | version | alg | scheme | name length | public length | private length | name |
+     * TPM2B_PUBLIC: the public area's size field follows the parent name. */
+    assert_true(len > 16);
+    size_t nlen = ((size_t)buf[10] << 8) | buf[11];
+    size_t plen = ((size_t)buf[12] << 8) | buf[13];
+    size_t at = 16 + nlen;
+    assert_true(at + plen <= len && plen > 2);
+    assert_int_equal(((size_t)buf[at] << 8) | buf[at + 1], plen - 2);
+    assert_int_equal(ctx->pub_len, plen);
+
+    const size_t wrong[] = {0, 1, plen - 3, plen - 1, plen, 0xffff};
+    for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+        buf[at] = (uint8_t)(wrong[i] >> 8);
+        buf[at + 1] = (uint8_t)wrong[i];
+        int rc = tc_tpm_akctx_parse(buf, len, ctx);
+        if (rc != TC_ERR_FORMAT)
+            fail_msg("public size field %zu (area %zu bytes): %d", wrong[i], plen - 2, rc);
+        assert_int_equal(ctx->pub_len, 0);
+    }
+    buf[at] = (uint8_t)((plen - 2) >> 8);
+    buf[at + 1] = (uint8_t)(plen - 2);
+    assert_int_equal(tc_tpm_akctx_parse(buf, len, ctx), 0);
+    tc_tpm_akctx_release(ctx);
+    free(ctx);
+    free(buf);
+}
+
 /* ---- timing (printed, not asserted) ---- */
 
 static void timings(void **state)
@@ -817,6 +861,7 @@ int main(void)
         cmocka_unit_test(quote_sm2),
         cmocka_unit_test(akctx_rejects_bad_files),
         cmocka_unit_test(akctx_corpus),
+        cmocka_unit_test(akctx_public_size_mismatch),
         cmocka_unit_test(timings),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
