@@ -3,6 +3,8 @@
  * Sealing to PCRs under the EK and NV counters, against two real swtpm instances (two "hosts"):
  * round trip, PCR change, another TPM, every truncation and every single-byte change of a blob,
  * and counters that only go up.
+ * With TC_SEAL_CORPUS_DIR set, also writes the blobs it seals there (the seed corpus of
+ * fuzz/tpm_sealed.c).
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -19,6 +21,7 @@
 
 #include "swtpm_fixture.h"
 #include "tpm/tpm_internal.h"
+#include "trustcloud/buf.h"
 #include "trustcloud/error.h"
 #include "trustcloud/hashalg.h"
 #include "trustcloud/pcrs.h"
@@ -81,11 +84,18 @@ static void assert_clean(struct tc_tpm *tpm)
 static void seal(struct tc_tpm *tpm, const struct tc_tpm_key *ek, const char *spec, uint8_t **blob,
                  size_t *len)
 {
+    static unsigned corpus_n;
     struct tc_pcr_set sel;
     selection(spec, &sel);
     assert_int_equal(tc_tpm_seal(tpm, ek, &sel, secret, sizeof(secret), blob, len), 0);
     assert_non_null(*blob);
     assert_true(*len > 100 && *len <= TC_TPM_SEAL_BLOB_MAX);
+    const char *dir = getenv("TC_SEAL_CORPUS_DIR");
+    if (dir != NULL) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/sealed-%s-%u", dir, tpm == tpm_a ? "a" : "b", corpus_n++);
+        assert_int_equal(tc_file_write(path, *blob, *len, 0644), 0);
+    }
 }
 
 static int unseal(struct tc_tpm *tpm, const struct tc_tpm_key *ek, const uint8_t *blob, size_t len)
