@@ -4,7 +4,9 @@
 # under load (load, a short sweep) and detection latency (detect.sh, needs swtpm).
 # Usage: bench/run.sh BUILD_DIR [SECONDS]
 #   LOAD_NODES=100,1000,5000,10000 LOAD_SECONDS=20 DETECT_REPEATS=10 override the defaults;
-#   VTPM_CONCURRENT=100,1000 runs the large vTPM concurrency test (default 20).
+#   VTPM_CONCURRENT=100,1000 runs the large vTPM concurrency test (default 20);
+#   VTPM_BATCH=1,10,100,1000 the batch attestation sizes (default 1,10,100);
+#   VM_ROUND=10,100 the VM counts of the real-platform VM benchmark (default 10,50).
 set -euo pipefail
 build=${1:-build}
 secs=${2:-2}
@@ -28,3 +30,8 @@ fi
 echo
 echo "== vtpm =="
 "$build/bench/vtpm" --runs "${VTPM_RUNS:-20}" --concurrent "${VTPM_CONCURRENT:-20}"
+echo
+"$build/bench/vtpm" --batch "${VTPM_BATCH:-1,10,100}"
+echo
+echo "== vm_round =="
+TC_FIXTURES=$fixtures bash "$root/bench/vm_round.sh" "$build" "${VM_ROUND:-10,50}"
