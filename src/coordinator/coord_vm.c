@@ -136,6 +136,10 @@ static int agent_call(struct vm_op *op, const char *method, const char *path, js
 static void cleanup_vm(struct vm_op *op)
 {
     char path[TC_STORE_ID_MAX + 64];
+    if (op->c->stop) { /* shutting down: the client is being freed */
+        op_free(op);
+        return;
+    }
     op->stage = VM_CLEANUP;
     snprintf(path, sizeof(path), "/v1/vms/%s", op->vm_id);
     if (agent_call(op, "DELETE", path, NULL) != 0) {
@@ -478,8 +482,14 @@ static void agent_done(void *arg, int status, long http_code, const uint8_t *bod
                      : status ? tc_strerror(status)
                               : "unexpected answer");
         json_decref(j);
+        /* A refused activation, or a creation whose answer never came (it may still complete
+         * on the host): the host may hold a vTPM nobody will use, so ask it to remove it. */
+        bool orphan = op->stage == VM_ACTIVATE || (op->stage == VM_CREATE && status != 0);
         pthread_mutex_unlock(&c->lock);
-        op_free(op); /* nothing was created, or the agent reported its own failure */
+        if (orphan)
+            cleanup_vm(op);
+        else
+            op_free(op); /* nothing was created, or the agent refused for its own reason */
         return;
     }
     unsigned fail = 0;
