@@ -72,6 +72,22 @@ done
 [ "$($T vm show vm-a1 --json | lab_json - 'j["state"]')" = trusted ] || tc_fail "vm-a1 with its guest IMA"
 tc_pass "all VMs trusted (vTPM quote + guest IMA, batch deep quote with the host)"
 
+# Tenant acme also pins its guests' firmware: the measured-boot policy made from the lab's boot
+# log (which the guests boot). A VM that boots other firmware is untrusted for it; the others,
+# whose guest boot logs replay into their vTPMs and match, stay trusted.
+$T policy assign lab-boot --tenant acme >/dev/null || tc_fail "assign a measured-boot policy to a tenant"
+$T vm create vm-fw --node n1 --tenant acme >/dev/null || tc_fail "vm create vm-fw"
+LAB_GUEST_BOOTLOG=$TC_FIXTURES/eventlog/event-arch-linux.bin lab_vm_guest_start n1 vm-fw
+$T vm wait vm-fw --state untrusted --timeout 15 >/dev/null || tc_fail "a guest with other firmware"
+$T vm show vm-fw --json | lab_json - 'j["reason"]["check"]' | grep -q '^mb\.' ||
+    { $T vm show vm-fw; tc_fail "reason for other guest firmware"; }
+sleep 1.2
+for v in vm-a1 vm-a2; do
+    [ "$($T vm show $v --json | lab_json - 'j["state"]')" = trusted ] || tc_fail "$v under the boot policy"
+done
+$T vm delete vm-fw >/dev/null || tc_fail "vm delete vm-fw"
+tc_pass "guest boot logs appraised against the tenant's measured-boot policy (other firmware refused)"
+
 lab_vm_grow n1 vm-a1
 sleep 1.5
 [ "$($T vm show vm-a1 --json | lab_json - 'j["state"]')" = trusted ] || tc_fail "allowed guest growth"
