@@ -62,4 +62,13 @@ void tc_hex_encode(const uint8_t *in, size_t n, char *out);
 /* Decodes exactly slen hex characters (even, either case) into out[cap]; *outlen set on success. */
 int tc_hex_decode(const char *s, size_t slen, uint8_t *out, size_t cap, size_t *outlen);
 
+/* Standard base64 (RFC 4648, with padding) of len bytes: *out malloc'd, NUL-terminated.
+ * TC_ERR_ALLOC. */
+int tc_b64_encode(const uint8_t *in, size_t len, char **out);
+/* Decodes slen characters of standard, padded, canonical base64 (the bits below the last whole
+ * byte are zero, so one byte string has exactly one text) into 1..max bytes, *out malloc'd.
+ * TC_ERR_FORMAT (empty, bad length, character, padding or stray bits), TC_ERR_TOO_LARGE (past
+ * max), TC_ERR_ALLOC. Outputs are set on success only. */
+int tc_b64_decode(const char *s, size_t slen, size_t max, uint8_t **out, size_t *out_len);
+
 #endif

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "trustcloud/error.h"
 
@@ -320,5 +321,73 @@ int tc_hex_decode(const char *s, size_t slen, uint8_t *out, size_t cap, size_t *
     }
     if (outlen)
         *outlen = slen / 2;
+    return 0;
+}
+
+int tc_b64_encode(const uint8_t *in, size_t len, char **out)
+{
+    *out = NULL;
+    if (len > (size_t)INT32_MAX / 4 * 3 - 3)
+        return TC_ERR_TOO_LARGE;
+    size_t n = (len + 2) / 3 * 4;
+    char *s = malloc(n + 1);
+    if (!s)
+        return TC_ERR_ALLOC;
+    EVP_EncodeBlock((unsigned char *)s, in, (int)len); /* writes n characters and a NUL */
+    *out = s;
+    return 0;
+}
+
+static int b64_val(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+int tc_b64_decode(const char *s, size_t slen, size_t max, uint8_t **out, size_t *out_len)
+{
+    size_t pad = 0, n;
+    *out = NULL;
+    *out_len = 0;
+    if (s == NULL || slen == 0 || slen % 4 != 0)
+        return TC_ERR_FORMAT;
+    if (slen > (size_t)INT32_MAX)
+        return TC_ERR_TOO_LARGE;
+    if (s[slen - 1] == '=')
+        pad++;
+    if (s[slen - 2] == '=')
+        pad++;
+    for (size_t i = 0; i < slen - pad; i++)
+        if (b64_val(s[i]) < 0)
+            return TC_ERR_FORMAT;
+    if (pad == 2 && (b64_val(s[slen - 3]) & 0x0f) != 0)
+        return TC_ERR_FORMAT;
+    if (pad == 1 && (b64_val(s[slen - 2]) & 0x03) != 0)
+        return TC_ERR_FORMAT;
+    n = slen / 4 * 3 - pad;
+    if (n == 0)
+        return TC_ERR_FORMAT;
+    if (n > max)
+        return TC_ERR_TOO_LARGE;
+    /* EVP_DecodeBlock writes whole groups of 3 bytes, padding included. */
+    uint8_t *buf = malloc(slen / 4 * 3);
+    if (!buf)
+        return TC_ERR_ALLOC;
+    int r = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)slen);
+    if (r < 0 || (size_t)r != slen / 4 * 3) {
+        free(buf);
+        return TC_ERR_FORMAT;
+    }
+    *out = buf;
+    *out_len = n;
     return 0;
 }

@@ -114,13 +114,43 @@ static void reason_sanitises(void **state)
     json_decref(j);
 }
 
+/* Base64: round trips of every length 1..40, and only canonical padded text accepted. */
+static void b64_canonical(void **state)
+{
+    (void)state;
+    uint8_t data[40], *dec = NULL;
+    size_t n = 0;
+    char *txt = NULL;
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 37 + 1);
+    for (size_t len = 1; len <= sizeof(data); len++) {
+        assert_int_equal(tc_b64_encode(data, len, &txt), 0);
+        assert_int_equal(tc_b64_decode(txt, strlen(txt), len, &dec, &n), 0);
+        assert_int_equal(n, len);
+        assert_memory_equal(dec, data, len);
+        free(dec);
+        assert_int_equal(tc_b64_decode(txt, strlen(txt), len - 1, &dec, &n), TC_ERR_TOO_LARGE);
+        free(txt);
+    }
+    static const char *const bad[] = {"",     "A",      "AB=",  "AB==C===", "QR==",     "QUJ=",
+                                      "QU=J", "QUJD\n", "Q UJ", "====",     "QUJD====", "-_-_"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_not_equal(tc_b64_decode(bad[i], strlen(bad[i]), 64, &dec, &n), 0);
+        assert_null(dec);
+    }
+    assert_int_equal(tc_b64_decode("QUI=", 4, 64, &dec, &n), 0); /* "AB" */
+    assert_int_equal(n, 2);
+    assert_memory_equal(dec, "AB", 2);
+    free(dec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(reader_bounds),       cmocka_unit_test(buf_cap),
-        cmocka_unit_test(hex_roundtrip),       cmocka_unit_test(pcr_extend_known_value),
-        cmocka_unit_test(pcr_selection),       cmocka_unit_test(pcr_json_roundtrip),
-        cmocka_unit_test(reason_sanitises),
+        cmocka_unit_test(reader_bounds),      cmocka_unit_test(buf_cap),
+        cmocka_unit_test(hex_roundtrip),      cmocka_unit_test(pcr_extend_known_value),
+        cmocka_unit_test(b64_canonical),      cmocka_unit_test(pcr_selection),
+        cmocka_unit_test(pcr_json_roundtrip), cmocka_unit_test(reason_sanitises),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
