@@ -8,8 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "coord_client.h"
@@ -153,11 +151,6 @@ static const json_t *node_object(const json_t *resp)
     return json_is_object(n) ? n : resp;
 }
 
-static long long json_ms(const json_t *v)
-{
-    return json_is_integer(v) ? (long long)json_integer_value(v) : 0;
-}
-
 /* updated may be milliseconds (integer) or already a text time. */
 static const char *updated_text(const json_t *node, char *buf, size_t cap)
 {
@@ -166,20 +159,7 @@ static const char *updated_text(const json_t *node, char *buf, size_t cap)
         snprintf(buf, cap, "%s", json_string_value(u));
         return buf;
     }
-    return coord_client_time(json_ms(u), buf, cap);
-}
-
-static bool state_in(const char *state, const char *list)
-{
-    size_t n = strlen(state);
-    for (const char *p = list; p && *p;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == n && strncmp(p, state, n) == 0)
-            return true;
-        p = comma ? comma + 1 : NULL;
-    }
-    return false;
+    return coord_client_time(coord_client_int(u), buf, cap);
 }
 
 static int node_list(int argc, char **argv)
@@ -202,7 +182,7 @@ static int node_list(int argc, char **argv)
     const json_t *n;
     json_array_foreach(nodes, i, n)
     {
-        if (a.state && !state_in(coord_client_str(n, "state", ""), a.state))
+        if (a.state && !coord_client_state_in(coord_client_str(n, "state", ""), a.state))
             continue;
         if (a.group && strcmp(coord_client_str(n, "group", ""), a.group) != 0)
             continue;
@@ -356,9 +336,9 @@ static int node_history(int argc, char **argv)
     {
         char t[32], r[1024];
         const json_t *changed = json_object_get(row, "changed");
-        printf("%-8lld %-8lld %-19s %-12s %s%s\n", json_ms(json_object_get(row, "id")),
-               json_ms(json_object_get(row, "round")),
-               coord_client_time(json_ms(json_object_get(row, "ts")), t, sizeof(t)),
+        printf("%-8lld %-8lld %-19s %-12s %s%s\n", coord_client_int(json_object_get(row, "id")),
+               coord_client_int(json_object_get(row, "round")),
+               coord_client_time(coord_client_int(json_object_get(row, "ts")), t, sizeof(t)),
                coord_client_str(row, "state", "?"), json_is_true(changed) ? "(changed) " : "",
                coord_client_reason(json_object_get(row, "reason"), r, sizeof(r)));
     }
@@ -369,18 +349,12 @@ out:
     return ret;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int node_wait(int argc, char **argv)
 {
     struct node_args a;
     json_t *resp = NULL;
-    char path[1024], last[64] = "";
+    char path[1024];
+    long code;
     int ret = parse_args(argc, argv, &node_cmds[5], true, &a);
     if (ret)
         return ret < 0 ? TC_EXIT_OK : ret;
@@ -388,45 +362,14 @@ static int node_wait(int argc, char **argv)
         return cli_usage("node", &node_cmds[5]);
     if ((ret = node_path(path, sizeof(path), a.id, "")) != 0)
         return ret;
-    double deadline = now_s() + a.timeout;
-    bool quiet_json = a.c.json;
-    for (;;) {
-        long code = 0;
-        json_decref(resp);
-        resp = NULL;
-        /* A 404 while waiting is "not there yet" (enrollment in progress) and no answer is "not
-         * up yet" (coordinator restarting): keep polling in both cases. */
-        a.c.json = false;
-        a.c.quiet = true;
-        ret = coord_client_call(&a.c, "GET", path, NULL, 5000, &resp, &code);
-        a.c.json = quiet_json;
-        a.c.quiet = false;
-        if (ret == TC_EXIT_OK) {
-            const char *st = coord_client_str(node_object(resp), "state", "");
-            snprintf(last, sizeof(last), "%s", st);
-            if (state_in(st, a.state)) {
-                if (a.c.json)
-                    coord_client_print_json(resp);
-                else
-                    printf("%s: %s\n", a.id, st);
-                ret = TC_EXIT_OK;
-                break;
-            }
-        } else if (code != 404 && ret == TC_EXIT_REJECTED) {
-            /* Refused for another reason: waiting will not help; say why. */
-            json_decref(resp);
-            ret = coord_client_call(&a.c, "GET", path, NULL, 5000, &resp, &code);
-            if (ret == TC_EXIT_OK)
-                ret = TC_EXIT_REJECTED;
-            break;
-        }
-        if (now_s() >= deadline) {
-            fprintf(stderr, "trustcloud node wait: %s is %s after %.1f s, not %s\n", a.id,
-                    *last ? last : "not known", a.timeout, a.state);
-            ret = TC_EXIT_REJECTED;
-            break;
-        }
-        usleep(100 * 1000);
+    ret = coord_client_wait(&a.c, path, a.id, "node", a.state, a.timeout, &resp, &code);
+    if (ret == TC_EXIT_OK) {
+        if (a.c.json)
+            coord_client_print_json(resp);
+        else
+            printf("%s: %s\n", a.id, coord_client_str(node_object(resp), "state", ""));
+    } else if (code != 0) {
+        coord_client_print_refusal(&a.c, code, resp); /* say why waiting will not help */
     }
     json_decref(resp);
     return ret;

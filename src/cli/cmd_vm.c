@@ -10,8 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "coord_client.h"
@@ -151,31 +149,13 @@ static int vm_path(char *buf, size_t cap, const char *id, const char *suffix)
     return 0;
 }
 
-static bool state_in(const char *state, const char *list)
-{
-    size_t n = strlen(state);
-    for (const char *p = list; p && *p;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == n && strncmp(p, state, n) == 0)
-            return true;
-        p = comma ? comma + 1 : NULL;
-    }
-    return false;
-}
-
-static long long json_ms(const json_t *v)
-{
-    return json_is_integer(v) ? (long long)json_integer_value(v) : 0;
-}
-
 static void print_vm_line(const json_t *v)
 {
     char t[32], r[512];
     printf("%-20s %-13s %-16s %-12s %-19s %s\n", coord_client_str(v, "id", "?"),
            coord_client_str(v, "state", "?"), coord_client_str(v, "host", "-"),
            coord_client_str(v, "tenant", "-"),
-           coord_client_time(json_ms(json_object_get(v, "updated")), t, sizeof(t)),
+           coord_client_time(coord_client_int(json_object_get(v, "updated")), t, sizeof(t)),
            coord_client_reason(json_object_get(v, "reason"), r, sizeof(r)));
 }
 
@@ -283,7 +263,7 @@ static int vm_list(int argc, char **argv)
     const json_t *v;
     json_array_foreach(vms, i, v)
     {
-        if (!a.state || state_in(coord_client_str(v, "state", ""), a.state))
+        if (!a.state || coord_client_state_in(coord_client_str(v, "state", ""), a.state))
             json_array_append(kept, (json_t *)v);
     }
     if (a.c.json) {
@@ -325,8 +305,8 @@ static int vm_show(int argc, char **argv)
     printf("host:      %s (%s)\n", coord_client_str(resp, "host", "?"),
            coord_client_str(resp, "host_state", "?"));
     printf("tenant:    %s\n", coord_client_str(resp, "tenant", "?"));
-    printf("round:     %lld\n", json_ms(json_object_get(resp, "last_round")));
-    printf("ima:       %lld entries\n", json_ms(json_object_get(resp, "ima_entries")));
+    printf("round:     %lld\n", coord_client_int(json_object_get(resp, "last_round")));
+    printf("ima:       %lld entries\n", coord_client_int(json_object_get(resp, "ima_entries")));
 out:
     json_decref(resp);
     return ret;
@@ -357,8 +337,8 @@ static int vm_history(int argc, char **argv)
     json_array_foreach(rows, i, row)
     {
         char t[32], r[1024];
-        printf("%-8lld %-19s %-12s %s\n", json_ms(json_object_get(row, "round")),
-               coord_client_time(json_ms(json_object_get(row, "ts")), t, sizeof(t)),
+        printf("%-8lld %-19s %-12s %s\n", coord_client_int(json_object_get(row, "round")),
+               coord_client_time(coord_client_int(json_object_get(row, "ts")), t, sizeof(t)),
                coord_client_str(row, "state", "?"),
                coord_client_reason(json_object_get(row, "reason"), r, sizeof(r)));
     }
@@ -369,18 +349,12 @@ out:
     return ret;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int vm_wait(int argc, char **argv)
 {
     struct vm_args a;
     json_t *resp = NULL;
-    char path[512], last[64] = "", why[512] = "";
+    char path[512], why[512];
+    long code;
     int ret = parse_args(argc, argv, &vm_cmds[7], true, &a);
     if (ret)
         return ret < 0 ? TC_EXIT_OK : ret;
@@ -388,38 +362,15 @@ static int vm_wait(int argc, char **argv)
         return cli_usage("vm", &vm_cmds[7]);
     if ((ret = vm_path(path, sizeof(path), a.id, "")) != 0)
         return ret;
-    double deadline = now_s() + a.timeout;
-    bool want_json = a.c.json;
-    a.c.json = false;
-    a.c.quiet = true;
-    for (;;) {
-        long code = 0;
-        json_decref(resp);
-        resp = NULL;
-        ret = coord_client_call(&a.c, "GET", path, NULL, 5000, &resp, &code);
-        if (ret == TC_EXIT_OK) {
-            const char *st = coord_client_str(resp, "state", "");
-            snprintf(last, sizeof(last), "%s", st);
-            coord_client_reason(json_object_get(resp, "reason"), why, sizeof(why));
-            if (state_in(st, a.state)) {
-                if (want_json)
-                    coord_client_print_json(resp);
-                else
-                    printf("%s: %s%s%s\n", a.id, st,
-                           json_is_object(json_object_get(resp, "reason")) ? " " : "",
-                           json_is_object(json_object_get(resp, "reason")) ? why : "");
-                break;
-            }
-        } else if (ret == TC_EXIT_REJECTED && code != 404) {
-            break;
-        }
-        if (now_s() >= deadline) {
-            fprintf(stderr, "trustcloud vm wait: %s is %s after %.1f s, not %s\n", a.id,
-                    *last ? last : "not known", a.timeout, a.state);
-            ret = TC_EXIT_REJECTED;
-            break;
-        }
-        usleep(100 * 1000);
+    ret = coord_client_wait(&a.c, path, a.id, NULL, a.state, a.timeout, &resp, &code);
+    if (ret == TC_EXIT_OK) {
+        const json_t *reason = json_object_get(resp, "reason");
+        if (a.c.json)
+            coord_client_print_json(resp);
+        else
+            printf("%s: %s%s%s\n", a.id, coord_client_str(resp, "state", ""),
+                   json_is_object(reason) ? " " : "",
+                   json_is_object(reason) ? coord_client_reason(reason, why, sizeof(why)) : "");
     }
     json_decref(resp);
     return ret;

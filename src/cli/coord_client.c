@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -151,9 +152,33 @@ const char *coord_client_reason(const json_t *reason, char *buf, size_t cap)
     return buf;
 }
 
-/* The error part of a non-2xx answer, for people. */
-static void print_refusal(const struct coord_client *c, long code, const json_t *body)
+long long coord_client_int(const json_t *v)
 {
+    return json_is_integer(v) ? (long long)json_integer_value(v) : 0;
+}
+
+bool coord_client_state_in(const char *state, const char *list)
+{
+    size_t n = strlen(state);
+    for (const char *p = list; p && *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == n && strncmp(p, state, n) == 0)
+            return true;
+        p = comma ? comma + 1 : NULL;
+    }
+    return false;
+}
+
+void coord_client_print_refusal(const struct coord_client *c, long code, const json_t *body)
+{
+    if (c->json) {
+        json_t *e = body ? json_incref((json_t *)body) : json_object();
+        if (json_is_object(e))
+            json_object_set_new(e, "http_status", json_integer(code));
+        coord_client_print_json(e);
+        json_decref(e);
+    }
     const char *err = coord_client_str(body, "error", NULL);
     const char *check = coord_client_str(body, "check", NULL);
     fprintf(stderr, "trustcloud %s: the coordinator answered %ld", c->cmd, code);
@@ -219,17 +244,8 @@ int coord_client_call(struct coord_client *c, const char *method, const char *pa
     if (code >= 200 && code < 300) {
         ret = TC_EXIT_OK;
     } else {
-        if (c->quiet) {
-            /* the caller decides */
-        } else if (c->json) {
-            json_t *e = j ? json_incref(j) : json_object();
-            if (json_is_object(e))
-                json_object_set_new(e, "http_status", json_integer(code));
-            coord_client_print_json(e);
-            json_decref(e);
-        }
-        if (!c->quiet)
-            print_refusal(c, code, j);
+        if (!c->quiet) /* else the caller decides */
+            coord_client_print_refusal(c, code, j);
         ret = TC_EXIT_REJECTED;
     }
     *resp = j;
@@ -240,5 +256,55 @@ out:
     if (text)
         OPENSSL_cleanse(text, strlen(text)); /* a subscriber secret may be in it */
     free(text);
+    return ret;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int coord_client_wait(struct coord_client *c, const char *path, const char *id, const char *member,
+                      const char *states, double timeout_s, json_t **resp, long *http_code)
+{
+    char last[64] = "";
+    double deadline = now_s() + timeout_s;
+    bool json = c->json, quiet = c->quiet;
+    int ret;
+    *resp = NULL;
+    *http_code = 0;
+    /* The polls print nothing: a 404 or no answer is expected while the object comes up. */
+    c->json = false;
+    c->quiet = true;
+    for (;;) {
+        long code = 0;
+        json_decref(*resp);
+        *resp = NULL;
+        ret = coord_client_call(c, "GET", path, NULL, 5000, resp, &code);
+        if (ret == TC_EXIT_OK) {
+            const json_t *obj = member ? json_object_get(*resp, member) : NULL;
+            const char *st = coord_client_str(json_is_object(obj) ? obj : *resp, "state", "");
+            snprintf(last, sizeof(last), "%s", st);
+            if (coord_client_state_in(st, states))
+                break;
+        } else if (ret == TC_EXIT_REJECTED && code != 404) {
+            /* Refused for another reason: waiting will not help. */
+            *http_code = code;
+            break;
+        }
+        if (now_s() >= deadline) {
+            fprintf(stderr, "trustcloud %s: %s is %s after %.1f s, not %s\n", c->cmd, id,
+                    *last ? last : "not known", timeout_s, states);
+            json_decref(*resp);
+            *resp = NULL;
+            ret = TC_EXIT_REJECTED;
+            break;
+        }
+        usleep(100 * 1000);
+    }
+    c->json = json;
+    c->quiet = quiet;
     return ret;
 }

@@ -87,4 +87,28 @@ const char *coord_client_str(const json_t *obj, const char *key, const char *dfl
 /* "check [entry N]: detail" of a reason object (or "-" when null/absent) into buf. */
 const char *coord_client_reason(const json_t *reason, char *buf, size_t cap);
 
+/* The value of an integer JSON value (times in ms, rounds, counts), or 0 for anything else. */
+long long coord_client_int(const json_t *v);
+
+/* Whether state is one of the comma-separated names in list ("trusted,untrusted"). */
+bool coord_client_state_in(const char *state, const char *list);
+
+/* Prints a refusal (an answer with a non-2xx status) as coord_client_call does when not quiet:
+ * as JSON on stdout with --json (plus "http_status"), always as text on stderr. */
+void coord_client_print_refusal(const struct coord_client *c, long code, const json_t *body);
+
+/*
+ * The `wait` commands: polls GET path (5 s per request, every 100 ms) until the "state" of the
+ * answer is one of the comma-separated states (of its member `member` when that is an object,
+ * e.g. {"node": {...}}; member NULL: of the answer itself), for at most timeout_s seconds.
+ * A 404 ("not there yet", enrollment in progress) or no answer (coordinator restarting) means
+ * keep polling; the polls print nothing. id names the object in the timeout message.
+ * Returns TC_EXIT_OK with *resp the answer in a wanted state (new reference, printed by the
+ * caller); TC_EXIT_REJECTED on timeout ("ID is STATE after T s, not STATES" on stderr,
+ * *http_code 0, *resp NULL) or when the coordinator refused for another reason (*http_code its
+ * status, *resp its answer or NULL, nothing printed: the caller decides whether to say why).
+ */
+int coord_client_wait(struct coord_client *c, const char *path, const char *id, const char *member,
+                      const char *states, double timeout_s, json_t **resp, long *http_code);
+
 #endif
