@@ -168,6 +168,9 @@ int coord_engine_load(struct coord *c);                        /* every node fro
 int coord_engine_node_upsert(struct coord *c, const char *id); /* (re)read one node */
 void coord_engine_node_remove(struct coord *c, const char *id);
 void coord_engine_policies_changed(struct coord *c);
+/* The VM's last quoted round as self-verifiable evidence (docs/protocol.md, "VM evidence"), a new
+ * reference, or NULL when none was kept yet. */
+json_t *coord_vm_evidence(struct coord *c, const char *id);
 /* A deferred events request (takes the handle). */
 int coord_engine_add_waiter(struct coord *c, struct tc_http_deferred *d, int64_t since,
                             int64_t deadline_ms);

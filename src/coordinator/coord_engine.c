@@ -226,6 +226,7 @@ struct coord_node {
     size_t nvms, vms_cap;
     struct coord_node **asked; /* host: the VMs listed in the challenge in flight */
     size_t nasked, asked_cap;
+    json_t *evidence; /* VM: its last quoted round, verifiable alone (coord_vm_evidence) */
     /* Answer (written by the httpc callback on the engine thread). */
     struct coord_node *done_next;
     int status;
@@ -241,6 +242,7 @@ static void node_free(struct coord_node *n)
     free(n->ak_pub);
     free(n->vms);
     free(n->asked);
+    json_decref(n->evidence);
     tc_ak_free(n->ak);
     tc_evlog_free(n->evlog);
     free(n->body);
@@ -885,6 +887,50 @@ static size_t vms_follow_host(struct coord_node *host, const struct pending_roun
     return k;
 }
 
+/* What a tenant needs to check a VM's round without trusting the coordinator's verdict: the VM's
+ * quote, its inclusion proof, the host quote over the root, the nonce and both AKs
+ * (docs/protocol.md, "VM evidence"). Kept in memory, one round per VM. */
+static void keep_evidence(struct coord *c, struct coord_node *host, struct coord_node *v,
+                          const json_t *host_answer, const json_t *entry, const struct tc_batch *b,
+                          const struct tc_batch_vm *e, const struct pending_round *p)
+{
+    char nonce_hex[65], root_hex[65];
+    (void)c;
+    tc_hex_encode(host->nonce, sizeof(host->nonce), nonce_hex);
+    tc_hex_encode(b->root, sizeof(b->root), root_hex);
+    char *host_ak = coord_b64_encode(host->ak_pub, host->ak_pub_len);
+    char *vm_ak = coord_b64_encode(v->ak_pub, v->ak_pub_len);
+    json_t *ev = host_ak && vm_ak
+                     ? json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:{s:s, s:s, s:O, s:O, s:O}, "
+                                 "s:{s:s, s:s, s:O, s:O, s:O}, s:{s:s, s:I, s:I, s:O}}",
+                                 "format", "trustcloud-vm-evidence-v1", "nonce", nonce_hex, "round",
+                                 (json_int_t)p->r.round, "ts", (json_int_t)p->r.ts, "vm_state",
+                                 tc_node_state_name(p->r.state), "host_state",
+                                 "trusted", /* VMs are appraised only in a host's good round */
+                                 "vm", "id", v->id, "ak_pub", vm_ak, "attest",
+                                 json_object_get(entry, "attest"), "signature",
+                                 json_object_get(entry, "signature"), "pcrs",
+                                 json_object_get(entry, "pcrs"), "host", "id", host->id, "ak_pub",
+                                 host_ak, "attest", json_object_get(host_answer, "attest"),
+                                 "signature", json_object_get(host_answer, "signature"), "pcrs",
+                                 json_object_get(host_answer, "pcrs"), "batch", "root", root_hex,
+                                 "count", (json_int_t)b->count, "index", (json_int_t)e->index,
+                                 "proof", json_object_get(entry, "proof"))
+                     : NULL;
+    free(host_ak);
+    free(vm_ak);
+    if (!ev)
+        return; /* a quote entry the parser accepted has all of these; out of memory otherwise */
+    json_decref(v->evidence);
+    v->evidence = ev;
+}
+
+json_t *coord_vm_evidence(struct coord *c, const char *id)
+{
+    struct coord_node *v = node_find(c, id);
+    return v && v->is_vm && v->evidence ? json_incref(v->evidence) : NULL;
+}
+
 /* A host's answer: its own evidence and, when its challenge listed VMs, their batch. pr is the
  * host's round; VM rounds go to vp (room for host->nasked), their number to *nvm. Returns 1
  * as appraise_evidence does (nothing recorded, for the host nor its VMs). */
@@ -975,6 +1021,8 @@ static int appraise_host(struct coord *c, struct coord_node *n, struct pending_r
         }
         v->missed = 0;
         round_commit(p);
+        if (e && e->quoted)
+            keep_evidence(c, n, v, j, json_array_get(jv, pos), b, e, p);
         (*nvm)++;
     }
     n->nasked = 0;

@@ -793,6 +793,15 @@ static void h_vms(void *arg, const struct tc_http_request *req, struct tc_http_r
             free(ekc);
             reply(resp, 200, j);
         }
+    } else if (strcmp(sub, "evidence") == 0 && strcmp(req->method, "GET") == 0) {
+        if (vm_get_visible(c, req, id, &n, resp) == 0) {
+            json_t *ev = coord_vm_evidence(c, id);
+            if (ev)
+                reply(resp, 200, ev);
+            else
+                coord_reply_error(resp, 404, "vm.no_evidence",
+                                  "no quoted round of %s yet (stopped, or not attested yet)", id);
+        }
     } else if (strcmp(sub, "history") == 0 && strcmp(req->method, "GET") == 0) {
         if (vm_get_visible(c, req, id, &n, resp) == 0)
             coord_history_reply(c, id, req, resp);
