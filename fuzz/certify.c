@@ -21,18 +21,6 @@ enum { S_AK, S_ATTEST, S_SIG, S_PUB, S_NONCE, S_CERT, NSECT };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int soft_sign(void *arg, const uint8_t digest[32], uint8_t **der, size_t *der_len)
-{
-    size_t n = 0;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(arg, NULL);
-    int ok = ctx != NULL && EVP_PKEY_sign_init(ctx) == 1 &&
-             EVP_PKEY_sign(ctx, NULL, &n, digest, 32) == 1 && (*der = malloc(n)) != NULL &&
-             EVP_PKEY_sign(ctx, *der, &n, digest, 32) == 1;
-    EVP_PKEY_CTX_free(ctx);
-    *der_len = n;
-    return ok ? 0 : TC_ERR_CRYPTO;
-}
-
 /* A vTPM CA certificate to verify against, made once (kept for the whole run). */
 static X509 *ca_cert(void)
 {
@@ -40,7 +28,7 @@ static X509 *ca_cert(void)
     static EVP_PKEY *key;
     if (ca == NULL && key == NULL) {
         key = EVP_EC_gen("P-256");
-        struct tc_vtpm_ca_signer s = {.sign = soft_sign, .arg = key, .pubkey = key};
+        struct tc_vtpm_ca_signer s = {.sign = tc_vtpm_ca_soft_sign, .arg = key, .pubkey = key};
         if (key == NULL || tc_vtpm_ca_self_cert(&s, "fuzz vTPM CA", 0, &ca) != 0)
             abort();
     }

@@ -41,6 +41,14 @@ struct tc_vtpm_ca_signer {
 };
 
 /*
+ * A tc_vtpm_ca_sign_fn for a software key (arg: the EVP_PKEY holding the private key, borrowed),
+ * for tests, fuzzing and tools. A CA whose key is not TPM-resident proves nothing: the
+ * coordinator refuses it (tc_vtpm_ca_check_cert_key against the certified key). On failure *der
+ * is NULL. Returns 0, TC_ERR_INVALID_ARG or TC_ERR_CRYPTO.
+ */
+int tc_vtpm_ca_soft_sign(void *arg, const uint8_t digest[32], uint8_t **der, size_t *der_len);
+
+/*
  * The self-signed vTPM CA certificate: subject = issuer = CN=cn (O=trustcloud), random 128-bit
  * serial, notBefore one hour back, `days` days (0 = 3650), basicConstraints critical CA:TRUE
  * pathlen:0, keyUsage critical keyCertSign|cRLSign, subject and authority key identifiers.

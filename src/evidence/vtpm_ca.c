@@ -194,6 +194,31 @@ out:
     return rc;
 }
 
+int tc_vtpm_ca_soft_sign(void *arg, const uint8_t digest[32], uint8_t **der, size_t *der_len)
+{
+    EVP_PKEY_CTX *ctx = NULL;
+    uint8_t *sig = NULL;
+    size_t n = 0;
+    int rc = TC_ERR_CRYPTO;
+
+    *der = NULL;
+    *der_len = 0;
+    if (arg == NULL || digest == NULL)
+        return TC_ERR_INVALID_ARG;
+    if ((ctx = EVP_PKEY_CTX_new(arg, NULL)) == NULL || EVP_PKEY_sign_init(ctx) != 1 ||
+        EVP_PKEY_sign(ctx, NULL, &n, digest, 32) != 1 || (sig = malloc(n)) == NULL ||
+        EVP_PKEY_sign(ctx, sig, &n, digest, 32) != 1)
+        goto out;
+    *der = sig;
+    *der_len = n;
+    sig = NULL;
+    rc = 0;
+out:
+    free(sig);
+    EVP_PKEY_CTX_free(ctx);
+    return rc;
+}
+
 static int signer_ok(const struct tc_vtpm_ca_signer *s)
 {
     return s != NULL && s->sign != NULL && s->pubkey != NULL && EVP_PKEY_is_a(s->pubkey, "EC");

@@ -57,19 +57,6 @@ static int tpm_sign(void *arg, const uint8_t digest[32], uint8_t **der, size_t *
     return tc_tpm_sign_digest(host, arg, digest, der, der_len);
 }
 
-/* A software signer, for forged CAs. */
-static int soft_sign(void *arg, const uint8_t digest[32], uint8_t **der, size_t *der_len)
-{
-    size_t n = 0;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(arg, NULL);
-    int ok = ctx != NULL && EVP_PKEY_sign_init(ctx) == 1 &&
-             EVP_PKEY_sign(ctx, NULL, &n, digest, 32) == 1 && (*der = malloc(n)) != NULL &&
-             EVP_PKEY_sign(ctx, *der, &n, digest, 32) == 1;
-    EVP_PKEY_CTX_free(ctx);
-    *der_len = n;
-    return ok ? 0 : TC_ERR_CRYPTO;
-}
-
 static int group_setup(void **state)
 {
     char ctx[300];
@@ -344,7 +331,7 @@ static void forged_ca_rejected(void **state)
     EVP_PKEY *soft = EVP_EC_gen("P-256"), *ek = EVP_EC_gen("P-256");
     assert_non_null(soft);
     assert_non_null(ek);
-    struct tc_vtpm_ca_signer fake = {.sign = soft_sign, .arg = soft, .pubkey = soft};
+    struct tc_vtpm_ca_signer fake = {.sign = tc_vtpm_ca_soft_sign, .arg = soft, .pubkey = soft};
     /* Same subject as the real CA, software key. */
     assert_int_equal(tc_vtpm_ca_self_cert(&fake, "trustcloud vTPM CA host-1", 0, &forged), 0);
     assert_int_equal(X509_NAME_cmp(X509_get_subject_name(forged), X509_get_subject_name(ca_cert)),
@@ -384,7 +371,7 @@ static void forged_ca_rejected(void **state)
     X509_free(x);
 
     /* A signer whose signature does not match its claimed public key is caught at issuance. */
-    struct tc_vtpm_ca_signer liar = {.sign = soft_sign, .arg = soft, .pubkey = ca_pub};
+    struct tc_vtpm_ca_signer liar = {.sign = tc_vtpm_ca_soft_sign, .arg = soft, .pubkey = ca_pub};
     assert_int_equal(tc_vtpm_ca_issue_ek_cert(&liar, ca_cert, &req, &der, &len), TC_ERR_SIGNATURE);
     assert_null(der);
     X509 *self = NULL;
