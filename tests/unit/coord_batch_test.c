@@ -20,7 +20,6 @@
 
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +30,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "coord_fixture.h"
 #include "coordinator/coord.h"
 #include "trustcloud/batch.h"
 #include "trustcloud/buf.h"
@@ -40,9 +40,7 @@
 #define NHOSTS 3
 #define NVMS 3
 
-static char tmpdir[] = "/tmp/tc-coordbatch-test.XXXXXX";
-static char p_cacert[512], p_op_cert[512], p_op_key[512], p_ag_cert[512], p_ag_key[512],
-    p_conf[512];
+static struct coord_fixture fx;
 
 enum host_mode { H_GOOD = 0, H_BAD_SIG, H_CLAIM, H_BAD_PROOF, H_WRONG_ROOT };
 enum vm_mode { V_GOOD = 0, V_BAD_SIG, V_NOT_RUNNING, V_MISSING };
@@ -79,14 +77,6 @@ static struct fake_vm *vm_by_id(const char *id)
     return NULL;
 }
 
-static json_t *b64j(const uint8_t *d, size_t n)
-{
-    char *s = coord_b64_encode(d, n);
-    json_t *j = json_string(s);
-    free(s);
-    return j;
-}
-
 /* One VM entry: a quote by the VM's AK over the nonce, or NULL on failure. */
 static json_t *vm_entry(struct fake_vm *v, const struct tc_pcr_set *sel, const uint8_t *nonce,
                         uint8_t leaf[32])
@@ -99,8 +89,9 @@ static json_t *vm_entry(struct fake_vm *v, const struct tc_pcr_set *sel, const u
         return NULL;
     if (v->mode == V_BAD_SIG)
         sig[slen - 1] ^= 1;
-    json_t *e = json_pack("{s:s, s:o, s:o, s:o}", "id", v->id, "attest", b64j(attest, alen),
-                          "signature", b64j(sig, slen), "pcrs", tc_pcrs_to_json(&fake.pcrs));
+    json_t *e = json_pack("{s:s, s:o, s:o, s:o}", "id", v->id, "attest",
+                          coord_fixture_b64_json(attest, alen), "signature",
+                          coord_fixture_b64_json(sig, slen), "pcrs", tc_pcrs_to_json(&fake.pcrs));
     tc_batch_leaf(v->id, attest, alen, sig, slen, leaf);
     free(attest);
     free(sig);
@@ -184,8 +175,8 @@ static void answer(struct fake_host *fh, const struct tc_http_request *req,
     fh->host_quotes++;
     if (fh->mode == H_BAD_SIG)
         sig[slen - 1] ^= 1;
-    out = json_pack("{s:o, s:o, s:o}", "attest", b64j(attest, alen), "signature", b64j(sig, slen),
-                    "pcrs", tc_pcrs_to_json(&fake.pcrs));
+    out = json_pack("{s:o, s:o, s:o}", "attest", coord_fixture_b64_json(attest, alen), "signature",
+                    coord_fixture_b64_json(sig, slen), "pcrs", tc_pcrs_to_json(&fake.pcrs));
     if (json_array_size(vms) > 0)
         json_object_set(out, "vms", vms);
     if (tree) {
@@ -223,43 +214,7 @@ static void agent_handler(void *arg, const struct tc_http_request *req,
 static long op(struct coord *c, const char *method, const char *path, const char *body,
                json_t **out)
 {
-    char url[256];
-    snprintf(url, sizeof(url), "https://127.0.0.1:%u%s", (unsigned)tc_httpd_port(c->httpd), path);
-    struct tc_httpc_config cfg = {
-        .cert_file = p_op_cert, .key_file = p_op_key, .ca_file = p_cacert, .timeout_ms = 30000};
-    long code = 0;
-    uint8_t *resp = NULL;
-    size_t rlen = 0;
-    int rc = tc_httpc_request(&cfg, method, url, body ? "application/json" : NULL, body,
-                              body ? strlen(body) : 0, &code, &resp, &rlen);
-    if (out)
-        *out = rc == 0 ? json_loadb((const char *)resp, rlen, 0, NULL) : NULL;
-    free(resp);
-    return rc == 0 ? code : -1;
-}
-
-static const char *state_of(struct coord *c, const char *path, char *check, size_t cap)
-{
-    static char st[32];
-    json_t *j = NULL;
-    st[0] = 0;
-    if (check)
-        check[0] = 0;
-    if (op(c, "GET", path, NULL, &j) == 200) {
-        snprintf(st, sizeof(st), "%s", json_string_value(json_object_get(j, "state")));
-        const char *ck = json_string_value(json_object_get(json_object_get(j, "reason"), "check"));
-        if (check && ck)
-            snprintf(check, cap, "%s", ck);
-    }
-    json_decref(j);
-    return st;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return coord_fixture_op(&fx, c, method, path, body, out);
 }
 
 /* Waits until the node or VM (path /v1/nodes/ID or /v1/vms/ID) is in state want with the given
@@ -270,9 +225,9 @@ static void expect(struct coord *c, const char *kind, const char *id, const char
     char path[128], check[64] = "";
     const char *st = "";
     snprintf(path, sizeof(path), "/v1/%s/%s", kind, id);
-    double t0 = now_s();
-    while (now_s() - t0 < 15) {
-        st = state_of(c, path, check, sizeof(check));
+    double t0 = coord_fixture_now_s();
+    while (coord_fixture_now_s() - t0 < 15) {
+        st = coord_fixture_state(&fx, c, path, check, sizeof(check));
         if (strcmp(st, want) == 0 && (!want_check || strcmp(check, want_check) == 0))
             return;
         usleep(100000);
@@ -281,17 +236,10 @@ static void expect(struct coord *c, const char *kind, const char *id, const char
              want_check ? want_check : "any");
 }
 
-static struct coord_settings settings;
-
 static void batch_rounds(void **state)
 {
     (void)state;
-    char err[256];
-    struct coord *c = NULL;
-    memset(&settings, 0, sizeof(settings));
-    assert_int_equal(coord_settings_load(p_conf, &settings, err, sizeof(err)), 0);
-    assert_int_equal(coord_new(&settings, &c), 0);
-    assert_int_equal(coord_start(c), 0);
+    struct coord *c = coord_fixture_start(&fx);
 
     /* Hosts through the load-test import, their VMs straight into the store. */
     for (size_t h = 0; h < NHOSTS; h++) {
@@ -401,66 +349,15 @@ static void batch_rounds(void **state)
     assert_int_equal(op(c, "GET", "/v1/vms/v1-1/history?limit=500", NULL, &j), 200);
     assert_true(json_array_size(json_object_get(j, "results")) >= 3);
     json_decref(j);
-    coord_free(c);
-    coord_settings_release(&settings);
-}
-
-static void issue(struct tc_pki_ca *ca, const char *cn, unsigned usage, const char *certpath,
-                  const char *keypath)
-{
-    EVP_PKEY *key = NULL;
-    char *pem = NULL;
-    const char *sans[] = {"IP:127.0.0.1", NULL};
-    assert_int_equal(tc_pki_key_generate(&key), 0);
-    struct tc_pki_issue_req req = {.cn = cn, .sans = sans, .usage = usage, .pubkey = key};
-    assert_int_equal(tc_pki_issue(ca, &req, &pem), 0);
-    assert_int_equal(tc_file_write(certpath, pem, strlen(pem), 0644), 0);
-    assert_int_equal(tc_pki_key_save(keypath, key), 0);
-    free(pem);
-    EVP_PKEY_free(key);
-}
-
-static void p(char *buf, const char *name)
-{
-    snprintf(buf, 512, "%s/%s", tmpdir, name);
-}
-
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
+    coord_fixture_stop(&fx, c);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    char ca_dir[512], cc[512], ck[512];
-    if (!mkdtemp(tmpdir))
+    if (coord_fixture_setup(&fx, "tc-coordbatch-test",
+                            "interval = 300ms\nrequest_timeout = 2s\nunreachable_after = 3\n") != 0)
         return -1;
-    p(ca_dir, "ca");
-    p(p_cacert, "ca/ca.pem");
-    p(p_op_cert, "op.pem");
-    p(p_op_key, "op.key");
-    p(p_ag_cert, "agent.pem");
-    p(p_ag_key, "agent.key");
-    p(p_conf, "coord.conf");
-    p(cc, "ca/coordinator.pem");
-    p(ck, "ca/coordinator.key");
-    struct tc_pki_ca *ca = NULL;
-    assert_int_equal(tc_pki_ca_init(ca_dir, "test CA", 0, &ca), 0);
-    issue(ca, "coordinator", TC_PKI_USAGE_BOTH, cc, ck);
-    issue(ca, "operator:test", TC_PKI_USAGE_CLIENT, p_op_cert, p_op_key);
-    issue(ca, "node:fake", TC_PKI_USAGE_BOTH, p_ag_cert, p_ag_key);
-    tc_pki_ca_free(ca);
-    char conf[1024];
-    snprintf(conf, sizeof(conf),
-             "[coordinator]\nport = 0\ndb = sqlite:%s/c.db\nca_dir = ca\ninterval = 300ms\n"
-             "request_timeout = 2s\nunreachable_after = 3\nload_test_allow_software_aks = true\n"
-             "log_level = warn\n",
-             tmpdir);
-    assert_int_equal(tc_file_write(p_conf, conf, strlen(conf), 0600), 0);
     for (size_t h = 0; h < NHOSTS; h++) {
         assert_int_equal(tc_softak_new(TC_KEY_ECC_P256, &fake.hosts[h].ak), 0);
         for (size_t v = 0; v < NVMS; v++) {
@@ -468,16 +365,8 @@ static int setup(void **state)
             assert_int_equal(tc_softak_new(TC_KEY_ECC_P256, &fake.hosts[h].vms[v].ak), 0);
         }
     }
-    tc_pcrs_init(&fake.pcrs);
-    uint8_t zero[32] = {0};
-    for (unsigned i = 0; i <= 10; i++)
-        tc_pcrs_set(&fake.pcrs, tc_hash_by_name("sha256"), i, zero);
-    struct tc_httpd_config hc = {
-        .tls = {.cert_file = p_ag_cert, .key_file = p_ag_key, .ca_file = p_cacert},
-        .max_connections = 256};
-    assert_int_equal(tc_httpd_new(&hc, &fake.srv), 0);
-    assert_int_equal(tc_httpd_route(fake.srv, NULL, "/", agent_handler, NULL, 0), 0);
-    assert_int_equal(tc_httpd_start(fake.srv), 0);
+    coord_fixture_zero_pcrs(&fake.pcrs);
+    fake.srv = coord_fixture_agent_start(&fx, agent_handler, 256);
     return 0;
 }
 
@@ -490,7 +379,7 @@ static int teardown(void **state)
         for (size_t v = 0; v < NVMS; v++)
             tc_softak_free(fake.hosts[h].vms[v].ak);
     }
-    nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    coord_fixture_cleanup(&fx);
     return 0;
 }
 

@@ -16,7 +16,6 @@
 
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +28,7 @@
 #include <openssl/crypto.h>
 #include <openssl/hmac.h>
 
+#include "coord_fixture.h"
 #include "coordinator/coord.h"
 #include "trustcloud/buf.h"
 #include "trustcloud/error.h"
@@ -36,9 +36,7 @@
 
 #define SECRET "webhook-secret-0123456789"
 
-static char tmpdir[] = "/tmp/tc-coord-test.XXXXXX";
-static char p_ca_dir[512], p_op_cert[512], p_op_key[512], p_ag_cert[512], p_ag_key[512],
-    p_conf[512], p_cacert[512];
+static struct coord_fixture fx;
 static size_t nnodes = 300;
 
 enum mode { GOOD = 0, BAD_SIG, SILENT };
@@ -61,26 +59,6 @@ static struct {
     struct tc_pcr_set pcrs;
     struct tc_httpd *srv;
 } fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-static void p(char *buf, const char *name)
-{
-    snprintf(buf, 512, "%s/%s", tmpdir, name);
-}
-
-static void issue(struct tc_pki_ca *ca, const char *cn, unsigned usage, const char *certpath,
-                  const char *keypath)
-{
-    EVP_PKEY *key = NULL;
-    char *pem = NULL;
-    const char *sans[] = {"IP:127.0.0.1", NULL};
-    assert_int_equal(tc_pki_key_generate(&key), 0);
-    struct tc_pki_issue_req req = {.cn = cn, .sans = sans, .usage = usage, .pubkey = key};
-    assert_int_equal(tc_pki_issue(ca, &req, &pem), 0);
-    assert_int_equal(tc_file_write(certpath, pem, strlen(pem), 0644), 0);
-    assert_int_equal(tc_pki_key_save(keypath, key), 0);
-    free(pem);
-    EVP_PKEY_free(key);
-}
 
 static void answer_quote(struct fake_node *fn, const struct tc_http_request *req,
                          struct tc_http_response *resp)
@@ -163,42 +141,20 @@ out:
     pthread_mutex_unlock(&fake.lock);
 }
 
-/* Operator request to the coordinator; returns the HTTP code, *out the parsed JSON. */
 static long op(struct coord *c, const char *method, const char *path, const char *body,
                json_t **out)
 {
-    char url[256];
-    snprintf(url, sizeof(url), "https://127.0.0.1:%u%s", (unsigned)tc_httpd_port(c->httpd), path);
-    struct tc_httpc_config cfg = {
-        .cert_file = p_op_cert, .key_file = p_op_key, .ca_file = p_cacert, .timeout_ms = 30000};
-    long code = 0;
-    uint8_t *resp = NULL;
-    size_t rlen = 0;
-    int rc = tc_httpc_request(&cfg, method, url, body ? "application/json" : NULL, body,
-                              body ? strlen(body) : 0, &code, &resp, &rlen);
-    if (out)
-        *out = rc == 0 ? json_loadb((const char *)resp, rlen, 0, NULL) : NULL;
-    free(resp);
-    return rc == 0 ? code : -1;
+    return coord_fixture_op(&fx, c, method, path, body, out);
 }
-
-static struct coord_settings settings;
 
 static struct coord *start(void)
 {
-    char err[256];
-    memset(&settings, 0, sizeof(settings));
-    assert_int_equal(coord_settings_load(p_conf, &settings, err, sizeof(err)), 0);
-    struct coord *c = NULL;
-    assert_int_equal(coord_new(&settings, &c), 0);
-    assert_int_equal(coord_start(c), 0);
-    return c;
+    return coord_fixture_start(&fx);
 }
 
 static void stop(struct coord *c)
 {
-    coord_free(c);
-    coord_settings_release(&settings);
+    coord_fixture_stop(&fx, c);
 }
 
 /* Counts nodes per state. */
@@ -220,34 +176,15 @@ static void states(struct coord *c, size_t counts[TC_NODE_STATE_COUNT])
 
 static const char *node_state(struct coord *c, const char *id, char *check, size_t cap)
 {
-    static char st[32];
     char path[128];
-    json_t *j = NULL;
     snprintf(path, sizeof(path), "/v1/nodes/%s", id);
-    st[0] = 0;
-    if (check)
-        check[0] = 0;
-    if (op(c, "GET", path, NULL, &j) == 200) {
-        snprintf(st, sizeof(st), "%s", json_string_value(json_object_get(j, "state")));
-        const char *ck = json_string_value(json_object_get(json_object_get(j, "reason"), "check"));
-        if (check && ck)
-            snprintf(check, cap, "%s", ck);
-    }
-    json_decref(j);
-    return st;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return coord_fixture_state(&fx, c, path, check, cap);
 }
 
 static bool wait_state(struct coord *c, const char *id, const char *want, double timeout)
 {
-    double t0 = now_s();
-    while (now_s() - t0 < timeout) {
+    double t0 = coord_fixture_now_s();
+    while (coord_fixture_now_s() - t0 < timeout) {
         if (strcmp(node_state(c, id, NULL, 0), want) == 0)
             return true;
         usleep(100000);
@@ -282,38 +219,39 @@ static void engine_end_to_end(void **state)
 
     /* Everyone trusted within a few intervals. */
     size_t counts[TC_NODE_STATE_COUNT];
-    double t0 = now_s();
+    double t0 = coord_fixture_now_s();
     do {
         usleep(200000);
         states(c, counts);
-    } while (counts[TC_NODE_TRUSTED] < nnodes && now_s() - t0 < 30);
+    } while (counts[TC_NODE_TRUSTED] < nnodes && coord_fixture_now_s() - t0 < 30);
     if (counts[TC_NODE_TRUSTED] < nnodes)
         print_message("states: enrolled %zu trusted %zu untrusted %zu unreachable %zu\n",
                       counts[TC_NODE_ENROLLED], counts[TC_NODE_TRUSTED], counts[TC_NODE_UNTRUSTED],
                       counts[TC_NODE_UNREACHABLE]);
     assert_int_equal(counts[TC_NODE_TRUSTED], nnodes);
-    print_message("all %zu nodes trusted after %.2f s\n", nnodes, now_s() - t0);
+    print_message("all %zu nodes trusted after %.2f s\n", nnodes, coord_fixture_now_s() - t0);
 
     /* Throughput over 3 s. */
     pthread_mutex_lock(&c->lock);
     uint64_t r0 = c->stat_rounds, a0 = c->stat_appraisals, b0 = c->stat_batches;
     double ms0 = c->stat_appraise_ms, rec0 = c->stat_record_ms;
     pthread_mutex_unlock(&c->lock);
-    t0 = now_s();
+    t0 = coord_fixture_now_s();
     sleep(3);
     pthread_mutex_lock(&c->lock);
-    double dt = now_s() - t0;
+    double dt = coord_fixture_now_s() - t0;
     uint64_t rounds = c->stat_rounds - r0, apps = c->stat_appraisals - a0,
              batches = c->stat_batches - b0;
     print_message("%zu nodes, interval %lld ms: %.0f rounds/s (expected %.0f), appraisal %.3f ms "
                   "avg, %llu batches of %.1f rounds, %.3f ms per batch\n",
-                  nnodes, settings.interval_ms, (double)rounds / dt,
-                  (double)nnodes * 1000.0 / (double)settings.interval_ms,
+                  nnodes, fx.settings.interval_ms, (double)rounds / dt,
+                  (double)nnodes * 1000.0 / (double)fx.settings.interval_ms,
                   apps ? (c->stat_appraise_ms - ms0) / (double)apps : 0.0,
                   (unsigned long long)batches, batches ? (double)rounds / (double)batches : 0.0,
                   batches ? (c->stat_record_ms - rec0) / (double)batches : 0.0);
     pthread_mutex_unlock(&c->lock);
-    assert_true((double)rounds / dt > 0.7 * (double)nnodes * 1000.0 / (double)settings.interval_ms);
+    assert_true((double)rounds / dt >
+                0.7 * (double)nnodes * 1000.0 / (double)fx.settings.interval_ms);
 
     /* A policy assigned to the group is picked up next round: an impossible PCR 0 value. */
     char pol[512], bad[65];
@@ -347,9 +285,9 @@ static void engine_end_to_end(void **state)
     pthread_mutex_unlock(&fake.lock);
     char path[128];
     snprintf(path, sizeof(path), "/v1/events?since=%lld&wait=10", (long long)since);
-    double tw = now_s();
+    double tw = coord_fixture_now_s();
     assert_int_equal(op(c, "GET", path, NULL, &ev), 200);
-    print_message("long-poll answered after %.2f s\n", now_s() - tw);
+    print_message("long-poll answered after %.2f s\n", coord_fixture_now_s() - tw);
     /* Under heavy load other nodes may change too (misses): find n0's event. */
     json_t *e0 = NULL, *e;
     size_t ei;
@@ -382,13 +320,13 @@ static void engine_end_to_end(void **state)
     bool hooked = false, noticed = false;
     unsigned notices = 0;
     double t_hook = -1;
-    t0 = now_s();
-    while (now_s() - t0 < 10 && !(hooked && noticed)) {
+    t0 = coord_fixture_now_s();
+    while (coord_fixture_now_s() - t0 < 10 && !(hooked && noticed)) {
         usleep(50000);
         pthread_mutex_lock(&fake.lock);
         if (!hooked && fake.webhooks_ok > 0 && strstr(fake.last_webhook, "\"n0\"")) {
             hooked = true;
-            t_hook = now_s() - t0;
+            t_hook = coord_fixture_now_s() - t0;
         }
         notices = 0;
         for (size_t i = 1; i < nnodes; i++)
@@ -398,7 +336,7 @@ static void engine_end_to_end(void **state)
         pthread_mutex_unlock(&fake.lock);
     }
     print_message("webhook %.2f s and %u/%zu notices %.2f s after the event was read\n", t_hook,
-                  notices, nnodes - 1, now_s() - t0);
+                  notices, nnodes - 1, coord_fixture_now_s() - t0);
     assert_true(hooked);
     /* One fake agent serves every node here, so notices queue on its connections; with real
      * agents each has its own. Above 500 nodes this is reported, not asserted. */
@@ -439,7 +377,8 @@ static void engine_end_to_end(void **state)
     assert_string_equal(node_state(c, "n3", NULL, 0), "trusted");
     assert_string_equal(node_state(c, "n1", NULL, 0), "unreachable");
     assert_true(wait_state(c, "n0", "trusted", 10));
-    usleep(3 * 1000 * (useconds_t)settings.interval_ms); /* n3's first rounds after the restart */
+    usleep(3 * 1000 *
+           (useconds_t)fx.settings.interval_ms); /* n3's first rounds after the restart */
     /* ... still fails it after the restart (policies are resolved again). */
     node_state(c, "n5", check, sizeof(check));
     assert_string_equal(node_state(c, "n5", check, sizeof(check)), "untrusted");
@@ -457,42 +396,17 @@ static void engine_end_to_end(void **state)
     stop(c);
 }
 
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 static int setup(void **state)
 {
+    char conf[256];
     const char *env = getenv("TC_COORD_TEST_NODES");
     if (env && atoi(env) > 4)
         nnodes = (size_t)atoi(env);
-    if (!mkdtemp(tmpdir))
-        return -1;
-    p(p_ca_dir, "ca");
-    p(p_cacert, "ca/ca.pem");
-    p(p_op_cert, "op.pem");
-    p(p_op_key, "op.key");
-    p(p_ag_cert, "agent.pem");
-    p(p_ag_key, "agent.key");
-    p(p_conf, "coord.conf");
-    struct tc_pki_ca *ca = NULL;
-    assert_int_equal(tc_pki_ca_init(p_ca_dir, "test CA", 0, &ca), 0);
-    char cc[512], ck[512];
-    p(cc, "ca/coordinator.pem");
-    p(ck, "ca/coordinator.key");
-    issue(ca, "coordinator", TC_PKI_USAGE_BOTH, cc, ck);
-    issue(ca, "operator:test", TC_PKI_USAGE_CLIENT, p_op_cert, p_op_key);
-    issue(ca, "node:fake", TC_PKI_USAGE_BOTH, p_ag_cert, p_ag_key);
-    tc_pki_ca_free(ca);
-    char conf[1024];
-    snprintf(conf, sizeof(conf),
-             "[coordinator]\nport = 0\ndb = sqlite:%s/c.db\nca_dir = ca\ninterval = %s\n"
-             "request_timeout = %s\nunreachable_after = 2\nload_test_allow_software_aks = true\n"
-             "log_level = warn\n",
-             tmpdir, getenv("TC_COORD_TEST_INTERVAL") ? getenv("TC_COORD_TEST_INTERVAL") : "500ms",
+    snprintf(conf, sizeof(conf), "interval = %s\nrequest_timeout = %s\nunreachable_after = 2\n",
+             getenv("TC_COORD_TEST_INTERVAL") ? getenv("TC_COORD_TEST_INTERVAL") : "500ms",
              getenv("TC_COORD_TEST_TIMEOUT") ? getenv("TC_COORD_TEST_TIMEOUT") : "1s");
-    assert_int_equal(tc_file_write(p_conf, conf, strlen(conf), 0600), 0);
+    if (coord_fixture_setup(&fx, "tc-coord-test", conf) != 0)
+        return -1;
 
     fake.n = nnodes;
     fake.nodes = calloc(nnodes, sizeof(*fake.nodes));
@@ -500,16 +414,8 @@ static int setup(void **state)
         assert_int_equal(tc_softak_new(TC_KEY_ECC_P256, &fake.nodes[i].ak), 0);
         fake.nodes[i].reset = 3;
     }
-    tc_pcrs_init(&fake.pcrs);
-    uint8_t zero[32] = {0};
-    for (unsigned i = 0; i <= 10; i++)
-        tc_pcrs_set(&fake.pcrs, tc_hash_by_name("sha256"), i, zero);
-    struct tc_httpd_config hc = {
-        .tls = {.cert_file = p_ag_cert, .key_file = p_ag_key, .ca_file = p_cacert},
-        .max_connections = 4096};
-    assert_int_equal(tc_httpd_new(&hc, &fake.srv), 0);
-    assert_int_equal(tc_httpd_route(fake.srv, NULL, "/", agent_handler, NULL, 0), 0);
-    assert_int_equal(tc_httpd_start(fake.srv), 0);
+    coord_fixture_zero_pcrs(&fake.pcrs);
+    fake.srv = coord_fixture_agent_start(&fx, agent_handler, 4096);
     return 0;
 }
 
@@ -528,7 +434,7 @@ static int teardown(void **state)
     for (size_t i = 0; i < fake.n; i++)
         tc_softak_free(fake.nodes[i].ak);
     free(fake.nodes);
-    nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    coord_fixture_cleanup(&fx);
     return 0;
 }
 

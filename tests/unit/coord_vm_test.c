@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "coord_fixture.h"
 #include "coordinator/coord.h"
 #include "swtpm_fixture.h"
 #include "trustcloud/certify.h"
@@ -51,18 +52,6 @@ static int tpm_sign(void *arg, const uint8_t digest[32], uint8_t **der, size_t *
 {
     struct host *h = arg;
     return tc_tpm_sign_digest(h->tpm, &h->ca, digest, der, der_len);
-}
-
-static int soft_sign(void *arg, const uint8_t digest[32], uint8_t **der, size_t *der_len)
-{
-    size_t n = 0;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(arg, NULL);
-    int ok = ctx != NULL && EVP_PKEY_sign_init(ctx) == 1 &&
-             EVP_PKEY_sign(ctx, NULL, &n, digest, 32) == 1 && (*der = malloc(n)) != NULL &&
-             EVP_PKEY_sign(ctx, *der, &n, digest, 32) == 1;
-    EVP_PKEY_CTX_free(ctx);
-    *der_len = n;
-    return ok ? 0 : TC_ERR_CRYPTO;
 }
 
 static int host_up(struct host *h, const char *cn)
@@ -134,21 +123,6 @@ static int group_teardown(void **state)
     return 0;
 }
 
-static char *b64(const uint8_t *d, size_t n)
-{
-    char *s = coord_b64_encode(d, n);
-    assert_non_null(s);
-    return s;
-}
-
-static json_t *jb64(const uint8_t *d, size_t n)
-{
-    char *s = b64(d, n);
-    json_t *j = json_string(s);
-    free(s);
-    return j;
-}
-
 /* What an agent answers to POST /v1/vms: the CA key certified by `certifier` over `n`, the CA
  * certificate `ca` (its public area `ca_pub_area`), and an EK certificate issued by `issuer`. */
 static json_t *answer(struct host *certifier, const struct tc_tpm_key *ca_key, X509 *ca,
@@ -165,12 +139,15 @@ static json_t *answer(struct host *certifier, const struct tc_tpm_key *ca_key, X
     assert_int_equal(tc_vtpm_ca_issue_ek_cert(issuer, ca, &req, &ek_der, &ek_der_len), 0);
     int ca_der_len = i2d_X509(ca, &ca_der);
     assert_true(ca_der_len > 0);
-    json_t *j = json_pack("{s:s, s:s, s:o, s:o, s:o, s:{s:o, s:o, s:o, s:o}}", "vm_id", "vm-1",
-                          "mode", "tcp", "ek_pub", jb64(ek_sent->pub, ek_sent->pub_len), "ek_cert",
-                          jb64(ek_der, ek_der_len), "ak_pub", jb64(vm_ak.pub, vm_ak.pub_len),
-                          "vtpm_ca", "cert", jb64(ca_der, (size_t)ca_der_len), "public",
-                          jb64(ca_key->pub, ca_key->pub_len), "attest",
-                          jb64(c.attest, c.attest_len), "signature", jb64(c.sig, c.sig_len));
+    json_t *j =
+        json_pack("{s:s, s:s, s:o, s:o, s:o, s:{s:o, s:o, s:o, s:o}}", "vm_id", "vm-1", "mode",
+                  "tcp", "ek_pub", coord_fixture_b64_json(ek_sent->pub, ek_sent->pub_len),
+                  "ek_cert", coord_fixture_b64_json(ek_der, ek_der_len), "ak_pub",
+                  coord_fixture_b64_json(vm_ak.pub, vm_ak.pub_len), "vtpm_ca", "cert",
+                  coord_fixture_b64_json(ca_der, (size_t)ca_der_len), "public",
+                  coord_fixture_b64_json(ca_key->pub, ca_key->pub_len), "attest",
+                  coord_fixture_b64_json(c.attest, c.attest_len), "signature",
+                  coord_fixture_b64_json(c.sig, c.sig_len));
     assert_non_null(j);
     free(ek_der);
     OPENSSL_free(ca_der);
@@ -219,7 +196,7 @@ static void forged_ca_key(void **state)
     (void)state;
     EVP_PKEY *soft = EVP_EC_gen("P-256");
     X509 *forged = NULL;
-    struct tc_vtpm_ca_signer fake = {.sign = soft_sign, .arg = soft, .pubkey = soft};
+    struct tc_vtpm_ca_signer fake = {.sign = tc_vtpm_ca_soft_sign, .arg = soft, .pubkey = soft};
     assert_int_equal(tc_vtpm_ca_self_cert(&fake, "trustcloud vTPM CA host-1", 0, &forged), 0);
     expect_refused(answer(&h1, &h1.ca, forged, &fake, &vm_ek, &vm_ek, nonce), "vtpm_ca.key");
     /* The real CA certificate with an EK certificate signed by the software key. */
@@ -241,7 +218,8 @@ static void ca_key_of_another_host(void **state)
     /* This host's AK certifying... the other host's key cannot happen (not loaded here); but
      * this host's certify presented with the other host's public area is a name mismatch. */
     json_t *j = answer(&h1, &h1.ca, h1.ca_cert, &h1.signer, &vm_ek, &vm_ek, nonce);
-    json_object_set_new(json_object_get(j, "vtpm_ca"), "public", jb64(h2.ca.pub, h2.ca.pub_len));
+    json_object_set_new(json_object_get(j, "vtpm_ca"), "public",
+                        coord_fixture_b64_json(h2.ca.pub, h2.ca.pub_len));
     expect_refused(j, "certify.name");
 }
 
@@ -265,7 +243,7 @@ static void bad_ak_and_members(void **state)
     (void)state;
     /* The vTPM's EK in place of its AK: not a signing key. */
     json_t *j = answer(&h1, &h1.ca, h1.ca_cert, &h1.signer, &vm_ek, &vm_ek, nonce);
-    json_object_set_new(j, "ak_pub", jb64(vm_ek.pub, vm_ek.pub_len));
+    json_object_set_new(j, "ak_pub", coord_fixture_b64_json(vm_ek.pub, vm_ek.pub_len));
     expect_refused(j, "vm.ak_attributes");
     j = answer(&h1, &h1.ca, h1.ca_cert, &h1.signer, &vm_ek, &vm_ek, nonce);
     json_object_set_new(j, "ak_pub", json_string("AAAA"));
