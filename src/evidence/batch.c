@@ -336,66 +336,6 @@ int tc_batch_qualifying_data(const uint8_t *nonce, size_t nonce_len, const uint8
 
 /* ---- parser of an agent's answer (untrusted) ---- */
 
-static int b64_val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/*
- * Standard base64 with padding, canonical only (the bits below the last full byte are zero), so
- * that one byte string has exactly one text: the leaf hashes the decoded bytes, and two texts of
- * the same quote must not look like two quotes in logs. Decodes 1..max bytes into *out (malloc'd).
- */
-static int b64_decode(const char *s, size_t slen, size_t max, uint8_t **out, size_t *out_len)
-{
-    size_t pad = 0, n;
-    uint8_t *buf = NULL;
-    int r;
-
-    *out = NULL;
-    *out_len = 0;
-    if (slen == 0 || slen % 4 != 0)
-        return TC_ERR_FORMAT;
-    if (s[slen - 1] == '=')
-        pad++;
-    if (s[slen - 2] == '=')
-        pad++;
-    for (size_t i = 0; i < slen - pad; i++)
-        if (b64_val(s[i]) < 0)
-            return TC_ERR_FORMAT;
-    /* Canonical: the last data character carries no stray bits. */
-    if (pad == 2 && (b64_val(s[slen - 3]) & 0x0f) != 0)
-        return TC_ERR_FORMAT;
-    if (pad == 1 && (b64_val(s[slen - 2]) & 0x03) != 0)
-        return TC_ERR_FORMAT;
-    n = slen / 4 * 3 - pad;
-    if (n > max)
-        return TC_ERR_TOO_LARGE;
-    if (slen > (size_t)INT32_MAX)
-        return TC_ERR_TOO_LARGE;
-    /* EVP_DecodeBlock writes whole groups of 3 bytes, padding included. */
-    if ((buf = malloc(slen / 4 * 3)) == NULL)
-        return TC_ERR_ALLOC;
-    r = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)slen);
-    if (r < 0 || (size_t)r != slen / 4 * 3) {
-        free(buf);
-        return TC_ERR_FORMAT;
-    }
-    *out = buf;
-    *out_len = n;
-    return 0;
-}
-
 static bool key_in(const char *key, const char *const *keys, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -431,6 +371,8 @@ static int hash_hex(const json_t *v, uint8_t out[HLEN])
     return 0;
 }
 
+/* Canonical base64 only (tc_b64_decode), so that one byte string has exactly one text: the leaf
+ * hashes the decoded bytes, and two texts of the same quote must not look like two quotes. */
 static int b64_member(const json_t *o, const char *key, size_t max, uint8_t **out, size_t *len,
                       long entry, struct tc_reason *why)
 {
@@ -438,7 +380,7 @@ static int b64_member(const json_t *o, const char *key, size_t max, uint8_t **ou
     int rc;
     if (!json_is_string(v))
         return tc_fail(why, TC_ERR_FORMAT, "batch.format", entry, "\"%s\" is not a string", key);
-    rc = b64_decode(json_string_value(v), json_string_length(v), max, out, len);
+    rc = tc_b64_decode(json_string_value(v), json_string_length(v), max, out, len);
     if (rc == TC_ERR_TOO_LARGE)
         return tc_fail(why, rc, "batch.format", entry, "\"%s\" exceeds %zu bytes", key, max);
     if (rc != 0)
