@@ -13,7 +13,9 @@
 
 #include "cli.h"
 #include "coord_client.h"
+#include "trustcloud/buf.h"
 #include "trustcloud/error.h"
+#include "trustcloud/vm_evidence.h"
 
 static int vm_create(int argc, char **argv);
 static int vm_start(int argc, char **argv);
@@ -23,6 +25,8 @@ static int vm_list(int argc, char **argv);
 static int vm_show(int argc, char **argv);
 static int vm_history(int argc, char **argv);
 static int vm_wait(int argc, char **argv);
+static int vm_evidence(int argc, char **argv);
+static int vm_check(int argc, char **argv);
 
 static const struct cli_cmd vm_cmds[] = {
     {"create", vm_create,
@@ -40,6 +44,12 @@ static const struct cli_cmd vm_cmds[] = {
     {"wait", vm_wait,
      "ID --state S[,S...] [--timeout SECONDS] " COORD_CLIENT_HELP
      "  wait until the VM is in one of the states (exit 1 on timeout)"},
+    {"evidence", vm_evidence,
+     "ID [-o FILE] " COORD_CLIENT_HELP
+     "  the VM's last quoted round: VM quote, inclusion proof, host quote (JSON)"},
+    {"check", vm_check,
+     "FILE [--vm-ak-name HEX] [--host-ak-name HEX] [--json]"
+     "  verify evidence offline: exit 0 when valid, 1 when not"},
 };
 #define NCMDS (sizeof(vm_cmds) / sizeof(vm_cmds[0]))
 
@@ -374,4 +384,126 @@ static int vm_wait(int argc, char **argv)
     }
     json_decref(resp);
     return ret;
+}
+
+static int vm_evidence(int argc, char **argv)
+{
+    /* -o FILE is ours; everything else goes to the common parser. */
+    const char *out_path = NULL;
+    char **rest = calloc((size_t)argc + 1, sizeof(*rest));
+    int n = 0, ret;
+    if (!rest)
+        return TC_EXIT_USAGE;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "-o") == 0 && i + 1 < argc)
+            out_path = argv[++i];
+        else
+            rest[n++] = argv[i];
+    }
+    struct vm_args a;
+    json_t *resp = NULL;
+    char path[512];
+    ret = parse_args(n, rest, &vm_cmds[8], true, &a);
+    if (ret) {
+        free(rest);
+        return ret < 0 ? TC_EXIT_OK : ret;
+    }
+    if ((ret = vm_path(path, sizeof(path), a.id, "/evidence")) != 0 ||
+        (ret = coord_client_call(&a.c, "GET", path, NULL, 0, &resp, NULL)) != 0)
+        goto out;
+    if (out_path) {
+        if (json_dump_file(resp, out_path, JSON_INDENT(2)) != 0) {
+            fprintf(stderr, "trustcloud vm evidence: cannot write %s\n", out_path);
+            ret = TC_EXIT_USAGE;
+        }
+    } else {
+        coord_client_print_json(resp);
+    }
+out:
+    json_decref(resp);
+    free(rest);
+    return ret;
+}
+
+static int pin_arg(const char *hex, uint8_t *out, size_t *len)
+{
+    return tc_hex_decode(hex, strlen(hex), out, TC_QUOTE_MAX_NAME, len) == 0 && *len > 2 ? 0 : -1;
+}
+
+static int vm_check(int argc, char **argv)
+{
+    enum { OPT_VMAK = 0x3000, OPT_HOSTAK, OPT_JSON };
+    static const struct option opts[] = {
+        {"vm-ak-name", required_argument, NULL, OPT_VMAK},
+        {"host-ak-name", required_argument, NULL, OPT_HOSTAK},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    uint8_t vpin[TC_QUOTE_MAX_NAME], hpin[TC_QUOTE_MAX_NAME];
+    size_t vlen = 0, hlen = 0;
+    bool json = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_VMAK:
+            if (pin_arg(optarg, vpin, &vlen) != 0)
+                return cli_usage("vm", &vm_cmds[9]);
+            break;
+        case OPT_HOSTAK:
+            if (pin_arg(optarg, hpin, &hlen) != 0)
+                return cli_usage("vm", &vm_cmds[9]);
+            break;
+        case OPT_JSON:
+            json = true;
+            break;
+        case 'h':
+            printf("usage: trustcloud vm check %s\n", vm_cmds[9].help);
+            return TC_EXIT_OK;
+        default:
+            return cli_usage("vm", &vm_cmds[9]);
+        }
+    }
+    if (optind + 1 != argc)
+        return cli_usage("vm", &vm_cmds[9]);
+    const char *file = argv[optind];
+    json_error_t err;
+    /* Evidence is small (two quotes, a proof): a cap keeps a hostile file from costing much. */
+    uint8_t *text = NULL;
+    size_t len = 0;
+    int rc = tc_file_read(file, 1u << 20, &text, &len);
+    if (rc) {
+        fprintf(stderr, "trustcloud vm check: cannot read %s: %s\n", file, tc_strerror(rc));
+        return TC_EXIT_USAGE;
+    }
+    json_t *ev = json_loadb((const char *)text, len, JSON_REJECT_DUPLICATES, &err);
+    free(text);
+    if (!ev) {
+        fprintf(stderr, "trustcloud vm check: %s is not JSON: %s\n", file, err.text);
+        return TC_EXIT_USAGE;
+    }
+    struct tc_vm_evidence_info info;
+    struct tc_reason why;
+    rc = tc_vm_evidence_verify(ev, vlen ? vpin : NULL, vlen, hlen ? hpin : NULL, hlen, &info, &why);
+    if (json) {
+        json_t *o = rc == 0
+                        ? json_pack("{s:b, s:s, s:s, s:I, s:s}", "valid", 1, "vm", info.vm_id,
+                                    "host", info.host_id, "round", (json_int_t)info.round,
+                                    "vm_state", coord_client_str(ev, "vm_state", "?"))
+                        : json_pack("{s:b, s:o}", "valid", 0, "reason", tc_reason_to_json(&why));
+        coord_client_print_json(o);
+        json_decref(o);
+    } else if (rc == 0) {
+        char vn[2 * TC_QUOTE_MAX_NAME + 1], hn[2 * TC_QUOTE_MAX_NAME + 1];
+        tc_hex_encode(info.vm_ak_name, info.vm_ak_name_len, vn);
+        tc_hex_encode(info.host_ak_name, info.host_ak_name_len, hn);
+        printf("valid: VM %s (AK %s) quoted in round %lld, in the batch host %s (AK %s) quoted "
+               "for the same nonce; the coordinator judged it %s\n",
+               info.vm_id, vn, info.round, info.host_id, hn, coord_client_str(ev, "vm_state", "?"));
+    } else {
+        printf("invalid: %s: %s\n", why.check, why.detail);
+    }
+    json_decref(ev);
+    return rc == 0 ? TC_EXIT_OK : TC_EXIT_REJECTED;
 }
