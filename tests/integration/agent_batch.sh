@@ -14,6 +14,7 @@
 #    guest tampering is caught by a runtime policy; without "vms" nothing changed.
 # TC_BATCH_VMS=N (default 3) runs it with more VMs, to measure the parallel vTPM quotes.
 . "$TC_SRC/tests/lib/lab.sh"
+. "$TC_SRC/tests/lib/agent_alone.sh"
 command -v curl >/dev/null || tc_skip "curl not installed"
 command -v swtpm >/dev/null || tc_skip "swtpm not installed"
 [ -x "$LAB_AGENT_BIN" ] || tc_fail "trustcloud-agent not built ($LAB_AGENT_BIN)"
@@ -68,24 +69,10 @@ for f in "${LAB_WORKLOAD[@]}"; do
 done
 
 # A test CA: the agent's server certificate (as enrollment would issue it) and the coordinator's.
-openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
-openssl req -x509 -new -key ca.key -subj /CN=test-ca -days 2 -out ca.pem \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign,cRLSign 2>/dev/null
-issue() { # NAME CN [SAN]
-    openssl ecparam -name prime256v1 -genkey -noout -out "$1.key" 2>/dev/null
-    openssl req -new -key "$1.key" -subj "/CN=$2" -out "$1.csr" 2>/dev/null
-    printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n%s\n' \
-        "${3:+subjectAltName=$3}" >"$1.ext"
-    openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
-        -extfile "$1.ext" -out "$1.pem" 2>/dev/null
-}
+agent_alone_ca
 issue coord coordinator
 issue agent "node:$node" IP:127.0.0.1
-cp agent.key state/tls.key
-chmod 600 state/tls.key
-cp agent.pem state/tls.crt
-"$TC_BIN" tpm ak create --tcti "$tcti" --ctx state/ak.ctx --alg ecc --ek-alg ecc \
-    --out-tpm2b ak.pub >/dev/null
+agent_alone_state state agent "$tcti" ak.pub
 
 aport=$(lab_free_port)
 cat >agent.conf <<EOF

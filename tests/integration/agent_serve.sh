@@ -6,6 +6,7 @@
 # `trustcloud quote verify` / `trustcloud appraise`; identities, hostile requests, a failing
 # TPM and a restart are checked, and the agent keeps serving after each.
 . "$TC_SRC/tests/lib/common.sh"
+. "$TC_SRC/tests/lib/agent_alone.sh"
 agent_bin="$TC_BUILD/trustcloud-agent"
 [ -x "$agent_bin" ] || tc_skip "trustcloud-agent not built"
 command -v curl >/dev/null || tc_skip "curl not installed"
@@ -26,27 +27,12 @@ cp "$boot" eventlog.bin
 
 # A test CA: the agent's server certificate (as enrollment would issue it), the coordinator's
 # client certificate, and another node's.
-openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
-openssl req -x509 -new -key ca.key -subj /CN=test-ca -days 2 -out ca.pem \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign,cRLSign 2>/dev/null
-issue() { # NAME CN [SAN]
-    openssl ecparam -name prime256v1 -genkey -noout -out "$1.key" 2>/dev/null
-    openssl req -new -key "$1.key" -subj "/CN=$2" -out "$1.csr" 2>/dev/null
-    printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n%s\n' \
-        "${3:+subjectAltName=$3}" >"$1.ext"
-    openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
-        -extfile "$1.ext" -out "$1.pem" 2>/dev/null
-}
+agent_alone_ca
 issue coord coordinator
 issue other node:other
 issue agent node:n1 IP:127.0.0.1
-mkdir -m 700 state
-cp agent.key state/tls.key
-chmod 600 state/tls.key
-cp agent.pem state/tls.crt
-# The AK the node would have created at enrollment, in the agent's context format.
-"$TC_BIN" tpm ak create --tcti "$tcti" --ctx state/ak.ctx --alg ecc --ek-alg ecc \
-    --out-tpm2b ak.pub >/dev/null
+# With the AK the node would have created at enrollment, in the agent's context format.
+agent_alone_state state agent "$tcti" ak.pub
 
 port=$(tc_free_port_pair)
 cat >agent.conf <<EOF

@@ -7,6 +7,7 @@
 # the vTPM, stop/start through the state guard, a rolled-back state refused, a state key from
 # another host refused, deletion, limits, identities and hostile ids; the agent keeps serving.
 . "$TC_SRC/tests/lib/common.sh"
+. "$TC_SRC/tests/lib/agent_alone.sh"
 agent_bin="$TC_BUILD/trustcloud-agent"
 [ -x "$agent_bin" ] || tc_skip "trustcloud-agent not built"
 for t in curl openssl python3 tpm2_nvread tpm2_nvdefine swtpm; do
@@ -17,17 +18,7 @@ cd "$TC_TMP"
 
 # A test CA: the agents' server certificates, the coordinator's client certificate, another
 # node's.
-openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
-openssl req -x509 -new -key ca.key -subj /CN=test-ca -days 2 -out ca.pem \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign,cRLSign 2>/dev/null
-issue() { # NAME CN [SAN]
-    openssl ecparam -name prime256v1 -genkey -noout -out "$1.key" 2>/dev/null
-    openssl req -new -key "$1.key" -subj "/CN=$2" -out "$1.csr" 2>/dev/null
-    printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n%s\n' \
-        "${3:+subjectAltName=$3}" >"$1.ext"
-    openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
-        -extfile "$1.ext" -out "$1.pem" 2>/dev/null
-}
+agent_alone_ca
 issue coord coordinator
 issue other node:other
 
@@ -38,12 +29,7 @@ node_prepare() {
     tc_start_swtpm "$n"
     local tcti_var="TC_TCTI_$n"
     issue "$n" "node:$n" IP:127.0.0.1
-    mkdir -m 700 "$n"
-    cp "$n.key" "$n/tls.key"
-    chmod 600 "$n/tls.key"
-    cp "$n.pem" "$n/tls.crt"
-    "$TC_BIN" tpm ak create --tcti "${!tcti_var}" --ctx "$n/ak.ctx" --alg ecc --ek-alg ecc \
-        --out-tpm2b "$n.akpub" >/dev/null
+    agent_alone_state "$n" "$n" "${!tcti_var}" "$n.akpub"
     port=$(tc_free_port_pair)
     cat >"$n.conf" <<EOF
 [agent]
