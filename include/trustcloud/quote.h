@@ -161,6 +161,10 @@ struct tc_quote_expect {
     /* Optional: the info of the last accepted quote of the same AK. */
     const struct tc_quote_info *previous;
     bool counters_obfuscated; /* see the header comment */
+    /* The verifier is not given the PCR values (pcrs may be NULL): everything but the PCR
+     * digest is checked, and info_out->pcr_digest is what the TPM signed. For a party that
+     * must not see them, e.g. a tenant checking the host quote of its VM's batch. */
+    bool pcr_values_withheld;
 };
 
 /*

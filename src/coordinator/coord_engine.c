@@ -902,7 +902,7 @@ static void keep_evidence(struct coord *c, struct coord_node *host, struct coord
     char *vm_ak = coord_b64_encode(v->ak_pub, v->ak_pub_len);
     json_t *ev = host_ak && vm_ak
                      ? json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:{s:s, s:s, s:O, s:O, s:O}, "
-                                 "s:{s:s, s:s, s:O, s:O, s:O}, s:{s:s, s:I, s:I, s:O}}",
+                                 "s:{s:s, s:s, s:O, s:O}, s:{s:s, s:I, s:I, s:O}}",
                                  "format", "trustcloud-vm-evidence-v1", "nonce", nonce_hex, "round",
                                  (json_int_t)p->r.round, "ts", (json_int_t)p->r.ts, "vm_state",
                                  tc_node_state_name(p->r.state), "host_state",
@@ -912,10 +912,9 @@ static void keep_evidence(struct coord *c, struct coord_node *host, struct coord
                                  json_object_get(entry, "signature"), "pcrs",
                                  json_object_get(entry, "pcrs"), "host", "id", host->id, "ak_pub",
                                  host_ak, "attest", json_object_get(host_answer, "attest"),
-                                 "signature", json_object_get(host_answer, "signature"), "pcrs",
-                                 json_object_get(host_answer, "pcrs"), "batch", "root", root_hex,
-                                 "count", (json_int_t)b->count, "index", (json_int_t)e->index,
-                                 "proof", json_object_get(entry, "proof"))
+                                 "signature", json_object_get(host_answer, "signature"), "batch",
+                                 "root", root_hex, "count", (json_int_t)b->count, "index",
+                                 (json_int_t)e->index, "proof", json_object_get(entry, "proof"))
                      : NULL;
     free(host_ak);
     free(vm_ak);

@@ -26,6 +26,7 @@ struct side {
     uint8_t *attest, *sig;
     size_t attest_len, sig_len;
     struct tc_pcr_set pcrs;
+    bool has_pcrs; /* the host's PCR values are withheld from tenants */
 };
 
 static void side_release(struct side *s)
@@ -67,8 +68,10 @@ static int side_parse(const json_t *o, const char *what, size_t id_max, struct s
             0 ||
         (rc = b64_field(o, "signature", TC_QUOTE_MAX_SIG, &s->sig, &s->sig_len, what, why)) != 0)
         goto out;
-    if (!json_is_object(json_object_get(o, "pcrs")) ||
-        tc_pcrs_from_json(json_object_get(o, "pcrs"), &s->pcrs) != 0) {
+    const json_t *jp = json_object_get(o, "pcrs");
+    s->has_pcrs = jp != NULL;
+    if ((jp || strcmp(what, "vm") == 0) &&
+        (!json_is_object(jp) || tc_pcrs_from_json(jp, &s->pcrs) != 0)) {
         rc = tc_fail(why, TC_ERR_FORMAT, "evidence.format", -1, "%s.pcrs is not a PCR set", what);
         goto out;
     }
@@ -99,9 +102,10 @@ static int side_pin(const struct side *s, const uint8_t *pin, size_t pin_len, ui
 static int side_quote(const struct side *s, const uint8_t *nonce, size_t nonce_len,
                       struct tc_quote_info *info, struct tc_reason *why)
 {
-    struct tc_quote_expect ex = {.nonce = nonce, .nonce_len = nonce_len};
-    int rc = tc_quote_verify(s->ak, s->attest, s->attest_len, s->sig, s->sig_len, &s->pcrs, &ex,
-                             info, why);
+    struct tc_quote_expect ex = {
+        .nonce = nonce, .nonce_len = nonce_len, .pcr_values_withheld = !s->has_pcrs};
+    int rc = tc_quote_verify(s->ak, s->attest, s->attest_len, s->sig, s->sig_len,
+                             s->has_pcrs ? &s->pcrs : NULL, &ex, info, why);
     if (rc) {
         /* Say which quote failed, in front of the check's own detail. */
         char prefix[96];

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -86,6 +87,7 @@ static json_t *build(void)
     tc_batch_tree_free(t);
     assert_int_equal(tc_batch_qualifying_data(nonce, sizeof(nonce), root, qd), 0);
     json_t *host = side("host-1", host_ak, qd, sizeof(qd), NULL);
+    json_object_del(host, "pcrs"); /* withheld from tenants, as the coordinator does */
     json_t *ev =
         json_pack("{s:s, s:o, s:i, s:i, s:s, s:s, s:o, s:o, s:{s:o, s:i, s:i, s:o}}", "format",
                   TC_VM_EVIDENCE_FORMAT, "nonce", hexj(nonce, sizeof(nonce)), "round", 7, "ts",
@@ -118,12 +120,37 @@ static void flip(json_t *o, const char *key, size_t at)
     free(d);
 }
 
+/* TC_VMEV_CORPUS_DIR=DIR: writes genuine evidence and a few broken variants there (seeds for
+ * fuzz/vm_evidence.c). */
+static void write_corpus(json_t *ev)
+{
+    const char *dir = getenv("TC_VMEV_CORPUS_DIR");
+    if (!dir)
+        return;
+    static int n;
+    char path[512];
+    for (int variant = 0; variant < 4; variant++) {
+        json_t *c = json_deep_copy(ev);
+        if (variant == 1)
+            json_object_set_new(json_object_get(c, "batch"), "index", json_integer(4));
+        if (variant == 2)
+            json_object_del(json_object_get(c, "host"), "pcrs");
+        if (variant == 3)
+            json_array_clear(json_object_get(json_object_get(c, "batch"), "proof"));
+        snprintf(path, sizeof(path), "%s/evidence-%d-%d-%d.json", dir, (int)getpid(), n, variant);
+        json_dump_file(c, path, JSON_COMPACT);
+        json_decref(c);
+    }
+    n++;
+}
+
 static void genuine(void **state)
 {
     (void)state;
     struct tc_vm_evidence_info info;
     struct tc_reason why;
     json_t *ev = build();
+    write_corpus(ev);
     int rc = tc_vm_evidence_verify(ev, NULL, 0, NULL, 0, &info, &why);
     if (rc)
         fail_msg("%s: %s", why.check, why.detail);
@@ -141,6 +168,14 @@ static void genuine(void **state)
     assert_string_equal(why.check, "evidence.vm_ak");
     assert_int_not_equal(tc_vm_evidence_verify(ev, NULL, 0, vname, vl, &info, &why), 0);
     assert_string_equal(why.check, "evidence.host_ak");
+    /* With the host's PCR values given, they are checked against its quote too. */
+    json_object_set_new(json_object_get(ev, "host"), "pcrs", tc_pcrs_to_json(&pcrs));
+    assert_int_equal(tc_vm_evidence_verify(ev, NULL, 0, NULL, 0, &info, &why), 0);
+    json_object_set_new(
+        json_object_get(json_object_get(json_object_get(ev, "host"), "pcrs"), "sha256"), "0",
+        json_string("ab00000000000000000000000000000000000000000000000000000000000000"));
+    assert_int_not_equal(tc_vm_evidence_verify(ev, NULL, 0, NULL, 0, &info, &why), 0);
+    assert_string_equal(why.check, "quote.pcr_digest");
     json_decref(ev);
 }
 
