@@ -100,6 +100,14 @@ int tc_tpm_nv_read(struct tc_tpm *tpm, uint32_t index, size_t max, uint8_t **dat
  * ECC_P256 with pub telling the truth. tc_tpm_key_release forgets it without evicting it.
  * TC_ERR_NOT_FOUND when nothing is there. */
 int tc_tpm_key_from_persistent(struct tc_tpm *tpm, uint32_t handle, struct tc_tpm_key *key);
+/* The persistent key at handle when its TPM name is name (name_len bytes): one TPM command
+ * (ReadPublic), for paths that run often and know which key must be there (a vTPM's AK made
+ * persistent at creation). key->name and key->persistent are set, key->pub is NOT (pub_len 0:
+ * enough to quote or sign with it); tc_tpm_key_release forgets it without evicting it.
+ * TC_ERR_MISMATCH: another key is there; TC_ERR_NOT_FOUND: nothing is (tpm2-tss then logs the
+ * TPM's error: when absence is a normal case, ask tc_tpm_key_from_persistent instead). */
+int tc_tpm_key_from_persistent_name(struct tc_tpm *tpm, uint32_t handle, const uint8_t *name,
+                                    size_t name_len, struct tc_tpm_key *key);
 
 /* Creates a restricted signing AK under the EK (endorsement hierarchy) and saves its public and
  * private blobs to ctx_path (mode 0600, written atomically) so a restarted process reuses it with

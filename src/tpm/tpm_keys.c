@@ -356,6 +356,47 @@ out:
     return rc;
 }
 
+int tc_tpm_key_from_persistent_name(struct tc_tpm *tpm, uint32_t handle, const uint8_t *name,
+                                    size_t name_len, struct tc_tpm_key *key)
+{
+    ESYS_TR h = ESYS_TR_NONE;
+    TPM2B_NAME *got = NULL;
+    int rc = 0;
+
+    key_clear(key);
+    if (tpm == NULL || (handle >> 24) != TPM2_HT_PERSISTENT || name == NULL || name_len == 0 ||
+        name_len > TC_TPM_MAX_NAME)
+        return TC_ERR_INVALID_ARG;
+    /* One ReadPublic: no GetCapability first, the caller knows the key should be there. */
+    TSS2_RC r =
+        Esys_TR_FromTPMPublic(tpm->esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &h);
+    if (r != TSS2_RC_SUCCESS) {
+        h = ESYS_TR_NONE;
+        if ((r & 0xfffff000) == 0 && (r & TPM2_RC_FMT1) && (r & 0x3f) == (TPM2_RC_HANDLE & 0x3f))
+            return TC_ERR_NOT_FOUND;
+        return tc_tpm_rc(r, "Esys_TR_FromTPMPublic(persistent)");
+    }
+    if ((r = Esys_TR_GetName(tpm->esys, h, &got)) != TSS2_RC_SUCCESS) {
+        rc = tc_tpm_rc(r, "Esys_TR_GetName(persistent)");
+        goto out;
+    }
+    if (got->size != name_len || memcmp(got->name, name, name_len) != 0) {
+        LOG_DEBUG("persistent handle 0x%08x holds another key than the one expected", handle);
+        rc = TC_ERR_MISMATCH;
+        goto out;
+    }
+    memcpy(key->name, name, name_len);
+    key->name_len = name_len;
+    key->persistent = handle;
+    key->esys_handle = h;
+    h = ESYS_TR_NONE;
+out:
+    if (h != ESYS_TR_NONE)
+        Esys_TR_Close(tpm->esys, &h);
+    Esys_Free(got);
+    return rc;
+}
+
 /* A policy session satisfying the EK's authPolicy, PolicySecret(TPM_RH_ENDORSEMENT). It is
  * consumed by one authorization; the caller flushes it afterwards in every case. */
 int tc_tpm_ek_session(struct tc_tpm *tpm, ESYS_TR *session)
