@@ -315,11 +315,39 @@ void agent_vms_free(struct agent_vms *vms);
  * or being created/deleted; TC_ERR_TOO_LARGE: a buffer is too small. */
 int agent_vm_tcti(struct agent_vms *vms, const char *vm_id, char *tcti, size_t tcti_cap,
                   char *ak_path, size_t ak_cap);
-/* The same, then opens the vTPM, loads its EK and AK, quotes sel with qualifyingData = nonce
- * and closes (quote cleared first; release with tc_tpm_quote_release). TC_ERR_TPM from the
- * vTPM. */
+/* The same, then quotes sel with qualifyingData = nonce (agent_vm_vtpm_quote) and remembers
+ * what it learned about the AK (quote cleared first; release with tc_tpm_quote_release).
+ * TC_ERR_TPM from the vTPM. */
 int agent_vm_quote(struct agent_vms *vms, const char *vm_id, const struct tc_pcr_set *sel,
                    const uint8_t *nonce, size_t nonce_len, struct tc_tpm_quote *quote);
+
+/* Where a tcp-mode vTPM keeps its AK: made persistent there at creation (ak.ctx is still
+ * written), or at the first quote for a VM created before, so that a quote needs no TPM2_Load
+ * under the EK (most of a vTPM quote's cost). */
+#define AGENT_VM_AK_HANDLE 0x81010003u
+
+/* One VM's vTPM as a thread that quotes it needs it: no access to the VM table. */
+struct agent_vm_vtpm {
+    char tcti[64];
+    char ak_path[4096];               /* <vm dir>/ak.ctx */
+    uint8_t ak_name[TC_TPM_MAX_NAME]; /* the AK's name (from ak.ctx); 0 bytes when unknown */
+    size_t ak_name_len;
+    bool ak_persistent; /* the AK is known to be at AGENT_VM_AK_HANDLE */
+};
+/* TPM worker thread only: agent_vm_tcti's checks and errors, and what the table knows of the AK
+ * (its name is read from ak.ctx once per VM and kept). */
+int agent_vm_vtpm(struct agent_vms *vms, const char *vm_id, struct agent_vm_vtpm *out);
+/* Any thread (touches only v): opens the vTPM, quotes sel with qualifyingData = nonce by the AK
+ * and closes. The AK is taken at AGENT_VM_AK_HANDLE when v says it is there, else (or when it is
+ * not, or another key is) loaded from ak.ctx under the persistent EK, and then made persistent
+ * when the handle is free; v->ak_persistent and v->ak_name say what was found. quote is cleared
+ * first (release with tc_tpm_quote_release). TC_ERR_TPM from the vTPM, the AK file's errors. */
+int agent_vm_vtpm_quote(struct agent_vm_vtpm *v, const char *vm_id, const struct tc_pcr_set *sel,
+                        const uint8_t *nonce, size_t nonce_len, struct tc_tpm_quote *quote);
+/* TPM worker thread only: keeps what agent_vm_vtpm_quote learned (AK persistent, its name) in
+ * the table for the next quotes. An unknown VM is ignored. */
+void agent_vm_vtpm_learned(struct agent_vms *vms, const char *vm_id,
+                           const struct agent_vm_vtpm *v);
 /* <vm_dir>/<vm_id> (where guest_ima and guest_eventlog are) into buf; TC_ERR_INVALID_ARG for an
  * invalid id, TC_ERR_TOO_LARGE when it does not fit. */
 int agent_vm_dir(const struct agent_config *cfg, const char *vm_id, char *buf, size_t cap);

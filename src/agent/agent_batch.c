@@ -7,8 +7,9 @@
  * Every vTPM is its own swtpm process, so quoting them one after the other would leave the
  * machine idle while each answers: a small fixed pool of threads (the calling TPM worker is one
  * of them) takes VMs from a shared counter, each with its own tc_tpm connection per VM. The VM
- * table (agent_vm.c) is only consulted on the TPM worker thread, before the pool starts; the
- * threads see nothing but TCTI strings and file paths.
+ * table (agent_vm.c) is only consulted on the TPM worker thread, before the pool starts and after
+ * it ends (what the threads learned about each AK, agent_vm_vtpm_learned); the threads see
+ * nothing but their own struct agent_vm_vtpm and file paths.
  *
  * A VM that cannot be quoted (not running, unknown, its vTPM fails, its guest log is unreadable
  * or too large) becomes an error entry: it never fails the host's answer.
@@ -28,7 +29,6 @@
 #include "trustcloud/eventlog.h"
 #include "trustcloud/ima.h"
 #include "trustcloud/log.h"
-#include "trustcloud/tpm_nv.h"
 
 /* Raw guest evidence (IMA lists, boot logs) the answer may carry in total: base64 grows it by a
  * third and the quotes, PCRs and the host's own evidence need room in the 16 MiB answer. */
@@ -37,8 +37,7 @@
 /* What a pool thread needs for one VM, resolved on the TPM worker thread beforehand. */
 struct batch_vm_task {
     const struct agent_vm_request *vm;
-    char tcti[256];
-    char ak_path[4096];
+    struct agent_vm_vtpm vtpm; /* the thread may learn about the AK: kept after the round */
     char dir[4096];
     long elapsed_us; /* time spent on this VM (quote and logs) */
 };
@@ -53,7 +52,7 @@ struct batch_pool {
     size_t budget; /* raw guest evidence bytes still allowed */
 };
 
-static long elapsed_us(const struct timespec *t0)
+static long us_since(const struct timespec *t0)
 {
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -105,34 +104,6 @@ static void vm_error(struct agent_vm_evidence *ev, int rc, const char *check, co
     snprintf(ev->error, sizeof(ev->error), "%s", detail);
 }
 
-/* Opens the vTPM, takes its persistent EK (or recreates it from the seed: same key), loads the
- * AK, quotes and closes: nothing stays loaded in a TPM without a resource manager. */
-static int vtpm_quote(const struct batch_vm_task *t, const struct agent_quote_request *req,
-                      struct tc_tpm_quote *q)
-{
-    struct tc_tpm *tpm = NULL;
-    struct tc_tpm_key ek, ak;
-    int rc;
-
-    memset(&ek, 0, sizeof(ek));
-    memset(&ak, 0, sizeof(ak));
-    if ((rc = tc_tpm_open(t->tcti, &tpm)) != 0)
-        return rc;
-    rc = tc_tpm_key_from_persistent(tpm, TC_TPM_EK_HANDLE_ECC, &ek);
-    if (rc == TC_ERR_NOT_FOUND)
-        rc = tc_tpm_ek_create(tpm, TC_KEY_ECC_P256, &ek);
-    if (rc != 0)
-        goto out;
-    if ((rc = tc_tpm_ak_load(tpm, &ek, t->ak_path, &ak)) != 0)
-        goto out;
-    rc = tc_tpm_quote(tpm, &ak, &req->vm_selection, req->nonce, req->nonce_len, q);
-out:
-    tc_tpm_key_release(tpm, &ak);
-    tc_tpm_key_release(tpm, &ek);
-    tc_tpm_close(tpm);
-    return rc;
-}
-
 static bool budget_take(struct batch_pool *p, size_t n)
 {
     bool ok;
@@ -151,7 +122,8 @@ static void vm_collect(struct batch_pool *p, struct batch_vm_task *t, struct age
     int rc;
 
     tc_reason_clear(&why);
-    if ((rc = vtpm_quote(t, p->req, &ev->quote)) != 0) {
+    if ((rc = agent_vm_vtpm_quote(&t->vtpm, ev->id, &p->req->vm_selection, p->req->nonce,
+                                  p->req->nonce_len, &ev->quote)) != 0) {
         LOG_WARN("VM %s: vTPM quote failed (%s)", ev->id, tc_strerror(rc));
         vm_error(ev, rc, "vm.tpm", "vTPM quote failed");
         return;
@@ -190,7 +162,7 @@ static void *pool_worker(void *arg)
         struct timespec t0;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         vm_collect(p, &p->tasks[i], &p->ev[i]);
-        p->tasks[i].elapsed_us = elapsed_us(&t0);
+        p->tasks[i].elapsed_us = us_since(&t0);
     }
     return NULL;
 }
@@ -199,9 +171,7 @@ static void *pool_worker(void *arg)
 static void resolve(const struct agent_config *cfg, struct agent_vms *vms, struct batch_vm_task *t,
                     struct agent_vm_evidence *ev)
 {
-    int rc = vms ? agent_vm_tcti(vms, t->vm->id, t->tcti, sizeof(t->tcti), t->ak_path,
-                                 sizeof(t->ak_path))
-                 : TC_ERR_NOT_FOUND;
+    int rc = vms ? agent_vm_vtpm(vms, t->vm->id, &t->vtpm) : TC_ERR_NOT_FOUND;
     if (rc == TC_ERR_NOT_FOUND) {
         vm_error(ev, rc, "vm.unknown", "no such VM on this node");
         return;
@@ -262,6 +232,8 @@ int agent_batch_collect(const struct agent_config *cfg, struct agent_vms *vms,
     for (size_t i = 0; i < b->n; i++) {
         sum_us += pool.tasks[i].elapsed_us;
         quoted += b->ev[i].rc == 0;
+        if (pool.tasks[i].vtpm.tcti[0] != 0)
+            agent_vm_vtpm_learned(vms, req->vms[i].id, &pool.tasks[i].vtpm);
     }
     if ((rc = agent_batch_tree(b->ev, b->n, &b->tree)) != 0)
         goto out;
@@ -271,7 +243,7 @@ int agent_batch_collect(const struct agent_config *cfg, struct agent_vms *vms,
             (rc = tc_batch_qualifying_data(req->nonce, req->nonce_len, root, b->qualifying)) != 0)
             goto out;
     }
-    b->elapsed_us = elapsed_us(&t0);
+    b->elapsed_us = us_since(&t0);
     LOG_DEBUG("batch: %zu VMs, %zu quoted, in %ld us with %zu threads (%ld us of vTPM work)", b->n,
               quoted, b->elapsed_us, nthreads + 1, sum_us);
     *out = b;

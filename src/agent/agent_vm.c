@@ -54,6 +54,10 @@ struct vm_entry {
     struct tc_vtpm *vtpm; /* NULL while being created */
     bool busy;            /* an operation is in flight */
     bool ready;           /* creation finished: visible to every route */
+    /* The vTPM AK as the last quote found it (agent_vm_vtpm_learned). */
+    uint8_t ak_name[TC_TPM_MAX_NAME];
+    size_t ak_name_len; /* 0: not known yet (read from ak.ctx at the next quote) */
+    bool ak_persistent; /* at AGENT_VM_AK_HANDLE */
 };
 
 struct agent_vms {
@@ -602,7 +606,8 @@ out:
     return AGENT_JOB_AGAIN;
 }
 
-/* vTPM only (tcp mode): the AK under the vTPM's persistent EK. */
+/* vTPM only (tcp mode): the AK under the vTPM's persistent EK, kept in ak.ctx and made persistent
+ * at AGENT_VM_AK_HANDLE so that quotes need no TPM2_Load. */
 static int create_step2(struct vm_op *op, struct tc_http_response *resp)
 {
     struct tc_tpm *vt = NULL;
@@ -615,12 +620,16 @@ static int create_step2(struct vm_op *op, struct tc_http_response *resp)
     if ((rc = vm_file(op->vms, op->id, AGENT_VM_FILE_AK, path, sizeof(path))) != 0 ||
         (rc = tc_tpm_open(tc_vtpm_tcti(op->e->vtpm), &vt)) != 0 ||
         (rc = tc_tpm_key_from_persistent(vt, TC_TPM_EK_HANDLE_ECC, &ek)) != 0 ||
-        (rc = tc_tpm_ak_create(vt, &ek, TC_KEY_ECC_P256, TC_SIG_ECDSA, path, &ak)) != 0) {
+        (rc = tc_tpm_ak_create(vt, &ek, TC_KEY_ECC_P256, TC_SIG_ECDSA, path, &ak)) != 0 ||
+        (rc = tc_tpm_key_persist(vt, &ak, AGENT_VM_AK_HANDLE)) != 0) {
         LOG_ERROR("VM %s: cannot create the vTPM AK (%s)", op->id, tc_strerror(rc));
         answer_fail(resp, 500, "vtpm.ak", "cannot create the vTPM AK (%s)", tc_strerror(rc));
     } else {
         memcpy(op->ak_pub, ak.pub, ak.pub_len);
         op->ak_pub_len = ak.pub_len;
+        memcpy(op->e->ak_name, ak.name, ak.name_len);
+        op->e->ak_name_len = ak.name_len;
+        op->e->ak_persistent = true;
     }
     if (vt != NULL) {
         tc_tpm_key_release(vt, &ak);
@@ -1317,52 +1326,176 @@ void agent_vms_free(struct agent_vms *vms)
 
 /* ---- for the batch quote (worker thread) --------------------------------------------------- */
 
-int agent_vm_tcti(struct agent_vms *vms, const char *vm_id, char *tcti, size_t tcti_cap,
-                  char *ak_path, size_t ak_cap)
+/* The entry of a running tcp-mode vTPM; agent_vm_tcti's errors. */
+static int quotable(struct agent_vms *vms, const char *vm_id, struct vm_entry **out)
 {
-    if (tcti_cap > 0)
-        tcti[0] = 0;
-    if (ak_cap > 0)
-        ak_path[0] = 0;
+    *out = NULL;
     if (vms == NULL || !vm_id_ok(vm_id))
         return TC_ERR_NOT_FOUND;
     struct vm_entry *e = vm_find(vms, vm_id);
     if (e == NULL || (!e->ready && !e->busy))
         return TC_ERR_NOT_FOUND;
-    const char *t = tc_vtpm_tcti(e->vtpm);
-    if (!e->ready || e->mode != TC_VTPM_TCP || t == NULL || !tc_vtpm_running(e->vtpm))
+    if (!e->ready || e->mode != TC_VTPM_TCP || tc_vtpm_tcti(e->vtpm) == NULL ||
+        !tc_vtpm_running(e->vtpm))
         return TC_ERR_INVALID_ARG;
+    *out = e;
+    return 0;
+}
+
+int agent_vm_tcti(struct agent_vms *vms, const char *vm_id, char *tcti, size_t tcti_cap,
+                  char *ak_path, size_t ak_cap)
+{
+    struct vm_entry *e;
+    if (tcti_cap > 0)
+        tcti[0] = 0;
+    if (ak_cap > 0)
+        ak_path[0] = 0;
+    int rc = quotable(vms, vm_id, &e);
+    if (rc != 0)
+        return rc;
+    const char *t = tc_vtpm_tcti(e->vtpm);
     if (strlen(t) >= tcti_cap)
         return TC_ERR_TOO_LARGE;
-    int rc = vm_file(vms, vm_id, AGENT_VM_FILE_AK, ak_path, ak_cap);
-    if (rc != 0)
+    if ((rc = vm_file(vms, vm_id, AGENT_VM_FILE_AK, ak_path, ak_cap)) != 0)
         return rc;
     memcpy(tcti, t, strlen(t) + 1);
     return 0;
 }
 
-int agent_vm_quote(struct agent_vms *vms, const char *vm_id, const struct tc_pcr_set *sel,
-                   const uint8_t *nonce, size_t nonce_len, struct tc_tpm_quote *quote)
+int agent_vm_vtpm(struct agent_vms *vms, const char *vm_id, struct agent_vm_vtpm *out)
 {
-    char tcti[TCTI_MAX], ak_path[PATH_MAX];
+    struct vm_entry *e;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = quotable(vms, vm_id, &e)) != 0)
+        return rc;
+    const char *t = tc_vtpm_tcti(e->vtpm);
+    if (strlen(t) >= sizeof(out->tcti))
+        return TC_ERR_TOO_LARGE;
+    memcpy(out->tcti, t, strlen(t) + 1);
+    if ((rc = vm_file(vms, vm_id, AGENT_VM_FILE_AK, out->ak_path, sizeof(out->ak_path))) != 0) {
+        memset(out, 0, sizeof(*out));
+        return rc;
+    }
+    if (e->ak_name_len == 0) {
+        /* A VM this agent did not create (adopted at start-up): its AK's name once, from the
+         * context file. An unreadable file is left to the quote, which reports it. */
+        struct tc_tpm_akctx ctx;
+        if (tc_tpm_akctx_read(out->ak_path, &ctx) == 0) {
+            memcpy(e->ak_name, ctx.name, ctx.name_len);
+            e->ak_name_len = ctx.name_len;
+        }
+        tc_tpm_akctx_release(&ctx);
+    }
+    memcpy(out->ak_name, e->ak_name, e->ak_name_len);
+    out->ak_name_len = e->ak_name_len;
+    out->ak_persistent = e->ak_persistent;
+    return 0;
+}
+
+void agent_vm_vtpm_learned(struct agent_vms *vms, const char *vm_id, const struct agent_vm_vtpm *v)
+{
+    struct vm_entry *e = vms ? vm_find(vms, vm_id) : NULL;
+    if (e == NULL || v->ak_name_len == 0 || v->ak_name_len > sizeof(e->ak_name))
+        return;
+    memcpy(e->ak_name, v->ak_name, v->ak_name_len);
+    e->ak_name_len = v->ak_name_len;
+    e->ak_persistent = v->ak_persistent;
+}
+
+/* The AK of v, loaded into vt: at AGENT_VM_AK_HANDLE when it is there (one ReadPublic), else
+ * from ak.ctx under the persistent EK (ek holds it then). *migrate: the handle is free, so the
+ * AK loaded from the file can be made persistent once it has quoted. */
+static int vtpm_ak(struct tc_tpm *vt, struct agent_vm_vtpm *v, const char *vm_id,
+                   struct tc_tpm_key *ek, struct tc_tpm_key *ak, bool *migrate)
+{
+    bool exists = false;
+    int rc;
+
+    *migrate = false;
+    if (v->ak_persistent) {
+        rc =
+            tc_tpm_key_from_persistent_name(vt, AGENT_VM_AK_HANDLE, v->ak_name, v->ak_name_len, ak);
+        if (rc == 0)
+            return 0;
+        LOG_WARN("VM %s: the vTPM AK is not at 0x%08x any more (%s): using %s", vm_id,
+                 AGENT_VM_AK_HANDLE, tc_strerror(rc), v->ak_path);
+        v->ak_persistent = false;
+    }
+    /* Not known to be persistent (a VM created before it was kept so, or adopted): look without
+     * provoking a TPM error, and take it when it is there with the right name. */
+    rc = tc_tpm_key_from_persistent(vt, AGENT_VM_AK_HANDLE, ak);
+    if (rc != 0 && rc != TC_ERR_NOT_FOUND)
+        return rc;
+    exists = rc == 0;
+    if (exists && v->ak_name_len > 0 && ak->name_len == v->ak_name_len &&
+        memcmp(ak->name, v->ak_name, v->ak_name_len) == 0) {
+        v->ak_persistent = true;
+        return 0;
+    }
+    if (exists)
+        LOG_WARN("VM %s: another key than the vTPM AK is at 0x%08x: using %s", vm_id,
+                 AGENT_VM_AK_HANDLE, v->ak_path);
+    tc_tpm_key_release(vt, ak);
+    rc = tc_tpm_key_from_persistent(vt, TC_TPM_EK_HANDLE_ECC, ek);
+    if (rc == TC_ERR_NOT_FOUND) /* recreated from the seed: the same key */
+        rc = tc_tpm_ek_create(vt, TC_KEY_ECC_P256, ek);
+    if (rc != 0 || (rc = tc_tpm_ak_load(vt, ek, v->ak_path, ak)) != 0)
+        return rc;
+    if (ak->name_len <= sizeof(v->ak_name)) {
+        memcpy(v->ak_name, ak->name, ak->name_len);
+        v->ak_name_len = ak->name_len;
+    }
+    *migrate = !exists;
+    return 0;
+}
+
+int agent_vm_vtpm_quote(struct agent_vm_vtpm *v, const char *vm_id, const struct tc_pcr_set *sel,
+                        const uint8_t *nonce, size_t nonce_len, struct tc_tpm_quote *quote)
+{
     struct tc_tpm *vt = NULL;
     struct tc_tpm_key ek, ak;
+    bool migrate = false;
     int rc;
 
     memset(quote, 0, sizeof(*quote));
     memset(&ek, 0, sizeof(ek));
     memset(&ak, 0, sizeof(ak));
-    if ((rc = agent_vm_tcti(vms, vm_id, tcti, sizeof(tcti), ak_path, sizeof(ak_path))) != 0)
-        return rc;
-    if ((rc = tc_tpm_open(tcti, &vt)) != 0 ||
-        (rc = tc_tpm_key_from_persistent(vt, TC_TPM_EK_HANDLE_ECC, &ek)) != 0 ||
-        (rc = tc_tpm_ak_load(vt, &ek, ak_path, &ak)) != 0 ||
+    if ((rc = tc_tpm_open(v->tcti, &vt)) != 0 ||
+        (rc = vtpm_ak(vt, v, vm_id, &ek, &ak, &migrate)) != 0 ||
         (rc = tc_tpm_quote(vt, &ak, sel, nonce, nonce_len, quote)) != 0)
-        LOG_ERROR("VM %s: vTPM quote failed (%s)", vm_id, tc_strerror(rc));
+        goto out;
+    if (migrate) {
+        /* After the quote: a failure here costs only speed, the next quote tries again. */
+        int prc = tc_tpm_key_persist(vt, &ak, AGENT_VM_AK_HANDLE);
+        if (prc == 0) {
+            v->ak_persistent = true;
+            LOG_INFO("VM %s: vTPM AK made persistent at 0x%08x", vm_id, AGENT_VM_AK_HANDLE);
+        } else {
+            LOG_WARN("VM %s: cannot make the vTPM AK persistent (%s)", vm_id, tc_strerror(prc));
+        }
+    }
+out:
     if (vt != NULL) {
         tc_tpm_key_release(vt, &ak);
         tc_tpm_key_release(vt, &ek);
     }
     tc_tpm_close(vt);
+    return rc;
+}
+
+int agent_vm_quote(struct agent_vms *vms, const char *vm_id, const struct tc_pcr_set *sel,
+                   const uint8_t *nonce, size_t nonce_len, struct tc_tpm_quote *quote)
+{
+    struct agent_vm_vtpm v;
+    int rc;
+
+    memset(quote, 0, sizeof(*quote));
+    if ((rc = agent_vm_vtpm(vms, vm_id, &v)) != 0)
+        return rc;
+    if ((rc = agent_vm_vtpm_quote(&v, vm_id, sel, nonce, nonce_len, quote)) != 0)
+        LOG_ERROR("VM %s: vTPM quote failed (%s)", vm_id, tc_strerror(rc));
+    agent_vm_vtpm_learned(vms, vm_id, &v);
     return rc;
 }
