@@ -360,10 +360,14 @@ int tc_tpm_key_from_persistent_name(struct tc_tpm *tpm, uint32_t handle, const u
                                     size_t name_len, struct tc_tpm_key *key)
 {
     ESYS_TR h = ESYS_TR_NONE;
-    TPM2B_NAME *got = NULL;
+    uint8_t *ser = NULL;
+    size_t ser_len = 0, off = 0;
+    TPM2_HANDLE got_handle = 0;
+    TPM2B_NAME got;
     int rc = 0;
 
     key_clear(key);
+    memset(&got, 0, sizeof(got));
     if (tpm == NULL || (handle >> 24) != TPM2_HT_PERSISTENT || name == NULL || name_len == 0 ||
         name_len > TC_TPM_MAX_NAME)
         return TC_ERR_INVALID_ARG;
@@ -376,11 +380,20 @@ int tc_tpm_key_from_persistent_name(struct tc_tpm *tpm, uint32_t handle, const u
             return TC_ERR_NOT_FOUND;
         return tc_tpm_rc(r, "Esys_TR_FromTPMPublic(persistent)");
     }
-    if ((r = Esys_TR_GetName(tpm->esys, h, &got)) != TSS2_RC_SUCCESS) {
-        rc = tc_tpm_rc(r, "Esys_TR_GetName(persistent)");
+    /* The name the TPM reported, as ESAPI keeps it. Not Esys_TR_GetName: it recomputes the name
+     * with a digest fetched from OpenSSL each time, which costs more than the TPM command. An
+     * ESYS_TR serialises as TPM2_HANDLE || TPM2B_NAME || ... (the format tools store on disk). */
+    if ((r = Esys_TR_Serialize(tpm->esys, h, &ser, &ser_len)) != TSS2_RC_SUCCESS) {
+        rc = tc_tpm_rc(r, "Esys_TR_Serialize(persistent)");
         goto out;
     }
-    if (got->size != name_len || memcmp(got->name, name, name_len) != 0) {
+    if (Tss2_MU_TPM2_HANDLE_Unmarshal(ser, ser_len, &off, &got_handle) != TSS2_RC_SUCCESS ||
+        got_handle != handle ||
+        Tss2_MU_TPM2B_NAME_Unmarshal(ser, ser_len, &off, &got) != TSS2_RC_SUCCESS) {
+        rc = TC_ERR_INTERNAL;
+        goto out;
+    }
+    if (got.size != name_len || memcmp(got.name, name, name_len) != 0) {
         LOG_DEBUG("persistent handle 0x%08x holds another key than the one expected", handle);
         rc = TC_ERR_MISMATCH;
         goto out;
@@ -393,7 +406,7 @@ int tc_tpm_key_from_persistent_name(struct tc_tpm *tpm, uint32_t handle, const u
 out:
     if (h != ESYS_TR_NONE)
         Esys_TR_Close(tpm->esys, &h);
-    Esys_Free(got);
+    Esys_Free(ser);
     return rc;
 }
 
