@@ -45,6 +45,11 @@ struct tc_tpm_key {
  * Every function below returns TC_ERR_TPM when the TPM refuses a command (the TSS2_RC is logged
  * with Tss2_RC_Decode) and TC_ERR_INVALID_ARG for arguments it can reject without the TPM. */
 int tc_tpm_open(const char *tcti, struct tc_tpm **out);
+/* The same without Startup, one TPM command less per connection (with swtpm's TCTI every command
+ * is a TCP connection of its own), for a TPM the caller knows is started: a swtpm it runs with
+ * --flags startup-clear. On a TPM that is not, the first command fails (TC_ERR_TPM, TSS2_RC
+ * TPM2_RC_INITIALIZE logged): open it again with tc_tpm_open. */
+int tc_tpm_open_started(const char *tcti, struct tc_tpm **out);
 /* Flushes keys this handle still holds and closes the connection. NULL is a no-op. */
 void tc_tpm_close(struct tc_tpm *tpm);
 

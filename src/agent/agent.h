@@ -337,8 +337,9 @@ struct agent_vm_vtpm {
 /* TPM worker thread only: agent_vm_tcti's checks and errors, and what the table knows of the AK
  * (its name is read from ak.ctx once per VM and kept). */
 int agent_vm_vtpm(struct agent_vms *vms, const char *vm_id, struct agent_vm_vtpm *out);
-/* Any thread (touches only v): opens the vTPM, quotes sel with qualifyingData = nonce by the AK
- * and closes. The AK is taken at AGENT_VM_AK_HANDLE when v says it is there, else (or when it is
+/* Any thread (touches only v): opens the vTPM (without Startup: the agent starts every tcp-mode
+ * swtpm with startup-clear; once more with Startup when that attempt fails on the TPM), quotes
+ * sel with qualifyingData = nonce by the AK and closes. The AK is taken at AGENT_VM_AK_HANDLE when v says it is there, else (or when it is
  * not, or another key is) loaded from ak.ctx under the persistent EK, and then made persistent
  * when the handle is free; v->ak_persistent and v->ak_name say what was found. quote is cleared
  * first (release with tc_tpm_quote_release). TC_ERR_TPM from the vTPM, the AK file's errors. */

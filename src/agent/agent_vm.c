@@ -1417,8 +1417,8 @@ static int vtpm_ak(struct tc_tpm *vt, struct agent_vm_vtpm *v, const char *vm_id
     if (v->ak_persistent) {
         rc =
             tc_tpm_key_from_persistent_name(vt, AGENT_VM_AK_HANDLE, v->ak_name, v->ak_name_len, ak);
-        if (rc == 0)
-            return 0;
+        if (rc != TC_ERR_NOT_FOUND && rc != TC_ERR_MISMATCH)
+            return rc; /* 0, or the TPM failed: nothing learned about the AK */
         LOG_WARN("VM %s: the vTPM AK is not at 0x%08x any more (%s): using %s", vm_id,
                  AGENT_VM_AK_HANDLE, tc_strerror(rc), v->ak_path);
         v->ak_persistent = false;
@@ -1451,18 +1451,19 @@ static int vtpm_ak(struct tc_tpm *vt, struct agent_vm_vtpm *v, const char *vm_id
     return 0;
 }
 
-int agent_vm_vtpm_quote(struct agent_vm_vtpm *v, const char *vm_id, const struct tc_pcr_set *sel,
-                        const uint8_t *nonce, size_t nonce_len, struct tc_tpm_quote *quote)
+/* One attempt; started: the vTPM is taken as started (no Startup command). */
+static int vtpm_quote_once(struct agent_vm_vtpm *v, const char *vm_id, bool started,
+                           const struct tc_pcr_set *sel, const uint8_t *nonce, size_t nonce_len,
+                           struct tc_tpm_quote *quote)
 {
     struct tc_tpm *vt = NULL;
     struct tc_tpm_key ek, ak;
     bool migrate = false;
     int rc;
 
-    memset(quote, 0, sizeof(*quote));
     memset(&ek, 0, sizeof(ek));
     memset(&ak, 0, sizeof(ak));
-    if ((rc = tc_tpm_open(v->tcti, &vt)) != 0 ||
+    if ((rc = started ? tc_tpm_open_started(v->tcti, &vt) : tc_tpm_open(v->tcti, &vt)) != 0 ||
         (rc = vtpm_ak(vt, v, vm_id, &ek, &ak, &migrate)) != 0 ||
         (rc = tc_tpm_quote(vt, &ak, sel, nonce, nonce_len, quote)) != 0)
         goto out;
@@ -1482,6 +1483,21 @@ out:
         tc_tpm_key_release(vt, &ek);
     }
     tc_tpm_close(vt);
+    return rc;
+}
+
+int agent_vm_vtpm_quote(struct agent_vm_vtpm *v, const char *vm_id, const struct tc_pcr_set *sel,
+                        const uint8_t *nonce, size_t nonce_len, struct tc_tpm_quote *quote)
+{
+    memset(quote, 0, sizeof(*quote));
+    /* The agent starts every tcp-mode swtpm with startup-clear, so Startup is one command (one
+     * connection, with swtpm's TCTI) of six spent for nothing; a vTPM that turns out not to be
+     * started (or any other TPM failure) gets a second attempt that issues it. */
+    int rc = vtpm_quote_once(v, vm_id, true, sel, nonce, nonce_len, quote);
+    if (rc == TC_ERR_TPM) {
+        LOG_INFO("VM %s: vTPM quote failed, trying again after a Startup", vm_id);
+        rc = vtpm_quote_once(v, vm_id, false, sel, nonce, nonce_len, quote);
+    }
     return rc;
 }
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Opening a TPM, its identity (GetCapability) and the TSS2_RC -> TC_ERR_* boundary. */
 #define LOGMODULE "tpm"
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,8 @@ void tc_tpm_untrack(struct tc_tpm *tpm, ESYS_TR handle)
             tpm->tracked[i] = ESYS_TR_NONE;
 }
 
-int tc_tpm_open(const char *tcti, struct tc_tpm **out)
+/* startup: issue Startup(CLEAR) (already started is fine). */
+static int tpm_open(const char *tcti, bool startup, struct tc_tpm **out)
 {
     int rc = 0;
     TSS2_RC r;
@@ -57,7 +59,7 @@ int tc_tpm_open(const char *tcti, struct tc_tpm **out)
         rc = tc_tpm_rc(r, "Esys_Initialize");
         goto out;
     }
-    r = Esys_Startup(tpm->esys, TPM2_SU_CLEAR);
+    r = startup ? Esys_Startup(tpm->esys, TPM2_SU_CLEAR) : TSS2_RC_SUCCESS;
     /* A TPM that is already running (firmware or swtpm's startup-clear did it) says so. */
     if (r != TSS2_RC_SUCCESS && r != TPM2_RC_INITIALIZE) {
         rc = tc_tpm_rc(r, "Esys_Startup");
@@ -68,6 +70,16 @@ int tc_tpm_open(const char *tcti, struct tc_tpm **out)
 out:
     tc_tpm_close(tpm);
     return rc;
+}
+
+int tc_tpm_open(const char *tcti, struct tc_tpm **out)
+{
+    return tpm_open(tcti, true, out);
+}
+
+int tc_tpm_open_started(const char *tcti, struct tc_tpm **out)
+{
+    return tpm_open(tcti, false, out);
 }
 
 void tc_tpm_close(struct tc_tpm *tpm)

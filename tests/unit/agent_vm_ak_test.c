@@ -4,7 +4,8 @@
  * one TPM command by the quote path, and for a VM whose AK is not there (created before it was
  * kept so) loaded from ak.ctx and made persistent by the first quote, in a batch too, whose
  * threads hand what they learned back to the VM table. Another key at the handle is never used
- * nor evicted. Every quote verifies under the AK the VM was created with, and nothing stays
+ * nor evicted. A quote first takes the vTPM as started (no Startup) and tries again with one
+ * when it is not. Every quote verifies under the AK the VM was created with, and nothing stays
  * loaded in the vTPM. A private swtpm plays the host TPM; the vTPMs are real swtpm processes.
  */
 #define _GNU_SOURCE
@@ -406,6 +407,30 @@ static void batch_learns(void **state)
     delete_vm("b2");
 }
 
+/* A vTPM reset behind the agent's back (TPM_Init through the control channel, no Startup since):
+ * the quote that assumed it started is made again after a Startup. */
+static void not_started(void **state)
+{
+    (void)state;
+    char tcti[64], akp[PATH_MAX], cmd[256];
+    struct tc_ak *ak = create_vm("vm4");
+    assert_int_equal(agent_vm_tcti(vms, "vm4", tcti, sizeof(tcti), akp, sizeof(akp)), 0);
+    const char *port = strstr(tcti, "port=");
+    assert_non_null(port);
+    snprintf(cmd, sizeof(cmd), "swtpm_ioctl --tcp 127.0.0.1:%d -i", atoi(port + 5) + 1);
+    if (system("command -v swtpm_ioctl >/dev/null") != 0) {
+        tc_ak_free(ak);
+        delete_vm("vm4");
+        skip();
+    }
+    assert_int_equal(system(cmd), 0);
+    quote_verifies("vm4", ak);
+    assert_true(entry("vm4")->ak_persistent);
+    quote_verifies("vm4", ak);
+    tc_ak_free(ak);
+    delete_vm("vm4");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -413,6 +438,7 @@ int main(void)
         cmocka_unit_test(migrated_by_first_quote),
         cmocka_unit_test(other_key_at_handle),
         cmocka_unit_test(batch_learns),
+        cmocka_unit_test(not_started),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
