@@ -64,7 +64,8 @@ struct agent_vms {
     const struct agent_config *cfg;
     struct agent_server *srv;
     struct tc_pcr_set seal_sel;
-    struct vm_entry **vms;
+    struct vm_entry **vms;   /* GET /v1/vms lists them in this order */
+    struct vm_entry **by_id; /* the same n entries sorted by id: a batch looks up every VM */
     size_t n, cap;
     /* The vTPM CA certificate, loaded or made at first need. */
     X509 *ca_cert;
@@ -154,12 +155,24 @@ static int vm_file(const struct agent_vms *vms, const char *vm_id, const char *n
     return rc ? rc : agent_path(dir, name, buf, cap);
 }
 
+/* The first position in by_id whose id is not below id. */
+static size_t by_id_lower(const struct agent_vms *vms, const char *id)
+{
+    size_t lo = 0, hi = vms->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(vms->by_id[mid]->id, id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 static struct vm_entry *vm_find(const struct agent_vms *vms, const char *id)
 {
-    for (size_t i = 0; i < vms->n; i++)
-        if (strcmp(vms->vms[i]->id, id) == 0)
-            return vms->vms[i];
-    return NULL;
+    size_t i = by_id_lower(vms, id);
+    return i < vms->n && strcmp(vms->by_id[i]->id, id) == 0 ? vms->by_id[i] : NULL;
 }
 
 static int vm_add(struct agent_vms *vms, const char *id, enum tc_vtpm_mode mode,
@@ -172,6 +185,10 @@ static int vm_add(struct agent_vms *vms, const char *id, enum tc_vtpm_mode mode,
         if (nv == NULL)
             return TC_ERR_ALLOC;
         vms->vms = nv;
+        struct vm_entry **ni = realloc(vms->by_id, ncap * sizeof(*ni));
+        if (ni == NULL)
+            return TC_ERR_ALLOC; /* vms grew alone: harmless, cap is still the smaller one */
+        vms->by_id = ni;
         vms->cap = ncap;
     }
     struct vm_entry *e = calloc(1, sizeof(*e));
@@ -179,6 +196,9 @@ static int vm_add(struct agent_vms *vms, const char *id, enum tc_vtpm_mode mode,
         return TC_ERR_ALLOC;
     snprintf(e->id, sizeof(e->id), "%s", id);
     e->mode = mode;
+    size_t at = by_id_lower(vms, e->id);
+    memmove(&vms->by_id[at + 1], &vms->by_id[at], (vms->n - at) * sizeof(*vms->by_id));
+    vms->by_id[at] = e;
     vms->vms[vms->n++] = e;
     *out = e;
     return 0;
@@ -186,6 +206,9 @@ static int vm_add(struct agent_vms *vms, const char *id, enum tc_vtpm_mode mode,
 
 static void vm_remove(struct agent_vms *vms, struct vm_entry *e)
 {
+    size_t at = by_id_lower(vms, e->id);
+    if (at < vms->n && vms->by_id[at] == e)
+        memmove(&vms->by_id[at], &vms->by_id[at + 1], (vms->n - at - 1) * sizeof(*vms->by_id));
     for (size_t i = 0; i < vms->n; i++) {
         if (vms->vms[i] == e) {
             vms->vms[i] = vms->vms[--vms->n];
@@ -1318,6 +1341,7 @@ void agent_vms_free(struct agent_vms *vms)
         free(vms->vms[i]);
     }
     free(vms->vms);
+    free(vms->by_id);
     X509_free(vms->ca_cert);
     EVP_PKEY_free(vms->ca_pub);
     free(vms->ca_der);

@@ -431,9 +431,46 @@ static void not_started(void **state)
     delete_vm("vm4");
 }
 
+/* The id index a batch looks every VM up in: any order of creation and deletion. */
+static void table_index(void **state)
+{
+    (void)state;
+    struct agent_vms t;
+    struct vm_entry *e;
+    char id[16];
+    memset(&t, 0, sizeof(t));
+    for (unsigned i = 0; i < 200; i++) {
+        snprintf(id, sizeof(id), "x%u", (i * 7919u) % 200u); /* a permutation of 0..199 */
+        assert_int_equal(vm_add(&t, id, TC_VTPM_TCP, &e), 0);
+    }
+    for (unsigned i = 0; i < 200; i += 3) {
+        snprintf(id, sizeof(id), "x%u", i);
+        vm_remove(&t, vm_find(&t, id));
+    }
+    for (unsigned i = 0; i < 200; i++) {
+        snprintf(id, sizeof(id), "x%u", i);
+        e = vm_find(&t, id);
+        if (i % 3 == 0) {
+            assert_null(e);
+        } else {
+            assert_non_null(e);
+            assert_string_equal(e->id, id);
+        }
+    }
+    assert_null(vm_find(&t, "x"));
+    assert_null(vm_find(&t, "x1999"));
+    for (size_t i = 1; i < t.n; i++)
+        assert_true(strcmp(t.by_id[i - 1]->id, t.by_id[i]->id) < 0);
+    while (t.n > 0)
+        vm_remove(&t, t.vms[t.n - 1]);
+    free(t.vms);
+    free(t.by_id);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(table_index),
         cmocka_unit_test(persistent_from_creation),
         cmocka_unit_test(migrated_by_first_quote),
         cmocka_unit_test(other_key_at_handle),
