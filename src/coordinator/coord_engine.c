@@ -867,7 +867,8 @@ static size_t vms_follow_host(struct coord_node *host, const struct pending_roun
     for (size_t i = 0; i < host->nasked; i++) {
         struct coord_node *v = host->asked[i];
         v->in_flight = false;
-        if (v->deleted || (hp->r.state != TC_NODE_UNREACHABLE && hp->r.state != TC_NODE_UNTRUSTED))
+        if (v->deleted || v->vm_stopped ||
+            (hp->r.state != TC_NODE_UNREACHABLE && hp->r.state != TC_NODE_UNTRUSTED))
             continue;
         struct pending_round *p = &vp[k++];
         round_init(p, v, now);
@@ -991,7 +992,9 @@ static int appraise_host(struct coord *c, struct coord_node *n, struct pending_r
     for (size_t k = 0; k < n->nasked; k++) {
         struct coord_node *v = n->asked[k];
         v->in_flight = false;
-        if (v->deleted)
+        /* Stopped (or deleted) through the API while this round was in flight: the round's
+         * evidence predates that and must not overwrite it. */
+        if (v->deleted || v->vm_stopped)
             continue;
         struct pending_round *p = &vp[*nvm];
         round_init(p, v, now);
