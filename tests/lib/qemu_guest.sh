@@ -135,6 +135,12 @@ qg_initramfs() {
         [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
     done
     install -m 0755 "$init" "$root/init"
+    # QG_FILES="SRC:DEST ...": extra files for the guest (e.g. a CA certificate under /etc).
+    local spec
+    for spec in ${QG_FILES:-}; do
+        mkdir -p "$root/$(dirname "${spec#*:}")"
+        cp "${spec%%:*}" "$root/${spec#*:}" || return 1
+    done
     for bin in "$@"; do
         bin=$(command -v "$bin") || { echo "qg_initramfs: $bin not found" >&2; return 1; }
         qg_copy_with_libs "$root" "$bin"
