@@ -11,36 +11,18 @@
 
 #include "trustcloud/quote.h"
 
+#include "fuzz_input.h"
+
 enum { S_AK, S_ATTEST, S_SIG, S_PCRS, S_NONCE, NSECT };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* tpm2-tss logs every malformed structure: quiet, or logging dominates the run time. */
-    static int quiet;
-    if (!quiet) {
-        setenv("TSS2_LOG", "all+NONE", 0);
-        quiet = 1;
-    }
+    fuzz_quiet_tss();
     const uint8_t *sect[NSECT];
     size_t len[NSECT];
-    for (int i = 0; i < NSECT; i++) {
-        size_t n = size;
-        if (i < NSECT - 1) {
-            if (size < 2)
-                n = 0;
-            else {
-                n = (size_t)data[0] << 8 | data[1];
-                data += 2, size -= 2;
-                if (n > size)
-                    n = size;
-            }
-        }
-        sect[i] = data;
-        len[i] = n;
-        data += n, size -= n;
-    }
+    fuzz_split(data, size, NSECT, sect, len);
 
     struct tc_reason why;
     struct tc_ak *ak = NULL;

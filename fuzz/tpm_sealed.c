@@ -7,14 +7,11 @@
 
 #include "trustcloud/tpm_seal.h"
 
+#include "fuzz_input.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* tpm2-tss logs every malformed structure: quiet, or logging dominates the run time. */
-    static int quiet;
-    if (!quiet) {
-        setenv("TSS2_LOG", "all+NONE", 0);
-        quiet = 1;
-    }
+    fuzz_quiet_tss();
     struct tc_tpm_sealed s;
     if (tc_tpm_sealed_parse(data, size, &s) == 0) {
         /* What the parser promises about an accepted blob. */
