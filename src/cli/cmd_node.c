@@ -135,13 +135,7 @@ static int parse_args(int argc, char **argv, const struct cli_cmd *cmd, bool wan
 /* "/v1/nodes/ESCAPED_ID" + suffix. */
 static int node_path(char *buf, size_t cap, const char *id, const char *suffix)
 {
-    snprintf(buf, cap, "/v1/nodes/");
-    if (coord_client_path_escape(buf, cap, id) != 0 || strlen(buf) + strlen(suffix) >= cap) {
-        fprintf(stderr, "trustcloud node: node id too long\n");
-        return TC_EXIT_USAGE;
-    }
-    strcat(buf, suffix);
-    return 0;
+    return coord_client_path(buf, cap, "/v1/nodes/", id, suffix, "node", "node id");
 }
 
 /* The node object of a GET /v1/nodes/{id} answer ({"node": {...}} or the object itself). */

@@ -346,13 +346,7 @@ static int remote_parse(int argc, char **argv, const struct cli_cmd *cmd, bool w
 /* "/v1/policies/ESCAPED" + suffix. */
 static int policy_path(char *buf, size_t cap, const char *name, const char *suffix)
 {
-    snprintf(buf, cap, "/v1/policies/");
-    if (coord_client_path_escape(buf, cap, name) != 0 || strlen(buf) + strlen(suffix) >= cap) {
-        fprintf(stderr, "trustcloud policy: policy name too long\n");
-        return TC_EXIT_USAGE;
-    }
-    strcat(buf, suffix);
-    return 0;
+    return coord_client_path(buf, cap, "/v1/policies/", name, suffix, "policy", "policy name");
 }
 
 /* The CLI says measured-boot (like `policy create`); the API says measured_boot. */

@@ -150,13 +150,7 @@ static int parse_args(int argc, char **argv, const struct cli_cmd *cmd, bool wan
 
 static int vm_path(char *buf, size_t cap, const char *id, const char *suffix)
 {
-    snprintf(buf, cap, "/v1/vms/");
-    if (coord_client_path_escape(buf, cap, id) != 0 || strlen(buf) + strlen(suffix) >= cap) {
-        fprintf(stderr, "trustcloud vm: VM id too long\n");
-        return TC_EXIT_USAGE;
-    }
-    strcat(buf, suffix);
-    return 0;
+    return coord_client_path(buf, cap, "/v1/vms/", id, suffix, "vm", "VM id");
 }
 
 static void print_vm_line(const json_t *v)

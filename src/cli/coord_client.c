@@ -85,6 +85,19 @@ int coord_client_finish(struct coord_client *c)
     return TC_EXIT_OK;
 }
 
+int coord_client_path(char *buf, size_t cap, const char *prefix, const char *id, const char *suffix,
+                      const char *cmd, const char *what)
+{
+    snprintf(buf, cap, "%s", prefix);
+    if (strlen(prefix) >= cap || coord_client_path_escape(buf, cap, id) != 0 ||
+        strlen(buf) + strlen(suffix) >= cap) {
+        fprintf(stderr, "trustcloud %s: %s too long\n", cmd, what);
+        return TC_EXIT_USAGE;
+    }
+    strcat(buf, suffix);
+    return 0;
+}
+
 int coord_client_path_escape(char *buf, size_t cap, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";

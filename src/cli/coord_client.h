@@ -75,6 +75,11 @@ int coord_client_call(struct coord_client *c, const char *method, const char *pa
  * buf of cap bytes holding a NUL-terminated string. Returns 0 or TC_ERR_TOO_LARGE. */
 int coord_client_path_escape(char *buf, size_t cap, const char *s);
 
+/* prefix (e.g. "/v1/nodes/") + id as one escaped path segment + suffix into buf. When it does not
+ * fit, prints "trustcloud CMD: WHAT too long" and returns TC_EXIT_USAGE; else 0. */
+int coord_client_path(char *buf, size_t cap, const char *prefix, const char *id, const char *suffix,
+                      const char *cmd, const char *what);
+
 /* Prints v indented (sorted keys) to stdout with a newline. */
 void coord_client_print_json(const json_t *v);
 
