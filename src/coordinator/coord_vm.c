@@ -148,9 +148,10 @@ static void cleanup_vm(struct vm_op *op)
     }
 }
 
-/* Copies the host's address, pin and AK from the store; the host must be a trusted node. */
+/* Copies the host's address, pin and (ak non-NULL) AK from the store into op; with
+ * need_trusted the host must be trusted (creating or starting a VM releases keys to it). */
 static int load_host(struct coord *c, const char *host, struct vm_op *op, struct tc_ak **ak,
-                     unsigned *status, struct tc_reason *why)
+                     bool need_trusted, unsigned *status, struct tc_reason *why)
 {
     struct tc_store_node n;
     memset(&n, 0, sizeof(n));
@@ -165,7 +166,7 @@ static int load_host(struct coord *c, const char *host, struct vm_op *op, struct
         tc_fail(why, rc, "store", -1, "cannot read node %s", host);
         goto out;
     }
-    if (n.state != TC_NODE_TRUSTED) {
+    if (need_trusted && n.state != TC_NODE_TRUSTED) {
         *status = 409;
         rc = tc_fail(why, TC_ERR_POLICY, "vm.host_untrusted", -1,
                      "node %s is %s: VMs run only on trusted nodes", host,
@@ -297,7 +298,7 @@ static unsigned vm_created(struct vm_op *op, json_t *j, struct tc_reason *why)
     /* The host must still be trusted, and its AK is what vouches for the CA key. */
     struct vm_op tmp;
     memset(&tmp, 0, sizeof(tmp));
-    if ((rc = load_host(c, op->host, &tmp, &host_ak, &status, why)) != 0)
+    if ((rc = load_host(c, op->host, &tmp, &host_ak, true, &status, why)) != 0)
         goto out;
     if ((rc = coord_vm_verify_answer(j, host_ak, op->nonce, sizeof(op->nonce), tcp, &id, why)) !=
         0) {
@@ -578,7 +579,7 @@ static void vm_create(struct coord *c, const struct tc_http_request *req,
     snprintf(op->tenant, sizeof(op->tenant), "%s", tenant);
     snprintf(op->mode, sizeof(op->mode), "%s", mode ? mode : "tcp");
     unsigned status = 500;
-    if ((rc = load_host(c, node, op, NULL, &status, &why)) != 0) {
+    if ((rc = load_host(c, node, op, NULL, true, &status, &why)) != 0) {
         coord_reply_error(resp, status, why.check, "%s", why.detail);
         goto out;
     }
@@ -674,34 +675,10 @@ static void vm_forward(struct coord *c, const struct tc_http_request *req, const
     /* Starting needs a trusted host (keys are released only there); stopping and deleting
      * only need the host's address. */
     unsigned status = 500;
-    struct tc_store_node h;
     int rc;
-    if (strcmp(action, "start") == 0) {
-        if ((rc = load_host(c, n.host, op, NULL, &status, &why)) != 0) {
-            coord_reply_error(resp, status, why.check, "%s", why.detail);
-            goto out;
-        }
-    } else {
-        memset(&h, 0, sizeof(h));
-        if ((rc = tc_store_node_get(c->store, n.host, &h)) != 0) {
-            tc_store_node_release(&h);
-            if (rc == TC_ERR_NOT_FOUND && strcmp(action, "delete") == 0) {
-                /* The host is gone: nothing to stop there. */
-                op->stage = VM_FORWARD;
-                vm_forwarded(op);
-                goto out;
-            }
-            coord_reply_error(resp, 502, "vm.host_unknown", "host %s unreadable", n.host);
-            goto out;
-        }
-        snprintf(op->host, sizeof(op->host), "%s", n.host);
-        snprintf(op->agent_url, sizeof(op->agent_url), "%s", h.agent_url);
-        size_t ul = strlen(op->agent_url);
-        while (ul > 0 && op->agent_url[ul - 1] == '/')
-            op->agent_url[--ul] = '\0';
-        if (h.tls_cert_fp[0])
-            coord_pin_curl(h.tls_cert_fp, op->pin, sizeof(op->pin));
-        tc_store_node_release(&h);
+    if ((rc = load_host(c, n.host, op, NULL, strcmp(action, "start") == 0, &status, &why)) != 0) {
+        coord_reply_error(resp, status, why.check, "%s", why.detail);
+        goto out;
     }
     char path[TC_STORE_ID_MAX + 64];
     if (strcmp(action, "delete") == 0)
