@@ -23,7 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "swtpm_fixture.h"
 #include "tpm/tpm_internal.h"
 #include "trustcloud/quote.h"
 
@@ -33,93 +32,32 @@
 #include "agent/agent_request.c"
 #include "agent/agent_vm.c"
 
-/* A synchronous stand-in for the TPM worker (agent_serve.c). */
-static struct tc_http_response *answer_to;
+#include "agent_vm_fixture.h"
 
-int agent_server_submit(struct agent_server *s, const struct tc_http_request *req,
-                        agent_job_run_fn run, void (*done)(void *arg), void *arg)
-{
-    (void)s;
-    struct tc_http_response scratch = {0};
-    struct tc_http_response *resp = req != NULL && answer_to != NULL ? answer_to : &scratch;
-    while (run(arg, resp) == AGENT_JOB_AGAIN)
-        ;
-    done(arg);
-    if (resp == &scratch)
-        free(scratch.body);
-    return 0;
-}
-
-static struct swtpm host_sw;
-static char state_dir[256];
-static struct agent_config cfg;
-static struct agent_vms *vms;
 static const char nonce_hex[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 static uint8_t nonce[32];
 
 static int group_setup(void **state)
 {
     (void)state;
-    char conf[2048], err[256], ak[300];
-    struct tc_tpm *tpm = NULL;
-    struct tc_tpm_key ek, akey;
     size_t n = 0;
-    if (system("command -v swtpm >/dev/null") != 0 || swtpm_new(&host_sw, "tc-vmak-test") != 0)
+    if (tc_hex_decode(nonce_hex, 64, nonce, sizeof(nonce), &n) != 0)
         return -1;
-    snprintf(state_dir, sizeof(state_dir), "%s/tc-vmak-state.XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (mkdtemp(state_dir) == NULL || tc_hex_decode(nonce_hex, 64, nonce, sizeof(nonce), &n) != 0)
-        return -1;
-    snprintf(ak, sizeof(ak), "%s/ak.ctx", state_dir);
-    if (tc_tpm_open(host_sw.tcti, &tpm) != 0 || tc_tpm_ek_create(tpm, TC_KEY_ECC_P256, &ek) != 0 ||
-        tc_tpm_ak_create(tpm, &ek, TC_KEY_ECC_P256, TC_SIG_ECDSA, ak, &akey) != 0)
-        return -1;
-    tc_tpm_key_release(tpm, &akey);
-    tc_tpm_key_release(tpm, &ek);
-    tc_tpm_close(tpm);
-    snprintf(conf, sizeof(conf),
-             "[agent]\nnode_id = n1\ncoordinator_url = https://127.0.0.1:1\nca_file = /x.pem\n"
-             "tcti = %s\nstate_dir = %s\nek_alg = ecc\nmax_vms = 4\n",
-             host_sw.tcti, state_dir);
-    memset(&cfg, 0, sizeof(cfg));
-    if (agent_config_load_string(conf, strlen(conf), &cfg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s\n", err);
-        return -1;
-    }
-    return agent_vms_new(&cfg, NULL, &vms) == 0 ? 0 : -1;
+    return agent_vm_fixture_setup("tc-vmak-test", 4);
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    agent_vms_free(vms);
-    agent_config_release(&cfg);
-    swtpm_free(&host_sw);
-    if (state_dir[0])
-        swtpm_rm_rf(state_dir);
+    agent_vm_fixture_teardown();
     return 0;
 }
 
-/* Calls a VM route as httpd would (as the coordinator); returns the status and the answer. */
+/* Calls a VM route as the coordinator; returns the status and the answer. */
 static unsigned call(tc_http_handler h, const char *method, const char *path, const char *body,
                      json_t **ans)
 {
-    struct tc_peer peer;
-    memset(&peer, 0, sizeof(peer));
-    snprintf(peer.cn, sizeof(peer.cn), "coordinator");
-    struct tc_http_request req = {.method = method,
-                                  .path = path,
-                                  .body = (const uint8_t *)(body ? body : ""),
-                                  .body_len = body ? strlen(body) : 0,
-                                  .peer = &peer,
-                                  .remote_addr = "test"};
-    struct tc_http_response resp = {0};
-    answer_to = &resp;
-    h(vms, &req, &resp);
-    answer_to = NULL;
-    *ans = resp.body ? json_loadb((const char *)resp.body, resp.body_len, 0, NULL) : NULL;
-    free(resp.body);
-    return resp.status;
+    return agent_vm_call(h, "coordinator", method, path, body, ans);
 }
 
 /* Creates a tcp-mode VM; its AK as the creation answer gives it (the coordinator's copy). */
