@@ -114,19 +114,29 @@ static bool swtpm_alive(pid_t pid)
     return (size_t)(close - open - 1) == strlen("swtpm") && strncmp(open + 1, "swtpm", 5) == 0;
 }
 
-static pid_t read_pid_file(const char *dir)
+/* The text of the small file dir/name (at most cap - 1 bytes, NUL-terminated, no symlink
+ * followed) into buf: true when there was some. */
+static bool read_small_file(const char *dir, const char *name, char *buf, size_t cap)
 {
-    char path[PATH_MAX], buf[PID_FILE_MAX];
-    if (path_join(path, sizeof(path), dir, "swtpm.pid") != 0)
-        return 0;
+    char path[PATH_MAX];
+    if (path_join(path, sizeof(path), dir, name) != 0)
+        return false;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        return false;
+    ssize_t n = read(fd, buf, cap - 1);
     close(fd);
     if (n <= 0)
-        return 0;
+        return false;
     buf[n] = '\0';
+    return true;
+}
+
+static pid_t read_pid_file(const char *dir)
+{
+    char buf[PID_FILE_MAX];
+    if (!read_small_file(dir, "swtpm.pid", buf, sizeof(buf)))
+        return 0;
     char *end;
     errno = 0;
     long p = strtol(buf, &end, 10);
@@ -487,17 +497,9 @@ static void write_port_file(const struct tc_vtpm *v)
 
 static uint16_t read_port_file(const char *dir)
 {
-    char path[PATH_MAX], buf[16];
-    if (path_join(path, sizeof(path), dir, "swtpm.port") != 0)
+    char buf[16];
+    if (!read_small_file(dir, "swtpm.port", buf, sizeof(buf)))
         return 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
     long p = strtol(buf, NULL, 10);
     return (p > 0 && p < 65535) ? (uint16_t)p : 0;
 }
