@@ -48,6 +48,7 @@
 #include "trustcloud/hashalg.h"
 #include "trustcloud/pcrs.h"
 #include "trustcloud/reason.h"
+#include <tss2/tss2_tpm2_types.h>
 
 #define TC_QUOTE_MAX_ATTEST 1024 /* >= sizeof(TPMS_ATTEST) marshaled for a quote */
 #define TC_QUOTE_MAX_SIG 1024    /* >= sizeof(TPMT_SIGNATURE) marshaled */
@@ -81,6 +82,12 @@ int tc_ak_from_tpm2b_public(const uint8_t *data, size_t len, struct tc_ak **out,
 int tc_ak_from_tpmt_public(const uint8_t *data, size_t len, struct tc_ak **out,
                            struct tc_reason *why);
 int tc_ak_from_spki(const uint8_t *data, size_t len, struct tc_ak **out, struct tc_reason *why);
+/* Unmarshals a TPM2B_PUBLIC of exactly len bytes (untrusted) into *pub (cleared first, and
+ * again on failure): TC_ERR_TRAILING when bytes are left, TC_ERR_FORMAT when it does not parse
+ * or its size field does not frame the public area exactly (tpm2-tss reads the whole area under
+ * a size of 0 or 1; this refuses it, so one public area has exactly one byte string). The one
+ * parser of public areas for every module. */
+int tc_tpm2b_public_unmarshal(const uint8_t *data, size_t len, TPM2B_PUBLIC *pub);
 /* Reads a file (at most TC_AK_MAX_FILE bytes; TC_ERR_IO if unreadable) and parses it. */
 int tc_ak_load_file(const char *path, struct tc_ak **out, struct tc_reason *why);
 void tc_ak_free(struct tc_ak *ak);

@@ -95,11 +95,7 @@ static void pending_remove(struct coord *c, struct coord_pending *p)
 /* A marshaled TPM2B_PUBLIC, consumed exactly. */
 static int unmarshal_public(const uint8_t *data, size_t len, TPM2B_PUBLIC *pub)
 {
-    size_t off = 0;
-    memset(pub, 0, sizeof(*pub));
-    if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(data, len, &off, pub) != TSS2_RC_SUCCESS)
-        return TC_ERR_FORMAT;
-    return off == len ? 0 : TC_ERR_TRAILING;
+    return tc_tpm2b_public_unmarshal(data, len, pub);
 }
 
 static bool bytes_equal_padded(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)

@@ -240,21 +240,32 @@ int tc_ak_from_tpmt_public(const uint8_t *data, size_t len, struct tc_ak **out,
     return finish(&ak, out);
 }
 
+int tc_tpm2b_public_unmarshal(const uint8_t *data, size_t len, TPM2B_PUBLIC *pub)
+{
+    size_t off = 0;
+    memset(pub, 0, sizeof(*pub));
+    if (data == NULL || len < 2 ||
+        Tss2_MU_TPM2B_PUBLIC_Unmarshal(data, len, &off, pub) != TSS2_RC_SUCCESS)
+        return TC_ERR_FORMAT;
+    int rc = off != len                                      ? TC_ERR_TRAILING
+             : (((size_t)data[0] << 8) | data[1]) != len - 2 ? TC_ERR_FORMAT
+                                                             : 0;
+    if (rc)
+        memset(pub, 0, sizeof(*pub));
+    return rc;
+}
+
 int tc_ak_from_tpm2b_public(const uint8_t *data, size_t len, struct tc_ak **out,
                             struct tc_reason *why)
 {
     *out = NULL;
     TPM2B_PUBLIC pub;
-    size_t off = 0;
-    memset(&pub, 0, sizeof(pub));
-    if (len > TC_AK_MAX_FILE || Tss2_MU_TPM2B_PUBLIC_Unmarshal(data, len, &off, &pub) != 0)
-        return tc_fail(why, TC_ERR_FORMAT, "quote.ak", -1, "not a TPM2B_PUBLIC");
-    if (off != len)
-        return tc_fail(why, TC_ERR_TRAILING, "quote.ak", -1, "%zu bytes after the TPM2B_PUBLIC",
-                       len - off);
-    /* The size prefix must frame the TPMT_PUBLIC exactly (MU checks it, be explicit). */
-    if (len < 2 || ((size_t)data[0] << 8 | data[1]) != len - 2)
-        return tc_fail(why, TC_ERR_FORMAT, "quote.ak", -1, "TPM2B_PUBLIC size prefix mismatch");
+    int rc = len > TC_AK_MAX_FILE ? TC_ERR_FORMAT : tc_tpm2b_public_unmarshal(data, len, &pub);
+    if (rc == TC_ERR_TRAILING)
+        return tc_fail(why, rc, "quote.ak", -1, "bytes after the TPM2B_PUBLIC");
+    if (rc)
+        return tc_fail(why, rc, "quote.ak", -1,
+                       "not a TPM2B_PUBLIC (or its size prefix does not frame it)");
     return tc_ak_from_tpmt_public(data + 2, len - 2, out, why);
 }
 
@@ -381,9 +392,7 @@ int tc_tpm_public_name(const uint8_t *tpm2b_public, size_t len, uint8_t *out, si
 {
     *out_len = 0;
     TPM2B_PUBLIC pub;
-    size_t off = 0;
-    memset(&pub, 0, sizeof(pub));
-    if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(tpm2b_public, len, &off, &pub) != 0 || off != len || len < 2)
+    if (tc_tpm2b_public_unmarshal(tpm2b_public, len, &pub) != 0)
         return TC_ERR_FORMAT;
     const struct tc_hash_alg *alg = tc_hash_by_tpm(pub.publicArea.nameAlg);
     if (alg == NULL)

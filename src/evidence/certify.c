@@ -68,12 +68,11 @@ int tc_certify_parse(const uint8_t *attest, size_t attest_len, struct tc_certify
 
 static int unmarshal_public(const uint8_t *data, size_t len, TPM2B_PUBLIC *pub)
 {
-    size_t off = 0;
-    memset(pub, 0, sizeof(*pub));
-    if (data == NULL || len == 0 || len > TC_AK_MAX_FILE ||
-        Tss2_MU_TPM2B_PUBLIC_Unmarshal(data, len, &off, pub) != TSS2_RC_SUCCESS)
+    if (len > TC_AK_MAX_FILE) {
+        memset(pub, 0, sizeof(*pub));
         return TC_ERR_FORMAT;
-    return off == len ? 0 : TC_ERR_TRAILING;
+    }
+    return tc_tpm2b_public_unmarshal(data, len, pub);
 }
 
 int tc_certify_verify(const struct tc_ak *ak, const uint8_t *attest, size_t attest_len,

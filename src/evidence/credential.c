@@ -17,6 +17,7 @@
 #include "trustcloud/error.h"
 #include "trustcloud/hashalg.h"
 #include "trustcloud/log.h"
+#include "trustcloud/quote.h"
 
 /* KDFa (Part 1, 11.4.10.2): SP800-108 counter mode with HMAC; the label gets a 0 separator. */
 static int kdfa(const struct tc_hash_alg *h, const uint8_t *key, size_t keylen, const char *label,
@@ -173,8 +174,7 @@ static int ecc_secret(const TPMT_PUBLIC *pub, const struct tc_hash_alg *h, uint8
     memcpy(point + 1 + coord, q->y.buffer, coord);
     if ((bld = OSSL_PARAM_BLD_new()) == NULL ||
         OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1 ||
-        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, 1 + 2 * coord) !=
-            1 ||
+        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, 1 + 2 * coord) != 1 ||
         (params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
         (pctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL ||
         EVP_PKEY_fromdata_init(pctx) != 1 ||
@@ -189,8 +189,8 @@ static int ecc_secret(const TPMT_PUBLIC *pub, const struct tc_hash_alg *h, uint8
                                         &eph_len) != 1 ||
         eph_len != 1 + 2 * coord)
         goto out;
-    if ((rc = kdfe(h, z, zlen, "IDENTITY", eph_pt + 1, coord, q->x.buffer, coord, seed,
-                   seedlen)) != 0)
+    if ((rc = kdfe(h, z, zlen, "IDENTITY", eph_pt + 1, coord, q->x.buffer, coord, seed, seedlen)) !=
+        0)
         goto out;
     /* The encrypted secret is the marshaled ephemeral TPMS_ECC_POINT. */
     TPMS_ECC_POINT ep = {0};
@@ -221,10 +221,8 @@ int tc_make_credential(const uint8_t *ek_public, size_t ek_public_len, const uin
                        struct tc_credential_blob *out)
 {
     memset(out, 0, sizeof(*out));
-    TPM2B_PUBLIC pub = {0};
-    size_t off = 0;
-    if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(ek_public, ek_public_len, &off, &pub) != TSS2_RC_SUCCESS ||
-        off != ek_public_len)
+    TPM2B_PUBLIC pub;
+    if (tc_tpm2b_public_unmarshal(ek_public, ek_public_len, &pub) != 0)
         return TC_ERR_FORMAT;
     const TPMT_PUBLIC *p = &pub.publicArea;
     const struct tc_hash_alg *h = tc_hash_by_tpm(p->nameAlg);
@@ -234,7 +232,7 @@ int tc_make_credential(const uint8_t *ek_public, size_t ek_public_len, const uin
     TPMA_OBJECT need = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
     if ((p->objectAttributes & need) != need || (p->objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT))
         return TC_ERR_KEY;
-    const TPMT_SYM_DEF_OBJECT *sym = p->type == TPM2_ALG_RSA ? &p->parameters.rsaDetail.symmetric
+    const TPMT_SYM_DEF_OBJECT *sym = p->type == TPM2_ALG_RSA   ? &p->parameters.rsaDetail.symmetric
                                      : p->type == TPM2_ALG_ECC ? &p->parameters.eccDetail.symmetric
                                                                : NULL;
     if (sym == NULL || sym->algorithm != TPM2_ALG_AES || sym->mode.aes != TPM2_ALG_CFB)
@@ -267,8 +265,8 @@ int tc_make_credential(const uint8_t *ek_public, size_t ek_public_len, const uin
         goto out;
 
     /* symKey = KDFa(nameAlg, seed, "STORAGE", name, NULL, symBits). */
-    if ((rc = kdfa(h, seed, seedlen, "STORAGE", obj_name, obj_name_len, NULL, 0, symkey,
-                   symlen)) != 0)
+    if ((rc = kdfa(h, seed, seedlen, "STORAGE", obj_name, obj_name_len, NULL, 0, symkey, symlen)) !=
+        0)
         goto out;
     /* encIdentity = CFB(symKey, IV = 0, marshaled TPM2B_DIGEST(credential)). */
     uint8_t plain[2 + TC_CRED_MAX_CREDENTIAL], iv[16] = {0};
@@ -301,7 +299,7 @@ int tc_make_credential(const uint8_t *ek_public, size_t ek_public_len, const uin
     idobj.credential[1] = (uint8_t)hlen;
     idobj.size = (UINT16)(2 + hlen + enclen);
 
-    off = 0;
+    size_t off = 0;
     if (Tss2_MU_TPM2B_ID_OBJECT_Marshal(&idobj, out->id_object, sizeof(out->id_object), &off) !=
         TSS2_RC_SUCCESS) {
         rc = TC_ERR_INTERNAL;

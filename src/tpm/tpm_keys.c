@@ -15,6 +15,7 @@
 #include "trustcloud/buf.h"
 #include "trustcloud/error.h"
 #include "trustcloud/log.h"
+#include "trustcloud/quote.h"
 
 /* PolicySecret(TPM_RH_ENDORSEMENT) with SHA-256: the authPolicy of the low-range EK templates
  * (TCG EK Credential Profile 2.0, B.3.3). */
@@ -640,21 +641,7 @@ int tc_tpm_ctx_read_tail(struct tc_reader *r, size_t priv_max, uint8_t *parent_n
 
 int tc_tpm_unmarshal_public(const uint8_t *data, size_t len, TPM2B_PUBLIC *pub)
 {
-    size_t off = 0;
-    memset(pub, 0, sizeof(*pub));
-    if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(data, len, &off, pub) != TSS2_RC_SUCCESS)
-        return TC_ERR_FORMAT;
-    if (off != len)
-        return TC_ERR_TRAILING;
-    /* Tss2_MU_TPM2B_PUBLIC_Unmarshal does not check the TPM2B's own size against the bytes its
-     * publicArea took (tpm2-tss 3.2 reads the whole area under a size field of 0 or 1): do, so
-     * that exactly one byte string is accepted for one public area, the one the TPM reads the
-     * same way. off >= 2 here. */
-    if ((((size_t)data[0] << 8) | data[1]) != len - 2) {
-        memset(pub, 0, sizeof(*pub));
-        return TC_ERR_FORMAT;
-    }
-    return 0;
+    return tc_tpm2b_public_unmarshal(data, len, pub);
 }
 
 int tc_tpm_unmarshal_private(const uint8_t *data, size_t len, TPM2B_PRIVATE *priv)

@@ -683,6 +683,35 @@ static void plain_signatures(void **state)
     }
 }
 
+/* The shared TPM2B_PUBLIC parser: exactly one byte string per public area. */
+static void tpm2b_public_framing(void **state)
+{
+    (void)state;
+    struct blob b = load("ecc.ak.pub");
+    TPM2B_PUBLIC pub;
+    struct tc_ak *ak = NULL;
+    struct tc_reason why;
+    assert_int_equal(tc_tpm2b_public_unmarshal(b.data, b.len, &pub), 0);
+    assert_int_equal(pub.size, b.len - 2);
+    uint8_t *copy = malloc(b.len + 1);
+    memcpy(copy, b.data, b.len);
+    copy[b.len] = 0;
+    assert_int_equal(tc_tpm2b_public_unmarshal(copy, b.len + 1, &pub), TC_ERR_TRAILING);
+    assert_int_equal(tc_tpm2b_public_unmarshal(copy, b.len - 1, &pub), TC_ERR_FORMAT);
+    const uint16_t sizes[] = {0, 1, (uint16_t)(b.len - 3), (uint16_t)(b.len - 1), 0xffff};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        copy[0] = (uint8_t)(sizes[i] >> 8);
+        copy[1] = (uint8_t)sizes[i];
+        assert_int_equal(tc_tpm2b_public_unmarshal(copy, b.len, &pub), TC_ERR_FORMAT);
+        assert_int_equal(pub.size, 0); /* cleared on failure */
+        assert_int_not_equal(tc_ak_from_tpm2b_public(copy, b.len, &ak, &why), 0);
+        assert_null(ak);
+    }
+    assert_int_equal(tc_tpm2b_public_unmarshal(NULL, 0, &pub), TC_ERR_FORMAT);
+    free(copy);
+    free(b.data);
+}
+
 static void parse_garbage(void **state)
 {
     struct tc_quote_info info;
@@ -709,7 +738,7 @@ int main(void)
         cmocka_unit_test(real_counters),      cmocka_unit_test(monotonic_counters),
         cmocka_unit_test(ak_attributes),      cmocka_unit_test(scheme_mismatch),
         cmocka_unit_test(pcr_files),          cmocka_unit_test(plain_signatures),
-        cmocka_unit_test(parse_garbage),
+        cmocka_unit_test(parse_garbage),      cmocka_unit_test(tpm2b_public_framing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
