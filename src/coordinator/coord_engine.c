@@ -227,6 +227,7 @@ struct coord_node {
     struct coord_node **asked; /* host: the VMs listed in the challenge in flight */
     size_t nasked, asked_cap;
     json_t *evidence; /* VM: its last quoted round, verifiable alone (coord_vm_evidence) */
+    long batch_pos;   /* VM: its entry in the host's answer being appraised, or -1 */
     /* Answer (written by the httpc callback on the engine thread). */
     struct coord_node *done_next;
     int status;
@@ -931,6 +932,29 @@ json_t *coord_vm_evidence(struct coord *c, const char *id)
     return v && v->is_vm && v->evidence ? json_incref(v->evidence) : NULL;
 }
 
+static int node_id_cmp(const void *a, const void *b)
+{
+    return strcmp((*(struct coord_node *const *)a)->id, (*(struct coord_node *const *)b)->id);
+}
+
+/* The asked VM with this id (n->asked sorted by id), or NULL: O(log n) per entry, so a batch
+ * of thousands of VMs is matched to its challenge without a quadratic scan. */
+static struct coord_node *asked_find(struct coord_node *n, const char *id)
+{
+    size_t lo = 0, hi = n->nasked;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(n->asked[mid]->id, id);
+        if (c == 0)
+            return n->asked[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
 /* A host's answer: its own evidence and, when its challenge listed VMs, their batch. pr is the
  * host's round; VM rounds go to vp (room for host->nasked), their number to *nvm. Returns 1
  * as appraise_evidence does (nothing recorded, for the host nor its VMs). */
@@ -959,15 +983,17 @@ static int appraise_host(struct coord *c, struct coord_node *n, struct pending_r
             goto host_failed;
         /* Only the VMs this host is recorded to run: evidence of any other VM in its batch is
          * a host claiming a VM it does not run. */
+        qsort(n->asked, n->nasked, sizeof(*n->asked), node_id_cmp);
+        for (size_t k = 0; k < n->nasked; k++)
+            n->asked[k]->batch_pos = -1;
         for (size_t i = 0; i < b->nvms; i++) {
-            bool asked = false;
-            for (size_t k = 0; k < n->nasked && !asked; k++)
-                asked = strcmp(n->asked[k]->id, b->vms[i].id) == 0;
-            if (!asked) {
+            struct coord_node *v = asked_find(n, b->vms[i].id);
+            if (!v) {
                 tc_fail(why, TC_ERR_POLICY, "batch.unexpected_vm", (long)i,
                         "VM %s is not one this node runs", b->vms[i].id);
                 goto host_failed;
             }
+            v->batch_pos = (long)i; /* ids in a parsed batch are unique */
         }
         if (b->present) {
             if (tc_batch_qualifying_data(n->nonce, sizeof(n->nonce), b->root, qd) != 0) {
@@ -998,13 +1024,8 @@ static int appraise_host(struct coord *c, struct coord_node *n, struct pending_r
             continue;
         struct pending_round *p = &vp[*nvm];
         round_init(p, v, now);
-        const struct tc_batch_vm *e = NULL;
-        size_t pos = 0;
-        for (size_t i = 0; i < b->nvms && !e; i++)
-            if (strcmp(b->vms[i].id, v->id) == 0) {
-                e = &b->vms[i];
-                pos = i;
-            }
+        size_t pos = v->batch_pos >= 0 ? (size_t)v->batch_pos : 0;
+        const struct tc_batch_vm *e = v->batch_pos >= 0 ? &b->vms[pos] : NULL;
         if (!e) {
             p->r.state = TC_NODE_UNTRUSTED;
             tc_fail(&p->r.reason, TC_ERR_POLICY, "batch.missing", -1,
