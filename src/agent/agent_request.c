@@ -303,57 +303,20 @@ int agent_b64_encode(const uint8_t *in, size_t len, char **out)
     *out = NULL;
     if (len > (size_t)(AGENT_MAX_ANSWER))
         return TC_ERR_TOO_LARGE;
-    size_t cap = 4 * ((len + 2) / 3) + 1;
-    char *s = malloc(cap);
-    if (s == NULL)
-        return TC_ERR_ALLOC;
-    int n = EVP_EncodeBlock((unsigned char *)s, in, (int)len);
-    if (n < 0 || (size_t)n >= cap) {
-        free(s);
-        return TC_ERR_CRYPTO;
-    }
-    s[n] = 0;
-    *out = s;
-    return 0;
-}
-
-static bool b64_char(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-           c == '/';
+    return tc_b64_encode(in, len, out);
 }
 
 int agent_b64_decode(const char *s, size_t slen, uint8_t *out, size_t cap, size_t *out_len)
 {
+    uint8_t *tmp = NULL;
     *out_len = 0;
-    if (slen % 4 != 0)
-        return TC_ERR_FORMAT;
-    size_t pad = 0;
-    if (slen >= 1 && s[slen - 1] == '=')
-        pad++;
-    if (slen >= 2 && s[slen - 2] == '=')
-        pad++;
-    for (size_t i = 0; i < slen - pad; i++)
-        if (!b64_char(s[i]))
-            return TC_ERR_FORMAT;
-    size_t n = slen / 4 * 3 - pad;
-    if (n > cap)
-        return TC_ERR_TOO_LARGE;
     if (slen == 0)
-        return 0;
-    /* EVP_DecodeBlock writes whole groups of 3 (padding included): decode into scratch. */
-    uint8_t *tmp = malloc(slen / 4 * 3);
-    if (tmp == NULL)
-        return TC_ERR_ALLOC;
-    int r = EVP_DecodeBlock(tmp, (const unsigned char *)s, (int)slen);
-    if (r < 0 || (size_t)r != slen / 4 * 3) {
-        free(tmp);
-        return TC_ERR_FORMAT;
-    }
-    memcpy(out, tmp, n);
+        return 0; /* an empty field decodes to nothing */
+    int rc = tc_b64_decode(s, slen, cap, &tmp, out_len);
+    if (rc == 0)
+        memcpy(out, tmp, *out_len);
     free(tmp);
-    *out_len = n;
-    return 0;
+    return rc;
 }
 
 static int put_b64(json_t *obj, const char *key, const uint8_t *data, size_t len)

@@ -191,25 +191,8 @@ int coord_b64_decode(const char *s, size_t len, size_t max, uint8_t **out, size_
 
 char *coord_b64_encode(const uint8_t *data, size_t len)
 {
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t n = (len + 2) / 3 * 4;
-    char *out = malloc(n + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t w = (uint32_t)data[i] << 16;
-        if (i + 1 < len)
-            w |= (uint32_t)data[i + 1] << 8;
-        if (i + 2 < len)
-            w |= data[i + 2];
-        out[o++] = tbl[(w >> 18) & 63];
-        out[o++] = tbl[(w >> 12) & 63];
-        out[o++] = i + 1 < len ? tbl[(w >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? tbl[w & 63] : '=';
-    }
-    out[o] = '\0';
-    return out;
+    char *out = NULL;
+    return tc_b64_encode(data, len, &out) == 0 ? out : NULL;
 }
 
 int coord_spki_pin_hex(EVP_PKEY *key, char out[65])
