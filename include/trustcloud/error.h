@@ -27,6 +27,7 @@ enum tc_err {
     TC_ERR_TRAILING = -16,    /* bytes left over after a structure */
     TC_ERR_ROLLBACK = -17,    /* a counter or log went backwards */
     TC_ERR_KEY = -18,         /* a key has the wrong type or attributes */
+    TC_ERR_CORRUPT = -19,     /* stored state failed its integrity check */
 };
 
 /* Static, human-readable text for a TC_ERR_* code (never NULL). */

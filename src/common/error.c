@@ -27,6 +27,7 @@ static const struct {
     {TC_ERR_TRAILING, "trailing", "trailing bytes after structure"},
     {TC_ERR_ROLLBACK, "rollback", "counter or log rolled back"},
     {TC_ERR_KEY, "key", "unsuitable key"},
+    {TC_ERR_CORRUPT, "corrupt", "stored state is damaged"},
 };
 
 const char *tc_strerror(int err)

@@ -25,7 +25,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: trustcloud-coordinator -c FILE [--pid-file FILE]\n"
                "       trustcloud-coordinator --print-defaults\n"
-               "exit codes: 0 clean stop, 2 bad configuration or startup failure\n");
+               "exit codes: 0 clean stop, 2 bad configuration or startup failure,\n"
+               "            3 the database is damaged (see the README: recovering a damaged store)\n");
 }
 
 int main(int argc, char **argv)
@@ -91,8 +92,19 @@ int main(int argc, char **argv)
     if (cfg.allow_ek_without_cert)
         LOG_WARN("allow_ek_without_cert=true: TPMs without a manufacturer EK certificate are "
                  "accepted");
-    if ((rc = coord_new(&cfg, &c)) != 0)
+    if ((rc = coord_new(&cfg, &c)) != 0) {
+        if (rc == TC_ERR_CORRUPT) {
+            /* Serving verdicts from a damaged database would be guessing. */
+            fprintf(stderr,
+                    "trustcloud-coordinator: the database %s is damaged (integrity check failed); "
+                    "refusing to serve from it. Restore it from a backup, or move it aside and "
+                    "start with a new one (nodes then enroll again); see the README, "
+                    "\"Recovering a damaged store\".\n",
+                    cfg.db);
+            ret = 3;
+        }
         goto out;
+    }
     if ((rc = coord_start(c)) != 0) {
         LOG_ERROR("cannot start: %s", tc_strerror(rc));
         goto out;

@@ -195,6 +195,7 @@ int tc_store_open(const char *uri, const struct tc_store_options *opts, struct t
         return TC_ERR_INVALID_ARG;
     if (opts != NULL) {
         o.sync_full = opts->sync_full;
+        o.full_check = opts->full_check;
         if (opts->busy_timeout_ms > 0)
             o.busy_timeout_ms = opts->busy_timeout_ms;
         if (opts->history_per_node > 0)

@@ -220,6 +220,7 @@ struct tc_store_options {
     bool sync_full;            /* SQLite synchronous=FULL instead of NORMAL */
     int busy_timeout_ms;       /* default 5000 */
     uint32_t history_per_node; /* results kept per node besides state changes; default 1000 */
+    bool full_check;           /* open: a full integrity check instead of the quick one */
 };
 
 struct tc_store;
@@ -227,8 +228,12 @@ struct tc_store;
 /* ---- open / close --------------------------------------------------------------------- */
 
 /* Opens (creating if needed) the store at uri ("sqlite:PATH"), takes the
- * single-coordinator lock and applies pending schema migrations in one
- * transaction. opts may be NULL (defaults). *out is owned by the caller. */
+ * single-coordinator lock, checks the database's integrity (SQLite: PRAGMA
+ * quick_check, or integrity_check with opts->full_check) and applies pending
+ * schema migrations in one transaction. opts may be NULL (defaults). *out is
+ * owned by the caller. TC_ERR_CORRUPT: the database is damaged (or not a
+ * database): nothing was changed, and it must not be served from (see the
+ * README, "Recovering a damaged store"). */
 int tc_store_open(const char *uri, const struct tc_store_options *opts, struct tc_store **out);
 /* Closes and frees; NULL is a no-op. Releases the lock. */
 void tc_store_close(struct tc_store *s);

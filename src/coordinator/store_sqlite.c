@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -294,6 +295,8 @@ struct sqlite_store {
     sqlite3_stmt *st[ST_COUNT];
     int fault_after; /* testing: fail the n-th next step */
     bool injected;   /* testing: the last failure was injected */
+    int quiet_code;      /* SQLITE_FULL/IOERR last logged at error level ... */
+    time_t quiet_since;  /* ... at this monotonic second */
 };
 
 static struct sqlite_store *SQ(struct tc_store *s)
@@ -314,8 +317,22 @@ static int map_err(struct sqlite_store *q, int r, const char *what)
     /* sqlite3_errmsg never contains bound values, so no secret can leak here. */
     const char *msg =
         q->db && sqlite3_extended_errcode(q->db) == r ? sqlite3_errmsg(q->db) : sqlite3_errstr(r);
+    /* A full or failing disk fails every write: one error line per code and 10 s (the caller
+     * reports the outage itself), the repeats at debug level. */
+    bool repeat = false;
+    if (code == SQLITE_FULL || code == SQLITE_IOERR) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        repeat = q->quiet_code == code && t.tv_sec - q->quiet_since < 10;
+        if (!repeat) {
+            q->quiet_code = code;
+            q->quiet_since = t.tv_sec;
+        }
+    }
     if (q->injected) /* testing: an expected, self-inflicted failure */
         LOG_DEBUG("%s: injected %s", what, msg);
+    else if (repeat)
+        LOG_DEBUG("%s: %s (sqlite %d, again)", what, msg, r);
     else
         LOG_ERROR("%s: %s (sqlite %d)", what, msg, r);
     q->injected = false;
@@ -514,6 +531,35 @@ static int pragma(struct sqlite_store *q, const char *sql)
     return 0;
 }
 
+/* PRAGMA quick_check (or integrity_check with full): the database's pages, records and indexes
+ * are sound. A damaged store is never served from: TC_ERR_CORRUPT, the first problems logged. */
+static int check_integrity(struct sqlite_store *q, bool full)
+{
+    sqlite3_stmt *st = NULL;
+    int r, rc = 0, problems = 0;
+    const char *sql = full ? "PRAGMA integrity_check(20)" : "PRAGMA quick_check(20)";
+    if ((r = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL)) != SQLITE_OK) {
+        rc = map_err(q, r, "integrity check");
+        goto out;
+    }
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *line = (const char *)sqlite3_column_text(st, 0);
+        if (line && strcmp(line, "ok") == 0)
+            continue;
+        if (problems++ < 5)
+            LOG_ERROR("database integrity: %s", line ? line : "(no text)");
+    }
+    if (r != SQLITE_DONE)
+        rc = map_err(q, r, "integrity check");
+    else if (problems)
+        rc = TC_ERR_CORRUPT;
+out:
+    sqlite3_finalize(st);
+    if (rc == TC_ERR_FORMAT) /* SQLITE_CORRUPT / NOTADB while checking */
+        rc = TC_ERR_CORRUPT;
+    return rc;
+}
+
 static int migrate(struct sqlite_store *q)
 {
     int rc, r;
@@ -673,6 +719,8 @@ int tc_store_sqlite_open(const char *path, const struct tc_store_options *opts,
         /* Bounds the WAL file after a checkpoint (64 MiB). */
         (rc = pragma(q, "PRAGMA journal_size_limit=67108864")) != 0)
         goto out;
+    if ((rc = check_integrity(q, opts->full_check)) != 0)
+        goto out;
     if ((rc = migrate(q)) != 0)
         goto out;
     *out = &q->base;
@@ -681,6 +729,8 @@ out:
     sqlite3_finalize(st);
     if (q != NULL)
         sq_close(&q->base);
+    if (rc == TC_ERR_FORMAT) /* not a database, or one damaged where opening reads it */
+        rc = TC_ERR_CORRUPT;
     return rc;
 }
 

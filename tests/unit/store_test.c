@@ -336,6 +336,84 @@ static int count_node(void *arg, const struct tc_store_node *n)
     return n->eventlog.data == NULL ? 0 : -1;
 }
 
+/* Overwrites len bytes at off of the database file with a pattern. */
+static void scribble(struct fx *f, off_t off, size_t len, uint8_t pattern)
+{
+    uint8_t buf[4096];
+    memset(buf, pattern, sizeof(buf));
+    int fd = open(f->path, O_WRONLY);
+    assert_true(fd >= 0);
+    while (len > 0) {
+        size_t k = len < sizeof(buf) ? len : sizeof(buf);
+        assert_int_equal(pwrite(fd, buf, k, off), (ssize_t)k);
+        off += (off_t)k;
+        len -= k;
+    }
+    close(fd);
+}
+
+/* A damaged database is refused at open (quick_check, and a full check on request), with
+ * TC_ERR_CORRUPT and nothing written to it, instead of being served from. */
+static void damaged_database_is_refused(void **state)
+{
+    struct fx *f = *state;
+    struct tc_store *s = open_store(f, NULL);
+    struct tc_store_node n;
+    char id[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(id, sizeof(id), "node-%04d", i);
+        make_node(&n, id, TC_NODE_ENROLLED);
+        assert_int_equal(tc_store_node_create(s, &n), 0);
+    }
+    tc_store_close(s); /* the last connection checkpoints the WAL into the file */
+    struct stat sb;
+    assert_int_equal(stat(f->path, &sb), 0);
+    int64_t page = q64(f, "PRAGMA page_size"), pages = (int64_t)sb.st_size / page;
+    assert_true(pages >= 8);
+    struct tc_store_options full = {.full_check = true};
+    s = open_store(f, NULL);
+    tc_store_close(s);
+    s = open_store(f, &full);
+    tc_store_close(s);
+
+    /* A page in the middle of the nodes' table (an undamaged copy kept aside). */
+    char copy[400];
+    snprintf(copy, sizeof(copy), "%s.good", f->path);
+    {
+        FILE *in = fopen(f->path, "rb"), *out = fopen(copy, "wb");
+        char b[8192];
+        size_t k;
+        assert_true(in && out);
+        while ((k = fread(b, 1, sizeof(b), in)) > 0)
+            assert_int_equal(fwrite(b, 1, k, out), k);
+        fclose(in);
+        fclose(out);
+    }
+    scribble(f, (off_t)(pages / 2) * page, (size_t)page, 0x5a);
+    assert_int_equal(stat(f->path, &sb), 0);
+    time_t mtime = sb.st_mtime;
+    assert_int_equal(tc_store_open(f->uri, NULL, &s), TC_ERR_CORRUPT);
+    assert_null(s);
+    assert_int_equal(tc_store_open(f->uri, &full, &s), TC_ERR_CORRUPT);
+    assert_null(s);
+    assert_int_equal(stat(f->path, &sb), 0);
+    assert_int_equal(sb.st_mtime, mtime);
+
+    /* The header itself, and a file that is no database at all. */
+    scribble(f, 0, 100, 0x00);
+    assert_int_equal(tc_store_open(f->uri, NULL, &s), TC_ERR_CORRUPT);
+    scribble(f, 0, (size_t)page * 2, 0x41);
+    assert_int_equal(tc_store_open(f->uri, NULL, &s), TC_ERR_CORRUPT);
+    assert_null(s);
+
+    /* The undamaged copy still opens. */
+    assert_int_equal(rename(copy, f->path), 0);
+    s = open_store(f, NULL);
+    assert_int_equal(tc_store_node_get(s, "node-0150", &n), 0);
+    tc_store_node_release(&n);
+    tc_store_close(s);
+}
+
 static void reopen_keeps_data(void **state)
 {
     struct fx *f = *state;
@@ -1043,6 +1121,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(open_errors_and_single_writer_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(node_crud_hostile_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(reopen_keeps_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(damaged_database_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(policy_versioning_and_assignment, setup, teardown),
         cmocka_unit_test_setup_teardown(history_paging_events_and_idempotency, setup, teardown),
         cmocka_unit_test_setup_teardown(history_retention, setup, teardown),
