@@ -262,6 +262,7 @@ static int vm_list(int argc, char **argv)
         ret = TC_EXIT_USAGE;
         goto out;
     }
+    coord_client_warn_store(&a.c, resp);
     json_t *kept = json_array();
     size_t i;
     const json_t *v;

@@ -321,3 +321,18 @@ int coord_client_wait(struct coord_client *c, const char *path, const char *id, 
     c->quiet = quiet;
     return ret;
 }
+
+void coord_client_warn_store(const struct coord_client *c, const json_t *resp)
+{
+    const json_t *st = json_object_get(resp, "store");
+    if (!json_is_object(st) || json_is_true(json_object_get(st, "healthy")))
+        return;
+    char since[32];
+    fprintf(stderr,
+            "%s: WARNING: the coordinator cannot record verdicts (%s since %s UTC, %lld rounds "
+            "waiting): nodes and VMs with unrecorded verdicts are shown not trusted\n",
+            c->cmd, coord_client_str(st, "error", "store error"),
+            coord_client_time(coord_client_int(json_object_get(st, "failing_since")), since,
+                              sizeof(since)),
+            coord_client_int(json_object_get(st, "unrecorded_rounds")));
+}

@@ -82,6 +82,8 @@ int coord_client_path(char *buf, size_t cap, const char *prefix, const char *id,
 
 /* Prints v indented (sorted keys) to stdout with a newline. */
 void coord_client_print_json(const json_t *v);
+/* A warning on stderr when a list answer says the coordinator's store is failing. */
+void coord_client_warn_store(const struct coord_client *c, const json_t *resp);
 
 /* Milliseconds since the epoch as "YYYY-MM-DD HH:MM:SS" UTC into buf (or "-" for 0). */
 const char *coord_client_time(long long ms, char *buf, size_t cap);

@@ -101,6 +101,20 @@ struct coord_node;    /* engine view of one node (coord_engine.c) */
 struct coord_pending; /* what activation needs besides the stored enrollment (coord_enroll.c) */
 struct coord_waiter;  /* a deferred GET /v1/events */
 
+/* Whether the engine's verdicts reach the store. While a round cannot be recorded (disk full,
+ * I/O error) the engine keeps it in memory, in order, retries it every tick and fails closed in
+ * every answer about the node meanwhile (coord_engine_view). */
+struct coord_store_health {
+    int error;           /* last recording error (TC_ERR_*); 0 while every verdict is durable */
+    int64_t since;       /* ms since the epoch when recording began failing; 0 = healthy */
+    int64_t last_ok;     /* ms since the epoch of the last successful recording */
+    size_t unrecorded;   /* rounds appraised and acted on, waiting to be recorded */
+    uint64_t late;       /* rounds recorded after an outage (caught up) */
+    uint64_t dropped;    /* rounds given up on: refused by the store or over the backlog cap */
+    uint64_t outages;    /* times recording began failing */
+    size_t webhook_unsynced; /* delivery outcomes known in memory, not yet in the store */
+};
+
 struct coord {
     struct coord_settings *cfg;
     struct tc_store *store;
@@ -130,6 +144,7 @@ struct coord {
     struct coord_waiter *waiters;
     int64_t last_seq_seen;
     struct coord_delivery_flight *deliveries; /* webhook attempts in flight */
+    struct coord_store_health health;         /* can verdicts be made durable? */
     /* Measurements. */
     uint64_t stat_rounds, stat_batches, stat_appraisals;
     double stat_appraise_ms, stat_record_ms;
@@ -171,6 +186,14 @@ void coord_engine_policies_changed(struct coord *c);
 /* The VM's last quoted round as self-verifiable evidence (docs/protocol.md, "VM evidence"), a new
  * reference, or NULL when none was kept yet. */
 json_t *coord_vm_evidence(struct coord *c, const char *id);
+/* The state to report for node id. The store's (*state, *reason, filled by the caller) stands
+ * unless the engine holds verdicts for that node that are not recorded yet; then it is the
+ * engine's newest verdict, failed closed: a trusted verdict that is not durable is reported as
+ * untrusted with check "store.unrecorded". Returns true (and *appraised, *unrecorded) when it
+ * overrode the store. Under c->lock. */
+bool coord_engine_view(struct coord *c, const char *id, enum tc_node_state *state,
+                       struct tc_reason *reason, enum tc_node_state *appraised,
+                       uint32_t *unrecorded);
 /* A deferred events request (takes the handle). */
 int coord_engine_add_waiter(struct coord *c, struct tc_http_deferred *d, int64_t since,
                             int64_t deadline_ms);
@@ -191,8 +214,11 @@ int coord_ek_check(const uint8_t *ek_pub, size_t ek_pub_len, X509 *ek_cert, cons
                    TPM2B_PUBLIC *ekp, struct tc_reason *why);
 int coord_keys_check(const TPM2B_PUBLIC *ekp, const uint8_t *ak_pub, size_t ak_pub_len,
                      const char *prefix, struct tc_ak **ak, struct tc_reason *why);
-/* A node or VM as JSON (full: with counters and quote info). */
-json_t *coord_node_json(const struct tc_store_node *n, bool full);
+/* A node or VM as JSON (full: with counters and quote info), in the engine's view
+ * (coord_engine_view: "recorded": false and "appraised_state" when it overrides the store). */
+json_t *coord_node_json(struct coord *c, const struct tc_store_node *n, bool full);
+/* {"healthy": bool, "unrecorded_rounds": N, ...}: whether verdicts reach the store. */
+json_t *coord_store_health_json(const struct coord *c);
 /* VMs (coord_vm.c): routes /v1/vms and /v1/vms/... */
 struct coord_vm_identity { /* malloc'd; coord_vm_identity_release */
     uint8_t *ek_pub, *ek_cert, *ak_pub, *ak_name;

@@ -137,13 +137,22 @@ static bool parse_uint(const char *s, long long max, long long *out)
 
 /* ---- nodes --------------------------------------------------------------------------------- */
 
-json_t *coord_node_json(const struct tc_store_node *n, bool full)
+json_t *coord_node_json(struct coord *c, const struct tc_store_node *n, bool full)
 {
+    enum tc_node_state state = n->state, appraised;
+    struct tc_reason reason = n->reason;
+    uint32_t unrecorded = 0;
+    bool view = coord_engine_view(c, n->id, &state, &reason, &appraised, &unrecorded);
     json_t *j =
-        json_pack("{s:s, s:s, s:s, s:s, s:o, s:I}", "id", n->id, "state",
-                  tc_node_state_name(n->state), "group", n->group_name, "agent_url", n->agent_url,
-                  "reason", n->reason.code ? tc_reason_to_json(&n->reason) : json_null(), "updated",
+        json_pack("{s:s, s:s, s:s, s:s, s:o, s:I}", "id", n->id, "state", tc_node_state_name(state),
+                  "group", n->group_name, "agent_url", n->agent_url, "reason",
+                  reason.code ? tc_reason_to_json(&reason) : json_null(), "updated",
                   (json_int_t)n->updated);
+    if (j && view) { /* the newest verdicts are in effect but not durable yet */
+        json_object_set_new(j, "recorded", json_false());
+        json_object_set_new(j, "appraised_state", json_string(tc_node_state_name(appraised)));
+        json_object_set_new(j, "unrecorded_rounds", json_integer(unrecorded));
+    }
     if (j) {
         json_object_set_new(j, "kind", json_string(n->is_vm ? "vm" : "host"));
         if (n->is_vm) {
@@ -170,24 +179,50 @@ json_t *coord_node_json(const struct tc_store_node *n, bool full)
     return j;
 }
 
+struct list_ctx {
+    struct coord *c;
+    json_t *arr;
+};
+
 static int list_cb(void *arg, const struct tc_store_node *n)
 {
+    struct list_ctx *x = arg;
     if (n->is_vm) /* GET /v1/vms lists those */
         return 0;
-    return json_array_append_new(arg, coord_node_json(n, false)) == 0 ? 0 : TC_ERR_ALLOC;
+    return json_array_append_new(x->arr, coord_node_json(x->c, n, false)) == 0 ? 0 : TC_ERR_ALLOC;
+}
+
+json_t *coord_store_health_json(const struct coord *c)
+{
+    const struct coord_store_health *h = &c->health;
+    json_t *j = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I}", "healthy", h->error == 0 && !h->unrecorded,
+                          "unrecorded_rounds", (json_int_t)h->unrecorded, "late_rounds",
+                          (json_int_t)h->late, "dropped_rounds", (json_int_t)h->dropped, "outages",
+                          (json_int_t)h->outages, "webhook_outcomes_unrecorded",
+                          (json_int_t)h->webhook_unsynced);
+    if (j && h->error) {
+        json_object_set_new(j, "error", json_string(tc_strerror(h->error)));
+        json_object_set_new(j, "failing_since", json_integer(h->since));
+    }
+    if (j && h->last_ok)
+        json_object_set_new(j, "last_recorded", json_integer(h->last_ok));
+    return j;
 }
 
 static void nodes_list(struct coord *c, const struct tc_http_request *req,
                        struct tc_http_response *resp)
 {
-    json_t *arr = json_array();
-    int rc = arr ? tc_store_node_list(c->store, list_cb, arr) : TC_ERR_ALLOC;
+    struct list_ctx x = {.c = c, .arr = json_array()};
+    int rc = x.arr ? tc_store_node_list(c->store, list_cb, &x) : TC_ERR_ALLOC;
     if (rc) {
-        json_decref(arr);
+        json_decref(x.arr);
         reply_store_error(resp, rc, "cannot list nodes");
         return;
     }
-    reply_json(resp, 200, json_pack("{s:o}", "nodes", arr));
+    json_t *j = json_pack("{s:o}", "nodes", x.arr);
+    if (j && (c->health.error || c->health.unrecorded)) /* loud only when it matters */
+        json_object_set_new(j, "store", coord_store_health_json(c));
+    reply_json(resp, 200, j);
 }
 
 static void node_show(struct coord *c, const char *id, struct tc_http_response *resp)
@@ -198,7 +233,7 @@ static void node_show(struct coord *c, const char *id, struct tc_http_response *
     if (rc)
         reply_store_error(resp, rc, "no such node");
     else
-        reply_json(resp, 200, coord_node_json(&n, true));
+        reply_json(resp, 200, coord_node_json(c, &n, true));
     tc_store_node_release(&n);
 }
 
@@ -665,6 +700,24 @@ static int subs_cb(void *arg, const struct tc_store_subscriber *s)
                : TC_ERR_ALLOC;
 }
 
+/* GET /v1/status (operators): whether verdicts reach the store, engine counters. */
+static void h_status(void *arg, const struct tc_http_request *req, struct tc_http_response *resp)
+{
+    struct coord *c = arg;
+    if (!require_operator(req, resp))
+        return;
+    if (strcmp(req->method, "GET") != 0) {
+        coord_reply_error(resp, 405, "request.method", "GET only");
+        return;
+    }
+    pthread_mutex_lock(&c->lock);
+    json_t *j = json_pack("{s:o, s:I, s:I, s:I}", "store", coord_store_health_json(c), "nodes",
+                          (json_int_t)c->nnodes, "rounds_recorded", (json_int_t)c->stat_rounds,
+                          "appraisals", (json_int_t)c->stat_appraisals);
+    pthread_mutex_unlock(&c->lock);
+    reply_json(resp, 200, j);
+}
+
 static void h_subscribers(void *arg, const struct tc_http_request *req,
                           struct tc_http_response *resp)
 {
@@ -767,6 +820,7 @@ int coord_api_register(struct coord *c)
         (rc = tc_httpd_route(c->httpd, NULL, "/v1/policies", h_policies, c, 0)) != 0 ||
         (rc = tc_httpd_route(c->httpd, NULL, "/v1/policies/", h_policies, c, 0)) != 0 ||
         (rc = tc_httpd_route(c->httpd, NULL, "/v1/events", h_events, c, 0)) != 0 ||
+        (rc = tc_httpd_route(c->httpd, NULL, "/v1/status", h_status, c, 0)) != 0 ||
         (rc = tc_httpd_route(c->httpd, NULL, "/v1/subscribers", h_subscribers, c, 0)) != 0 ||
         (rc = tc_httpd_route(c->httpd, NULL, "/v1/subscribers/", h_subscribers, c, 0)) != 0 ||
         (rc = coord_vm_register(c)) != 0)

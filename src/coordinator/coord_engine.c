@@ -40,6 +40,16 @@
 #define QUOTE_MAX_BODY (16u << 20)
 #define DELIVERIES_PER_TICK 256
 #define EVENTS_PER_ANSWER 1000
+/* Recording while the store fails (disk full, I/O errors): the rounds wait in memory, in order,
+ * and are retried every RETRY_MS; past BACKLOG_MAX rounds the uneventful ones are summarised
+ * (state changes are always kept). An outage is logged at error level when it starts, every
+ * OUTAGE_LOG_MS while it lasts, and when it ends. */
+#define RETRY_MS 250
+#define BACKLOG_MAX 1000000
+#define OUTAGE_LOG_MS 10000
+/* Webhook outcomes that could not be written to the store are kept in memory (never resent
+ * while known delivered, never retried before their backoff) up to this many. */
+#define DNOTES_MAX 65536
 
 /* ---- policies ----------------------------------------------------------------------------- */
 
@@ -198,7 +208,9 @@ struct coord_node {
     char pin[80]; /* libcurl pin, "" = CA check only (load-test imports) */
     struct tc_reason reason;
     uint32_t missed;
-    uint64_t last_round;
+    uint64_t last_round;  /* highest round appraised (recorded or waiting in the backlog) */
+    uint32_t unrecorded;  /* rounds of this node in the backlog, not yet in the store */
+    size_t bl_newest;     /* backlog index of its newest such round (valid while unrecorded) */
     uint8_t *ak_pub;
     size_t ak_pub_len;
     struct tc_ak *ak; /* parsed once */
@@ -259,6 +271,13 @@ static struct coord_node *node_find(struct coord *c, const char *id)
 }
 
 /* Spreads first challenges over one interval so a restart does not send them all at once. */
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 static int64_t phase(const struct coord *c, const char *id)
 {
     uint32_t h = 2166136261u;
@@ -409,7 +428,9 @@ static int node_fill(struct coord *c, struct coord_node *n, const struct tc_stor
         LOG_WARN("node %s: unusable TLS pin, its challenges will fail", s->id);
     n->reason = s->reason;
     n->missed = s->missed;
-    n->last_round = s->last_round;
+    /* Rounds waiting in the backlog are numbered past what the store has recorded. */
+    if (!n->unrecorded || s->last_round > n->last_round)
+        n->last_round = s->last_round;
     if (!n->ak_pub && s->ak_pub.data) {
         if (!(n->ak_pub = malloc(s->ak_pub.len)))
             return TC_ERR_ALLOC;
@@ -847,12 +868,13 @@ static void round_init(struct pending_round *p, struct coord_node *nd, int64_t n
     p->n = nd;
     p->old_state = nd->state;
     p->r.node_id = nd->id;
-    p->r.round = nd->last_round + 1;
     p->r.ts = now;
 }
 
+/* The verdict takes effect in memory at once (whether or not the store can record it). */
 static void round_commit(struct pending_round *p)
 {
+    p->r.round = ++p->n->last_round;
     p->r.missed = p->n->missed;
     p->n->state = p->r.state;
     p->n->reason = p->r.reason;
@@ -1080,6 +1102,111 @@ json_t *coord_event_json(const struct tc_store_event *ev)
                      ev->reason.code ? tc_reason_to_json(&ev->reason) : json_null());
 }
 
+/* Delivery outcomes the store has not taken yet (a full disk): the attempt is not repeated for a
+ * delivery known done, nor before its backoff, and the outcome is written when the store takes
+ * it. Sorted by delivery id; under c->lock. */
+struct delivery_note {
+    int64_t id;
+    bool done;           /* delivered: never sent again by this process */
+    int64_t next_at;     /* not done: no attempt before (ms since the epoch) */
+    uint32_t attempts;
+};
+
+static struct {
+    struct delivery_note *v;
+    size_t n, cap;
+    int64_t next_sync; /* monotonic ms */
+} dnotes;
+
+static struct delivery_note *dnote_find(int64_t id)
+{
+    size_t lo = 0, hi = dnotes.n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (dnotes.v[mid].id == id)
+            return &dnotes.v[mid];
+        if (dnotes.v[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Writes an outcome to the store, or keeps it in memory when the store fails. */
+static void delivery_outcome(struct coord *c, int64_t id, bool done, uint32_t attempts,
+                             int64_t now)
+{
+    int64_t next_at = 0;
+    int rc;
+    if (done) {
+        rc = tc_store_delivery_done(c->store, id, now);
+    } else {
+        int64_t delay = tc_store_backoff_ms(attempts);
+        if (delay > c->cfg->webhook_max_backoff_ms)
+            delay = c->cfg->webhook_max_backoff_ms;
+        next_at = now + delay;
+        rc = tc_store_delivery_retry(c->store, id, next_at);
+    }
+    struct delivery_note *e = dnote_find(id);
+    if (rc == 0 || rc == TC_ERR_NOT_FOUND) { /* recorded, or the row is gone */
+        if (e) {
+            size_t i = (size_t)(e - dnotes.v);
+            memmove(e, e + 1, (dnotes.n - i - 1) * sizeof(*e));
+            dnotes.n--;
+        }
+        c->health.webhook_unsynced = dnotes.n;
+        return;
+    }
+    if (!e) {
+        if (dnotes.n == dnotes.cap) {
+            size_t cap = dnotes.cap ? dnotes.cap * 2 : 64;
+            void *g = cap <= DNOTES_MAX ? realloc(dnotes.v, cap * sizeof(*dnotes.v)) : NULL;
+            if (!g) {
+                LOG_ERROR("webhook delivery %lld: outcome neither recorded nor kept", (long long)id);
+                return;
+            }
+            dnotes.v = g;
+            dnotes.cap = cap;
+        }
+        size_t i = 0;
+        while (i < dnotes.n && dnotes.v[i].id < id)
+            i++;
+        memmove(&dnotes.v[i + 1], &dnotes.v[i], (dnotes.n - i) * sizeof(*dnotes.v));
+        dnotes.n++;
+        e = &dnotes.v[i];
+        e->id = id;
+    }
+    e->done = e->done || done;
+    e->next_at = next_at;
+    e->attempts = attempts;
+    c->health.webhook_unsynced = dnotes.n;
+    LOG_ERROR("webhook delivery %lld: cannot record its outcome (%s): kept in memory", (long long)id,
+              tc_strerror(rc));
+}
+
+/* Writes the outcomes kept in memory (every RETRY_MS while the store fails, or now). */
+static void dnotes_sync(struct coord *c, bool now_too)
+{
+    int64_t mono = mono_ms();
+    if (!dnotes.n || (!now_too && mono < dnotes.next_sync))
+        return;
+    dnotes.next_sync = mono + RETRY_MS;
+    int64_t now = tc_store_now_ms();
+    for (size_t i = dnotes.n; i-- > 0;) {
+        struct delivery_note e = dnotes.v[i];
+        int rc = e.done ? tc_store_delivery_done(c->store, e.id, now)
+                        : tc_store_delivery_retry(c->store, e.id, e.next_at);
+        if (rc == TC_ERR_IO)
+            break; /* still failing: next time */
+        if (rc == 0 || rc == TC_ERR_NOT_FOUND) {
+            memmove(&dnotes.v[i], &dnotes.v[i + 1], (dnotes.n - i - 1) * sizeof(*dnotes.v));
+            dnotes.n--;
+        }
+    }
+    c->health.webhook_unsynced = dnotes.n;
+}
+
 static void delivery_done_cb(void *arg, int status, long http_code, const uint8_t *body, size_t len)
 {
     struct coord_delivery_flight *f = arg;
@@ -1105,8 +1232,11 @@ static void deliver_one(struct coord *c, const struct tc_store_delivery *d)
     char *body = NULL;
     json_t *j = NULL;
     if (tc_store_events_since(c->store, d->seq - 1, 1, &ev, &nev) != 0 || nev != 1 ||
-        ev[0].seq != d->seq || tc_store_subscriber_get(c->store, d->subscriber_id, &sub) != 0)
+        ev[0].seq != d->seq || tc_store_subscriber_get(c->store, d->subscriber_id, &sub) != 0) {
+        /* Unreadable now (store failing) or gone: not again before its backoff. */
+        delivery_outcome(c, d->id, false, d->attempts + 1, tc_store_now_ms());
         goto out;
+    }
     if (!(j = coord_event_json(&ev[0])) || !(body = json_dumps(j, JSON_COMPACT)))
         goto out;
     uint8_t mac[32];
@@ -1138,10 +1268,7 @@ static void deliver_one(struct coord *c, const struct tc_store_delivery *d)
     if (tc_httpc_submit_req(c->httpc, &r) != 0) {
         free(f);
         /* e.g. an http:// URL while webhook_allow_http is off: retry later, never drop */
-        int64_t delay = tc_store_backoff_ms(d->attempts + 1);
-        if (delay > c->cfg->webhook_max_backoff_ms)
-            delay = c->cfg->webhook_max_backoff_ms;
-        tc_store_delivery_retry(c->store, d->id, tc_store_now_ms() + delay);
+        delivery_outcome(c, d->id, false, d->attempts + 1, tc_store_now_ms());
         goto out;
     }
     f->next = c->deliveries;
@@ -1159,9 +1286,15 @@ static void deliveries_submit(struct coord *c, int64_t now)
     size_t n = 0;
     if (tc_store_deliveries_due(c->store, now, DELIVERIES_PER_TICK, &d, &n) != 0)
         return;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        struct delivery_note *e = dnote_find(d[i].id);
+        if (e && (e->done || e->next_at > now))
+            continue; /* its outcome is known here, the store has not taken it yet */
+        if (e && e->attempts > d[i].attempts)
+            d[i].attempts = e->attempts;
         if (!delivery_in_flight(c, d[i].id))
             deliver_one(c, &d[i]);
+    }
     free(d);
 }
 
@@ -1176,18 +1309,16 @@ static void deliveries_finish(struct coord *c, int64_t now)
         }
         *pp = f->next;
         if (f->status == 0 && f->http_code >= 200 && f->http_code < 300) {
-            tc_store_delivery_done(c->store, f->id, now);
+            delivery_outcome(c, f->id, true, f->attempts + 1, now);
         } else {
-            int64_t delay = tc_store_backoff_ms(f->attempts + 1);
-            if (delay > c->cfg->webhook_max_backoff_ms)
-                delay = c->cfg->webhook_max_backoff_ms;
-            LOG_INFO("webhook delivery %lld failed (%s, HTTP %ld); retry in %lld ms",
-                     (long long)f->id, f->status ? tc_strerror(f->status) : "answered",
-                     f->http_code, (long long)delay);
-            tc_store_delivery_retry(c->store, f->id, now + delay);
+            LOG_INFO("webhook delivery %lld failed (%s, HTTP %ld); attempt %u", (long long)f->id,
+                     f->status ? tc_strerror(f->status) : "answered", f->http_code,
+                     f->attempts + 1);
+            delivery_outcome(c, f->id, false, f->attempts + 1, now);
         }
         free(f);
     }
+    dnotes_sync(c, false);
 }
 
 static void notice_done(void *arg, int status, long http_code, const uint8_t *body, size_t len)
@@ -1298,60 +1429,333 @@ static void waiters_run(struct coord *c, int64_t now, bool stopping)
     }
 }
 
-/* ---- the loop -------------------------------------------------------------------------------- */
+/* ---- recording: verdicts act at once, durability follows ---------------------------------- */
 
-static void record_batch(struct coord *c, struct pending_round *pr, size_t n)
+/* Rounds appraised (and already in effect in memory) waiting to be recorded, oldest first, with
+ * their blobs. Empty whenever the store accepts writes; under c->lock. */
+static struct {
+    struct pending_round *v;
+    size_t n, cap;
+    int64_t next_try;          /* monotonic ms: no attempt before (while failing) */
+    int64_t last_log;          /* monotonic ms of the last outage log line */
+    struct coord_node **idx;   /* nodes with unrecorded rounds, by id (coord_engine_view) */
+    size_t nidx, idx_cap;
+    bool idx_dirty;
+} backlog;
+
+static void pending_round_free(struct pending_round *p)
 {
-    if (n == 0)
-        return;
-    struct tc_store_round *r = calloc(n, sizeof(*r));
-    struct tc_store_round_result *res = calloc(n, sizeof(*res));
-    struct timespec t0, t1;
-    if (!r || !res) {
-        free(r);
-        free(res);
-        LOG_ERROR("out of memory recording %zu rounds", n);
-        return;
+    free(p->ima_state);
+    free(p->eventlog);
+    p->ima_state = p->eventlog = NULL;
+    p->r.ima_state = p->r.eventlog = NULL;
+    p->r.ima_state_len = p->r.eventlog_len = 0;
+}
+
+/* Moves the blobs of an older round of the same node into a newer one that has none (the store
+ * keeps only the newest IMA state and boot log, so the older copies are not needed). */
+static void blobs_forward(struct pending_round *older, struct pending_round *newer)
+{
+    if (older->ima_state && !newer->ima_state) {
+        newer->ima_state = older->ima_state;
+        newer->r.ima_state = older->ima_state;
+        newer->r.ima_state_len = older->r.ima_state_len;
+        older->ima_state = NULL;
+        older->r.ima_state = NULL;
+        older->r.ima_state_len = 0;
     }
+    if (older->eventlog && !newer->eventlog) {
+        newer->eventlog = older->eventlog;
+        newer->r.eventlog = older->eventlog;
+        newer->r.eventlog_len = older->r.eventlog_len;
+        older->eventlog = NULL;
+        older->r.eventlog = NULL;
+        older->r.eventlog_len = 0;
+    }
+    pending_round_free(older);
+}
+
+/* After entries moved: each node's newest entry (the last one of it, scanning forward). */
+static void backlog_reindex(void)
+{
+    for (size_t i = 0; i < backlog.n; i++)
+        backlog.v[i].n->bl_newest = i;
+}
+
+/* Full backlog: keeps every state change and each node's newest round, drops the uneventful
+ * rounds in between (counted in health.dropped; the history has a gap there, the log says so). */
+static void backlog_compact(struct coord *c)
+{
+    size_t before = backlog.n, j = backlog.n;
+    for (size_t i = 0; i < backlog.n; i++)
+        backlog.v[i].n->bl_newest = SIZE_MAX;
+    for (size_t k = backlog.n; k-- > 0;) { /* newest first */
+        struct pending_round *p = &backlog.v[k];
+        struct coord_node *nd = p->n;
+        bool newest = nd->bl_newest == SIZE_MAX;
+        if (!newest && p->r.state == p->old_state) {
+            blobs_forward(p, &backlog.v[nd->bl_newest]);
+            nd->unrecorded--;
+            continue;
+        }
+        backlog.v[--j] = *p;
+        if (newest)
+            nd->bl_newest = j;
+    }
+    size_t kept = backlog.n - j;
+    memmove(backlog.v, backlog.v + j, kept * sizeof(*backlog.v));
+    backlog.n = kept;
+    backlog_reindex();
+    c->health.dropped += before - kept;
+    c->health.unrecorded = kept;
+    LOG_ERROR("store outage: %zu unrecorded rounds exceeded the backlog cap; %zu uneventful "
+              "rounds dropped from the history (state changes kept)",
+              before, before - kept);
+}
+
+/* Takes over n committed rounds (and their blobs) at the end of the backlog. */
+static void backlog_push(struct coord *c, struct pending_round *pr, size_t n)
+{
+    if (backlog.n + n > backlog.cap) {
+        size_t cap = backlog.cap ? backlog.cap : 1024;
+        while (cap < backlog.n + n)
+            cap *= 2;
+        void *g = realloc(backlog.v, cap * sizeof(*backlog.v));
+        if (!g) {
+            /* Verdicts are in effect in memory already; only their history is lost. */
+            LOG_ERROR("out of memory: %zu rounds are not recorded", n);
+            for (size_t i = 0; i < n; i++)
+                pending_round_free(&pr[i]);
+            c->health.dropped += n;
+            return;
+        }
+        backlog.v = g;
+        backlog.cap = cap;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct coord_node *nd = pr[i].n;
+        size_t at = backlog.n++;
+        backlog.v[at] = pr[i];
+        memset(&pr[i], 0, sizeof(pr[i]));
+        if (nd->unrecorded) { /* only the newest IMA state and boot log are ever kept */
+            struct pending_round *older = &backlog.v[nd->bl_newest], *newer = &backlog.v[at];
+            if (newer->ima_state && older->ima_state) {
+                free(older->ima_state);
+                older->ima_state = NULL;
+                older->r.ima_state = NULL;
+                older->r.ima_state_len = 0;
+            }
+            if (newer->eventlog && older->eventlog) {
+                free(older->eventlog);
+                older->eventlog = NULL;
+                older->r.eventlog = NULL;
+                older->r.eventlog_len = 0;
+            }
+        } else {
+            backlog.idx_dirty = true;
+        }
+        nd->unrecorded++;
+        nd->bl_newest = at;
+    }
+    c->health.unrecorded = backlog.n;
+    if (backlog.n > BACKLOG_MAX)
+        backlog_compact(c);
+}
+
+/* What follows a recorded round: its node's count, the transition log line, agents' notices. */
+static void round_recorded(struct coord *c, struct pending_round *p,
+                           const struct tc_store_round_result *res)
+{
+    struct coord_node *nd = p->n;
+    if (--nd->unrecorded == 0)
+        backlog.idx_dirty = true;
+    if (res->status != 0 || res->duplicate || res->event_seq <= 0)
+        return;
+    LOG_INFO("node %s: %s -> %s%s%s", nd->id, tc_node_state_name(p->old_state),
+             tc_node_state_name(p->r.state), p->r.reason.code ? ": " : "",
+             p->r.reason.code ? p->r.reason.check : "");
+    if (p->old_state == TC_NODE_TRUSTED && p->r.state != TC_NODE_TRUSTED && !nd->is_vm) {
+        struct tc_store_event ev = {.seq = res->event_seq,
+                                    .ts = p->r.ts,
+                                    .old_state = p->old_state,
+                                    .new_state = p->r.state,
+                                    .reason = p->r.reason};
+        snprintf(ev.node_id, sizeof(ev.node_id), "%s", nd->id);
+        notify_agents(c, &ev);
+    }
+}
+
+/* One store transaction for rounds [0, n) of v. */
+static int record_chunk(struct coord *c, struct pending_round *v, size_t n,
+                        struct tc_store_round *r, struct tc_store_round_result *res)
+{
+    struct timespec t0, t1;
     for (size_t i = 0; i < n; i++)
-        r[i] = pr[i].r;
+        r[i] = v[i].r;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = tc_store_record_rounds(c->store, r, n, res);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     c->stat_record_ms +=
         (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-    if (rc) {
-        LOG_ERROR("cannot record %zu rounds: %s (they are re-attested next interval)", n,
-                  tc_strerror(rc));
-        free(r);
-        free(res);
-        return;
+    if (rc == 0) {
+        c->stat_rounds += n;
+        c->stat_batches++;
     }
-    c->stat_rounds += n;
-    c->stat_batches++;
-    for (size_t i = 0; i < n; i++) {
-        struct coord_node *nd = pr[i].n;
-        if (res[i].status != 0)
-            continue;
-        nd->last_round = r[i].round;
-        if (res[i].event_seq > 0) {
-            LOG_INFO("node %s: %s -> %s%s%s", nd->id, tc_node_state_name(pr[i].old_state),
-                     tc_node_state_name(r[i].state), r[i].reason.code ? ": " : "",
-                     r[i].reason.code ? r[i].reason.check : "");
-            if (pr[i].old_state == TC_NODE_TRUSTED && r[i].state != TC_NODE_TRUSTED && !nd->is_vm) {
-                struct tc_store_event ev = {.seq = res[i].event_seq,
-                                            .ts = r[i].ts,
-                                            .old_state = pr[i].old_state,
-                                            .new_state = r[i].state,
-                                            .reason = r[i].reason};
-                snprintf(ev.node_id, sizeof(ev.node_id), "%s", nd->id);
-                notify_agents(c, &ev);
+    return rc;
+}
+
+static void outage_begin(struct coord *c, int rc, int64_t mono)
+{
+    if (!c->health.error) {
+        c->health.since = tc_store_now_ms();
+        c->health.outages++;
+        backlog.last_log = 0;
+    }
+    c->health.error = rc;
+    backlog.next_try = mono + RETRY_MS;
+    if (!backlog.last_log || mono - backlog.last_log >= OUTAGE_LOG_MS) {
+        LOG_ERROR("store outage: cannot record verdicts (%s); %zu rounds wait in memory and "
+                  "every node with unrecorded rounds is reported not trusted until they are "
+                  "recorded",
+                  tc_strerror(rc), backlog.n);
+        backlog.last_log = mono;
+    }
+}
+
+/* Records as much of the backlog as the store takes, oldest first. A store that fails (I/O, a
+ * full disk) leaves the rest for the next try; a round the store refuses for itself (too large,
+ * invalid) is recorded alone and dropped with an error, so it cannot block the others. */
+static void backlog_flush(struct coord *c)
+{
+    int64_t mono = mono_ms();
+    if (!backlog.n || (c->health.error && mono < backlog.next_try))
+        return;
+    size_t chunk = backlog.n < TC_STORE_BATCH_MAX ? backlog.n : TC_STORE_BATCH_MAX;
+    struct tc_store_round *r = calloc(chunk, sizeof(*r));
+    struct tc_store_round_result *res = calloc(chunk, sizeof(*res));
+    size_t done = 0;
+    int rc = 0;
+    bool was_failing = c->health.error != 0;
+    if (!r || !res) {
+        outage_begin(c, TC_ERR_ALLOC, mono);
+        goto out;
+    }
+    while (done < backlog.n) {
+        size_t n = backlog.n - done < chunk ? backlog.n - done : chunk;
+        rc = record_chunk(c, backlog.v + done, n, r, res);
+        if (rc == TC_ERR_IO || rc == TC_ERR_ALLOC || rc == TC_ERR_INTERNAL)
+            break;
+        if (rc != 0) { /* something in this chunk is refused: find it, keep the rest */
+            for (size_t i = 0; i < n; i++) {
+                struct pending_round *p = &backlog.v[done];
+                int one = record_chunk(c, p, 1, r, res);
+                if (one == TC_ERR_IO || one == TC_ERR_ALLOC || one == TC_ERR_INTERNAL) {
+                    rc = one;
+                    goto stop;
+                }
+                if (one != 0) {
+                    LOG_ERROR("node %s: round %llu refused by the store (%s): dropped",
+                              p->n->id, (unsigned long long)p->r.round, tc_strerror(one));
+                    c->health.dropped++;
+                    memset(res, 0, sizeof(*res));
+                    res->status = one;
+                }
+                round_recorded(c, p, res);
+                pending_round_free(p);
+                done++;
             }
+            rc = 0;
+            continue;
         }
+        for (size_t i = 0; i < n; i++) {
+            round_recorded(c, &backlog.v[done + i], &res[i]);
+            pending_round_free(&backlog.v[done + i]);
+        }
+        if (was_failing)
+            c->health.late += n;
+        done += n;
+    }
+stop:
+    if (rc)
+        outage_begin(c, rc, mono);
+out:
+    if (done) {
+        memmove(backlog.v, backlog.v + done, (backlog.n - done) * sizeof(*backlog.v));
+        backlog.n -= done;
+        backlog_reindex();
+        c->health.last_ok = tc_store_now_ms();
+    }
+    c->health.unrecorded = backlog.n;
+    if (!backlog.n && c->health.error) {
+        LOG_WARN("store recovered after %lld ms: every verdict is recorded (%llu rounds caught "
+                 "up, %llu dropped so far)",
+                 (long long)(tc_store_now_ms() - c->health.since),
+                 (unsigned long long)c->health.late, (unsigned long long)c->health.dropped);
+        c->health.error = 0;
+        c->health.since = 0;
     }
     free(r);
     free(res);
 }
+
+static int node_ptr_cmp(const void *a, const void *b)
+{
+    return strcmp((*(struct coord_node *const *)a)->id, (*(struct coord_node *const *)b)->id);
+}
+
+static int node_key_cmp(const void *key, const void *b)
+{
+    return strcmp(key, (*(struct coord_node *const *)b)->id);
+}
+
+/* The node with unrecorded rounds called id, through an index rebuilt after changes. */
+static struct coord_node *unrecorded_find(struct coord *c, const char *id)
+{
+    if (backlog.idx_dirty) {
+        if (backlog.idx_cap < c->nnodes) {
+            void *g = realloc(backlog.idx, c->nnodes * sizeof(*backlog.idx));
+            if (!g)
+                return node_find(c, id); /* slower, same answer */
+            backlog.idx = g;
+            backlog.idx_cap = c->nnodes;
+        }
+        backlog.nidx = 0;
+        for (size_t i = 0; i < c->nnodes; i++)
+            if (c->nodes[i]->unrecorded && !c->nodes[i]->deleted)
+                backlog.idx[backlog.nidx++] = c->nodes[i];
+        qsort(backlog.idx, backlog.nidx, sizeof(*backlog.idx), node_ptr_cmp);
+        backlog.idx_dirty = false;
+    }
+    struct coord_node **hit =
+        bsearch(id, backlog.idx, backlog.nidx, sizeof(*backlog.idx), node_key_cmp);
+    return hit ? *hit : NULL;
+}
+
+bool coord_engine_view(struct coord *c, const char *id, enum tc_node_state *state,
+                       struct tc_reason *reason, enum tc_node_state *appraised,
+                       uint32_t *unrecorded)
+{
+    if (!backlog.n)
+        return false;
+    struct coord_node *n = unrecorded_find(c, id);
+    if (!n || !n->unrecorded)
+        return false;
+    *appraised = n->state;
+    *unrecorded = n->unrecorded;
+    if (n->state == TC_NODE_TRUSTED) {
+        *state = TC_NODE_UNTRUSTED;
+        tc_fail(reason, TC_ERR_IO, "store.unrecorded", -1,
+                "appraised trusted in round %llu, but %u verdicts could not be recorded (%s)",
+                (unsigned long long)n->last_round, n->unrecorded,
+                tc_strerror(c->health.error ? c->health.error : TC_ERR_IO));
+    } else {
+        *state = n->state;
+        *reason = n->reason;
+    }
+    return true;
+}
+
+/* ---- the loop -------------------------------------------------------------------------------- */
 
 static void process_answers(struct coord *c, int64_t now)
 {
@@ -1409,12 +1813,8 @@ static void process_answers(struct coord *c, int64_t now)
         round_commit(p);
         n += 1 + nvm;
     }
-    for (size_t off = 0; off < n; off += TC_STORE_BATCH_MAX)
-        record_batch(c, pr + off, n - off > TC_STORE_BATCH_MAX ? TC_STORE_BATCH_MAX : n - off);
-    for (size_t i = 0; i < n; i++) {
-        free(pr[i].ima_state);
-        free(pr[i].eventlog);
-    }
+    backlog_push(c, pr, n); /* takes the rounds and their blobs */
+    backlog_flush(c);
     free(pr);
 }
 
@@ -1426,7 +1826,7 @@ static void reap_deleted(struct coord *c)
     size_t j = 0, before = c->nnodes;
     for (size_t i = 0; i < c->nnodes; i++) {
         struct coord_node *n = c->nodes[i];
-        if (n->deleted && !n->in_flight) {
+        if (n->deleted && !n->in_flight && !n->unrecorded) {
             node_free(n);
             continue;
         }
@@ -1500,6 +1900,7 @@ static void *engine_main(void *arg)
         if (flush || now - last_idle >= IDLE_MS) {
             if (flush)
                 process_answers(c, now);
+            backlog_flush(c); /* catches up after a store outage (no-op otherwise) */
             deliveries_finish(c, now);
             waiters_run(c, now, false);
             log_stats(c, now, &last_stats, &rounds_at_stats);
@@ -1535,6 +1936,13 @@ void coord_engine_stop(struct coord *c)
         c->engine_running = false;
     }
     pthread_mutex_lock(&c->lock);
+    backlog.next_try = 0; /* a last attempt to make every verdict durable */
+    backlog_flush(c);
+    dnotes_sync(c, true);
+    if (backlog.n)
+        LOG_ERROR("stopping with %zu verdicts not recorded: their history is lost and the next "
+                  "start shows the states last recorded until each node's first round",
+                  backlog.n);
     waiters_run(c, tc_store_now_ms(), true);
     pthread_mutex_unlock(&c->lock);
 }
@@ -1548,6 +1956,13 @@ void coord_engine_release(struct coord *c)
     done_count = 0;
     deleted_pending = false;
     sched_release();
+    for (size_t i = 0; i < backlog.n; i++)
+        pending_round_free(&backlog.v[i]);
+    free(backlog.v);
+    free(backlog.idx);
+    memset(&backlog, 0, sizeof(backlog));
+    free(dnotes.v);
+    memset(&dnotes, 0, sizeof(dnotes));
     for (size_t i = 0; i < c->nnodes; i++)
         node_free(c->nodes[i]);
     free(c->nodes);

@@ -166,11 +166,14 @@ static int load_host(struct coord *c, const char *host, struct vm_op *op, struct
         tc_fail(why, rc, "store", -1, "cannot read node %s", host);
         goto out;
     }
-    if (need_trusted && n.state != TC_NODE_TRUSTED) {
+    enum tc_node_state state = n.state, appraised;
+    uint32_t unrecorded;
+    coord_engine_view(c, host, &state, &n.reason, &appraised, &unrecorded);
+    if (need_trusted && state != TC_NODE_TRUSTED) {
         *status = 409;
         rc = tc_fail(why, TC_ERR_POLICY, "vm.host_untrusted", -1,
                      "node %s is %s: VMs run only on trusted nodes", host,
-                     tc_node_state_name(n.state));
+                     tc_node_state_name(state));
         goto out;
     }
     snprintf(op->host, sizeof(op->host), "%s", host);
@@ -443,7 +446,7 @@ static void vm_forwarded(struct vm_op *op)
         if (rc == 0) {
             coord_engine_node_upsert(c, op->vm_id);
             LOG_INFO("vm %s: %s", op->vm_id, op->action);
-            finish_json(op, 200, coord_node_json(&n, false));
+            finish_json(op, 200, coord_node_json(c, &n, false));
             tc_store_node_release(&n);
             return;
         }
@@ -623,6 +626,7 @@ static int vm_get_visible(struct coord *c, const struct tc_http_request *req, co
 }
 
 struct list_ctx {
+    struct coord *c;
     json_t *arr;
     const char *tenant, *node;
 };
@@ -633,7 +637,7 @@ static int list_cb(void *arg, const struct tc_store_node *n)
     if (!n->is_vm || (x->tenant && strcmp(n->tenant, x->tenant) != 0) ||
         (x->node && strcmp(n->host, x->node) != 0))
         return 0;
-    return json_array_append_new(x->arr, coord_node_json(n, false)) == 0 ? 0 : TC_ERR_ALLOC;
+    return json_array_append_new(x->arr, coord_node_json(x->c, n, false)) == 0 ? 0 : TC_ERR_ALLOC;
 }
 
 static void vm_list(struct coord *c, const struct tc_http_request *req,
@@ -645,14 +649,25 @@ static void vm_list(struct coord *c, const struct tc_http_request *req,
         reply(resp, 200, json_pack("{s:[]}", "vms")); /* nothing of another tenant is visible */
         return;
     }
-    struct list_ctx x = {json_array(), mine ? mine : want, tc_http_query(req, "node")};
+    struct list_ctx x = {c, json_array(), mine ? mine : want, tc_http_query(req, "node")};
     int rc = x.arr ? tc_store_node_list(c->store, list_cb, &x) : TC_ERR_ALLOC;
     if (rc) {
         json_decref(x.arr);
         coord_reply_error(resp, 500, "store", "cannot list VMs");
         return;
     }
-    reply(resp, 200, json_pack("{s:o}", "vms", x.arr));
+    /* Only while verdicts are not durable; tenants learn that, not the platform's counters. */
+    json_t *st = c->health.error || c->health.unrecorded ? coord_store_health_json(c) : NULL;
+    static const char *const counters[] = {"unrecorded_rounds", "late_rounds", "dropped_rounds",
+                                           "outages", "webhook_outcomes_unrecorded"};
+    for (size_t i = 0; st && mine && i < sizeof(counters) / sizeof(counters[0]); i++)
+        json_object_del(st, counters[i]);
+    json_t *j = json_pack("{s:o}", "vms", x.arr);
+    if (j && st)
+        json_object_set_new(j, "store", st);
+    else
+        json_decref(st);
+    reply(resp, 200, j);
 }
 
 static void vm_forward(struct coord *c, const struct tc_http_request *req, const char *id,
@@ -756,11 +771,15 @@ static void h_vms(void *arg, const struct tc_http_request *req, struct tc_http_r
     memset(&n, 0, sizeof(n));
     if (!*sub && strcmp(req->method, "GET") == 0) {
         if (vm_get_visible(c, req, id, &n, resp) == 0) {
-            json_t *j = coord_node_json(&n, true);
+            json_t *j = coord_node_json(c, &n, true);
             struct tc_store_node h;
             memset(&h, 0, sizeof(h));
-            if (j && tc_store_node_get(c->store, n.host, &h) == 0)
-                json_object_set_new(j, "host_state", json_string(tc_node_state_name(h.state)));
+            if (j && tc_store_node_get(c->store, n.host, &h) == 0) {
+                enum tc_node_state hs = h.state, appraised;
+                uint32_t unrec;
+                coord_engine_view(c, h.id, &hs, &h.reason, &appraised, &unrec);
+                json_object_set_new(j, "host_state", json_string(tc_node_state_name(hs)));
+            }
             tc_store_node_release(&h);
             /* The vTPM's EK certificate as the coordinator verified it (DER, base64), so a
              * tenant can compare it with what its guest reads from NV 0x01c0000a. */
