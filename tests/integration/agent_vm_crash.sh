@@ -6,11 +6,12 @@
 # transient object or session once the agent is back, the interrupted VM's directory and swtpm are
 # gone, creating the same id again succeeds (or, after the creation was complete, is refused as
 # vm.exists and the VM works), and a new id succeeds. Without TC_TEST_HOOKS the hook is ignored.
+# Also: leftovers of another process are flushed after the TPM operation they made fail.
 . "$TC_SRC/tests/lib/common.sh"
 . "$TC_SRC/tests/lib/agent_alone.sh"
 agent_bin="$TC_BUILD/trustcloud-agent"
 [ -x "$agent_bin" ] || tc_skip "trustcloud-agent not built"
-for t in curl openssl python3 tpm2_getcap swtpm; do
+for t in curl openssl python3 tpm2_getcap tpm2_createprimary swtpm; do
     command -v "$t" >/dev/null || tc_skip "$t not installed"
 done
 cd "$TC_TMP"
@@ -107,8 +108,23 @@ host_leftovers() {
 agent_start TC_TEST_PAUSE_AT=ca_loaded
 expect 201 - POST /v1/vms "$(create_body vm0)"
 grep -q "paused at\|TEST HOOKS" h1.log && tc_fail "the test hook acted without TC_TEST_HOOKS"
-agent_stop
 tc_pass "TC_TEST_PAUSE_AT alone is ignored: VM created"
+
+# Another process fills the host TPM while the agent runs (tpm2_createprimary leaves its object
+# loaded without a resource manager): the creation fails once, the agent flushes after the
+# failure, the next creation succeeds.
+for i in 1 2 3; do
+    tpm2_createprimary -T "$TC_TCTI_h1" -C o -G ecc -c "left$i.ctx" >/dev/null
+done
+[ "$(host_leftovers | grep -c 0x || true)" = 3 ] || { host_leftovers; tc_fail "no leftovers made"; }
+expect 500 agent.tpm POST /v1/vms "$(create_body vmx)"
+grep -q "after a failed TPM operation: 3 leftover handle(s) flushed" h1.log ||
+    { tail -20 h1.log; tc_fail "no flush after the failed creation"; }
+[ "$(host_leftovers | grep -c 0x || true)" = 0 ] || { host_leftovers; tc_fail "leftovers stay"; }
+expect 201 - POST /v1/vms "$(create_body vmx)"
+expect 200 - DELETE /v1/vms/vmx
+agent_stop
+tc_pass "a TPM filled by another process: one failed creation, flushed after it, the next one created"
 
 # crash STEP MODE: kill -9 at STEP of the creation of crash-STEP, restart, check.
 crash() {
