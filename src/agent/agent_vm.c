@@ -545,15 +545,20 @@ static int create_step0(struct vm_op *op, struct tc_http_response *resp)
         return AGENT_JOB_DONE;
     }
     if (agent_vm_dir(vms->cfg, op->id, dir, sizeof(dir)) == 0 && access(dir, F_OK) == 0) {
-        /* A directory the table does not know: what a failed creation or deletion could not
-         * remove (the start-up removes interrupted creations). Try once more. */
+        /* A directory the table does not know. Without a mode file it is what a failed
+         * creation could not remove (the start-up removes interrupted ones): try once more. With
+         * one, it is a VM the start-up could not take (a damaged mode file): an operator's call. */
+        char mode[PATH_MAX];
         struct tc_vtpm_config c;
         vtpm_config(vms, op->id, op->mode, NULL, &c);
-        LOG_WARN("VM %s: removing the leftover directory %s", op->id, dir);
-        if (tc_vtpm_purge(&c) != 0) {
+        bool unfinished = vm_file(vms, op->id, AGENT_VM_FILE_MODE, mode, sizeof(mode)) == 0 &&
+                          access(mode, F_OK) != 0 && errno == ENOENT;
+        if (unfinished)
+            LOG_WARN("VM %s: removing the leftover directory %s", op->id, dir);
+        if (!unfinished || tc_vtpm_purge(&c) != 0) {
             answer_fail(resp, 409, "vm.exists",
-                        "VM '%s': its directory is left from an earlier attempt and cannot be "
-                        "removed: an operator must remove %s",
+                        "VM '%s': %s is left from an earlier VM or attempt that this agent does "
+                        "not manage: an operator must remove it",
                         op->id, dir);
             return AGENT_JOB_DONE;
         }

@@ -123,8 +123,21 @@ grep -q "after a failed TPM operation: 3 leftover handle(s) flushed" h1.log ||
 [ "$(host_leftovers | grep -c 0x || true)" = 0 ] || { host_leftovers; tc_fail "leftovers stay"; }
 expect 201 - POST /v1/vms "$(create_body vmx)"
 expect 200 - DELETE /v1/vms/vmx
-agent_stop
 tc_pass "a TPM filled by another process: one failed creation, flushed after it, the next one created"
+
+# Directories the agent does not know: one without a mode file (a failed creation's remains) is
+# removed by the next creation of its id; one with a damaged mode file is left to an operator.
+mkdir -p h1/vms/stray/state && echo junk >h1/vms/stray/state/x
+expect 201 - POST /v1/vms "$(create_body stray)"
+[ -e h1/vms/stray/state/x ] && tc_fail "the stray directory was not replaced"
+expect 200 - DELETE /v1/vms/stray
+mkdir -p h1/vms/damaged/state && echo kvm >h1/vms/damaged/mode
+expect 409 vm.exists POST /v1/vms "$(create_body damaged)"
+grep -q "an operator must remove it" out.json || { cat out.json; tc_fail "409 without what to do"; }
+[ -f h1/vms/damaged/mode ] || tc_fail "a directory with a mode file was removed"
+rm -rf h1/vms/damaged
+agent_stop
+tc_pass "unknown directories: a failed creation's remains replaced, a damaged VM refused with what to do"
 
 # crash STEP MODE: kill -9 at STEP of the creation of crash-STEP, restart, check.
 crash() {
