@@ -12,6 +12,7 @@
 #define TRUSTCLOUD_TPM_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -150,6 +151,27 @@ void tc_tpm_key_release(struct tc_tpm *tpm, struct tc_tpm_key *key);
 /* Counts the transient objects and the sessions loaded in the TPM right now (any owner), to
  * prove that nothing leaks when no resource manager is present. */
 int tc_tpm_loaded_count(struct tc_tpm *tpm, size_t *objects, size_t *sessions);
+
+/* Whether tcti reaches a TPM with no resource manager in between, where the transient objects
+ * and sessions of a process that died stay loaded until someone flushes them: "swtpm[:...]",
+ * "mssim[:...]", "device" and "device:/dev/tpmN" (also spelled with the libtss2-tcti-NAME.so
+ * module name). False for everything else, "device:/dev/tpmrmN", "tabrmd" and NULL (the tctildr
+ * default, which may be tabrmd or /dev/tpmrm0) included: there an RM cleans up after its
+ * clients, and what is loaded belongs to other processes. */
+bool tc_tpm_tcti_without_rm(const char *tcti);
+
+/* Crash recovery: flushes every transient object (0x80xxxxxx) and every loaded HMAC or policy
+ * session (0x02xxxxxx, 0x03xxxxxx) in the TPM, except the keys this handle holds in struct
+ * tc_tpm_key, i.e. what a process killed while it used the TPM left behind (a TPM without RM has
+ * room for about three objects: a few leftovers make every later TPM2_Load fail with
+ * TPM_RC_OBJECT_MEMORY). Done only when the handle was opened with a TCTI for which
+ * tc_tpm_tcti_without_rm is true; with any other TCTI it sends nothing and returns 0 with
+ * *flushed = 0. It assumes that no other process keeps objects loaded in this TPM between its
+ * commands (what every function here assumes already: they flush before returning).
+ * flushed (may be NULL) receives how many handles were flushed; when there were some, the count
+ * and the handles are logged at warn level. Errors: TC_ERR_TPM when the TPM cannot list its
+ * handles, or when a handle it listed cannot be flushed (the others are flushed all the same). */
+int tc_tpm_flush_leftovers(struct tc_tpm *tpm, size_t *flushed);
 
 /* The contents of an AK context file written by tc_tpm_ak_create (versioned: magic "TCAK",
  * version, alg, scheme, lengths, the parent EK's name, TPM2B_PUBLIC, TPM2B_PRIVATE). */

@@ -85,6 +85,12 @@ int tc_vtpm_start(struct tc_vtpm *v);
 int tc_vtpm_stop(struct tc_vtpm *v);
 /* Stops it and removes its whole directory (state, logs, sockets), then frees v. */
 int tc_vtpm_delete(struct tc_vtpm *v);
+/* What a tc_vtpm_create cut short (its process killed) may have left of cfg->vm_id under
+ * cfg->base_dir, removed: stops the swtpm its pid file names (when that process is still a
+ * swtpm: SIGTERM, then SIGKILL after 2 s), then removes the whole directory, with or without a
+ * state in it. Also for any vTPM nobody holds a handle on. An absent directory is fine.
+ * TC_ERR_IO when the directory cannot be removed. */
+int tc_vtpm_purge(const struct tc_vtpm_config *cfg);
 /* Frees the handle only; the process keeps running. NULL is a no-op. */
 void tc_vtpm_free(struct tc_vtpm *v);
 

@@ -55,6 +55,9 @@ struct agent_config {
     char *vm_seal_pcrs; /* host PCRs the vTPM state keys are sealed to */
     long long max_vms;  /* VMs this agent hosts at most */
     char *swtpm;        /* swtpm binary for the vTPMs (default: "swtpm" from PATH) */
+    /* Tests only, not a setting: the step of a VM creation where the agent stops itself
+     * (agent_test_point); empty unless agent_test_hooks_from_env found test hooks enabled. */
+    char test_pause_at[32];
 };
 
 extern const struct tc_config_setting agent_config_table[];
@@ -67,6 +70,15 @@ int agent_config_load_string(const char *text, size_t len, struct agent_config *
 /* Cross-field checks and derived values (agent_url). TC_ERR_INVALID_ARG with err set. */
 int agent_config_check(struct agent_config *cfg, char *err, size_t errlen);
 void agent_config_release(struct agent_config *cfg);
+
+/* Test hooks, for crash tests only. With TC_TEST_HOOKS=1 in the environment (and never
+ * otherwise), TC_TEST_PAUSE_AT=<step> is copied to cfg->test_pause_at (a warning says so); without
+ * TC_TEST_HOOKS both are ignored. */
+void agent_test_hooks_from_env(struct agent_config *cfg);
+/* A named step of the agent's work (the VM creation's: agent_vm.c lists them). When it is
+ * cfg->test_pause_at, logs "test hook: paused at <step>" at warn level and stops the whole
+ * process with SIGSTOP, so that a test can kill -9 it exactly there. Otherwise nothing. */
+void agent_test_point(const struct agent_config *cfg, const char *step);
 
 /* Node ids match [A-Za-z0-9._-]{1,64} (docs/protocol.md). */
 bool agent_node_id_valid(const char *id);
@@ -244,6 +256,16 @@ int agent_tpm_activate_and_quote(const struct agent_config *cfg, const uint8_t *
                                  size_t *secret_len, const struct tc_pcr_set *sel,
                                  const uint8_t *nonce, size_t nonce_len,
                                  struct tc_tpm_quote *quote);
+
+/* Crash recovery on the host TPM (cfg->tcti): opens it and flushes what a process that died
+ * while using it left loaded (tc_tpm_flush_leftovers: only with a TCTI without resource manager,
+ * else nothing is sent). The agent does it at start-up, and agent_tpm_close after a TPM operation
+ * failed. Errors are logged and returned; callers carry on. */
+int agent_tpm_clean(const char *tcti);
+/* The end of an operation on a TPM (host or vTPM): closes tpm (NULL is a no-op). When rc, the
+ * operation's result, is TC_ERR_TPM, first flushes the leftovers the failure may be due to, so
+ * that the next operation finds room (the handle's own keys go with the close, as always). */
+void agent_tpm_close(struct tc_tpm *tpm, int rc);
 
 /* Opens the TPM, loads EK and AK, quotes, closes. */
 int agent_tpm_quote(const struct agent_config *cfg, const struct tc_pcr_set *sel,

@@ -3,8 +3,9 @@
  * trustcloud-agent -c FILE [--enroll-only]
  * trustcloud-agent --print-defaults
  *
- * Enrolls the node with the coordinator unless state_dir already holds its certificate, then
- * serves quotes to the coordinator until SIGTERM/SIGINT.
+ * Flushes what a killed predecessor left loaded in the TPM (agent_tpm_clean), enrolls the node
+ * with the coordinator unless state_dir already holds its certificate, then serves quotes to the
+ * coordinator until SIGTERM/SIGINT.
  * Exit status: 0 done, 1 failure (TPM, files, coordinator unreachable), 2 usage or
  * configuration error, 3 the coordinator refused the enrollment.
  */
@@ -89,6 +90,7 @@ int main(int argc, char **argv)
         return 2;
     }
     tc_log_set_level((enum tc_log_level)cfg.log_level);
+    agent_test_hooks_from_env(&cfg);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -98,6 +100,10 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    /* A previous run killed in the middle of TPM work (or another process that died) may have
+     * left objects and sessions loaded: without a resource manager they would fill the TPM. */
+    agent_tpm_clean(cfg.tcti);
 
     struct agent_enroll_result res;
     struct tc_reason why;

@@ -8,9 +8,11 @@
  */
 #define LOGMODULE "agent"
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "trustcloud/buf.h"
@@ -19,6 +21,63 @@
 #include "trustcloud/tpm_credential.h"
 
 #define EK_CERT_MAX (16u * 1024)
+
+void agent_test_hooks_from_env(struct agent_config *cfg)
+{
+    const char *hooks = getenv("TC_TEST_HOOKS");
+    cfg->test_pause_at[0] = 0;
+    if (hooks == NULL || strcmp(hooks, "1") != 0)
+        return;
+    const char *at = getenv("TC_TEST_PAUSE_AT");
+    if (at == NULL || at[0] == 0 || strlen(at) >= sizeof(cfg->test_pause_at))
+        return;
+    memcpy(cfg->test_pause_at, at, strlen(at) + 1);
+    LOG_WARN("TEST HOOKS ENABLED: the agent stops itself at step '%s'", cfg->test_pause_at);
+}
+
+void agent_test_point(const struct agent_config *cfg, const char *step)
+{
+    if (cfg->test_pause_at[0] == 0 || strcmp(cfg->test_pause_at, step) != 0)
+        return;
+    LOG_WARN("test hook: paused at %s (pid %d)", step, (int)getpid());
+    raise(SIGSTOP);
+}
+
+int agent_tpm_clean(const char *tcti)
+{
+    struct tc_tpm *tpm = NULL;
+    size_t n = 0;
+    int rc;
+
+    if (!tc_tpm_tcti_without_rm(tcti))
+        return 0; /* a resource manager cleans up after its clients */
+    if ((rc = tc_tpm_open(tcti, &tpm)) != 0) {
+        LOG_ERROR("cannot open the TPM at '%s' to flush leftovers", tcti);
+        return rc;
+    }
+    if ((rc = tc_tpm_flush_leftovers(tpm, &n)) != 0)
+        LOG_ERROR("cannot flush every leftover in the TPM at '%s' (%s)", tcti, tc_strerror(rc));
+    else if (n == 0)
+        LOG_DEBUG("nothing left behind in the TPM at '%s'", tcti);
+    tc_tpm_close(tpm);
+    return rc;
+}
+
+void agent_tpm_close(struct tc_tpm *tpm, int rc)
+{
+    if (tpm != NULL && rc == TC_ERR_TPM) {
+        size_t n = 0;
+        int frc = tc_tpm_flush_leftovers(tpm, &n);
+        if (frc != 0)
+            LOG_ERROR("after a failed TPM operation: cannot flush leftovers (%s)",
+                      tc_strerror(frc));
+        else if (n > 0)
+            LOG_WARN("after a failed TPM operation: %zu leftover handle(s) flushed; the next "
+                     "attempt may succeed",
+                     n);
+    }
+    tc_tpm_close(tpm);
+}
 
 void agent_identity_release(struct agent_identity *id)
 {
@@ -115,7 +174,7 @@ static int open_keys(const struct agent_config *cfg, bool create_ak, struct tc_t
     }
 out:
     if (rc != 0) {
-        tc_tpm_close(*tpm); /* flushes whatever was loaded */
+        agent_tpm_close(*tpm, rc); /* flushes whatever was loaded */
         *tpm = NULL;
         memset(ek, 0, sizeof(*ek));
         memset(ak, 0, sizeof(*ak));
@@ -123,11 +182,12 @@ out:
     return rc;
 }
 
-static void close_keys(struct tc_tpm *tpm, struct tc_tpm_key *ek, struct tc_tpm_key *ak)
+/* rc: the operation's result (after a TPM failure, leftovers are flushed too). */
+static void close_keys(struct tc_tpm *tpm, struct tc_tpm_key *ek, struct tc_tpm_key *ak, int rc)
 {
     tc_tpm_key_release(tpm, ak);
     tc_tpm_key_release(tpm, ek);
-    tc_tpm_close(tpm);
+    agent_tpm_close(tpm, rc);
 }
 
 int agent_tpm_identity(const struct agent_config *cfg, struct agent_identity *id)
@@ -155,7 +215,7 @@ int agent_tpm_identity(const struct agent_config *cfg, struct agent_identity *id
     } else if (rc == 0 && id->ek_cert_len > EK_CERT_MAX) {
         rc = TC_ERR_TOO_LARGE;
     }
-    close_keys(tpm, &ek, &ak);
+    close_keys(tpm, &ek, &ak, rc);
     if (rc != 0)
         agent_identity_release(id);
     return rc;
@@ -185,7 +245,7 @@ int agent_tpm_activate_and_quote(const struct agent_config *cfg, const uint8_t *
     if ((rc = tc_tpm_quote(tpm, &ak, sel, nonce, nonce_len, quote)) != 0)
         LOG_ERROR("enrollment quote failed (%s)", tc_strerror(rc));
 out:
-    close_keys(tpm, &ek, &ak);
+    close_keys(tpm, &ek, &ak, rc);
     return rc;
 }
 
@@ -201,6 +261,6 @@ int agent_tpm_quote(const struct agent_config *cfg, const struct tc_pcr_set *sel
         return rc;
     if ((rc = tc_tpm_quote(tpm, &ak, sel, nonce, nonce_len, quote)) != 0)
         LOG_ERROR("quote failed (%s)", tc_strerror(rc));
-    close_keys(tpm, &ek, &ak);
+    close_keys(tpm, &ek, &ak, rc);
     return rc;
 }

@@ -16,6 +16,7 @@
  * node's own software must be able to use the TPM between two jobs.
  */
 #define LOGMODULE "agent"
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -301,12 +302,14 @@ static int host_ek(const struct agent_config *cfg, struct tc_tpm *tpm, struct tc
     return rc;
 }
 
-static void host_close(struct host *h)
+/* rc: the result of the work done with h; after a TPM failure the host TPM is also cleaned of
+ * leftovers (agent_tpm_close), which a failure without resource manager is often due to. */
+static void host_close(struct host *h, int rc)
 {
     tc_vtpm_guard_free(h->guard);
     if (h->tpm != NULL)
         tc_tpm_key_release(h->tpm, &h->ek);
-    tc_tpm_close(h->tpm);
+    agent_tpm_close(h->tpm, rc);
     memset(h, 0, sizeof(*h));
 }
 
@@ -332,7 +335,7 @@ static int host_open(struct agent_vms *vms, bool with_guard, struct host *h, str
     }
 out:
     if (rc != 0)
-        host_close(h);
+        host_close(h, rc);
     return rc;
 }
 
@@ -481,6 +484,7 @@ static int issue_ek_cert(void *arg, const char *vm_id, const uint8_t *ek_public,
     ic->op->ek_cert_len = *der_len;
     memcpy(ic->op->ek_pub, ek_public, ek_public_len);
     ic->op->ek_pub_len = ek_public_len;
+    agent_test_point(ic->vms->cfg, "ek_cert_issued");
     return 0;
 }
 
@@ -495,18 +499,17 @@ static int vm_destroy(struct agent_vms *vms, struct vm_entry *e, struct tc_reaso
         rc = tc_vtpm_delete(e->vtpm); /* frees the handle in every case */
         e->vtpm = NULL;
     } else if (agent_vm_dir(vms->cfg, e->id, dir, sizeof(dir)) == 0 && access(dir, F_OK) == 0) {
+        /* Also what an interrupted tc_vtpm_create left (maybe no state directory yet). */
         struct tc_vtpm_config c;
-        struct tc_vtpm *v = NULL;
         vtpm_config(vms, e->id, e->mode, NULL, &c);
-        if (tc_vtpm_open(&c, &v) == 0)
-            rc = tc_vtpm_delete(v);
+        rc = tc_vtpm_purge(&c);
     }
     if (rc != 0)
         tc_fail(why, rc, "vm.delete", -1, "cannot remove the vTPM's directory");
     int grc = host_open(vms, true, &h, why);
     if (grc == 0) {
         grc = tc_vtpm_guard_forget(h.guard, e->id);
-        host_close(&h);
+        host_close(&h, grc);
     }
     if (grc != 0)
         LOG_ERROR("VM %s: cannot remove its registry entry (%s)", e->id, tc_strerror(grc));
@@ -537,10 +540,28 @@ static int create_step0(struct vm_op *op, struct tc_http_response *resp)
     struct agent_vms *vms = op->vms;
     char dir[PATH_MAX];
 
-    if (vm_find(vms, op->id) != NULL ||
-        (agent_vm_dir(vms->cfg, op->id, dir, sizeof(dir)) == 0 && access(dir, F_OK) == 0)) {
+    if (vm_find(vms, op->id) != NULL) {
         answer_fail(resp, 409, "vm.exists", "VM '%s' exists on this node", op->id);
         return AGENT_JOB_DONE;
+    }
+    if (agent_vm_dir(vms->cfg, op->id, dir, sizeof(dir)) == 0 && access(dir, F_OK) == 0) {
+        /* A directory the table does not know. Without a mode file it is what a failed
+         * creation could not remove (the start-up removes interrupted ones): try once more. With
+         * one, it is a VM the start-up could not take (a damaged mode file): an operator's call. */
+        char mode[PATH_MAX];
+        struct tc_vtpm_config c;
+        vtpm_config(vms, op->id, op->mode, NULL, &c);
+        bool unfinished = vm_file(vms, op->id, AGENT_VM_FILE_MODE, mode, sizeof(mode)) == 0 &&
+                          access(mode, F_OK) != 0 && errno == ENOENT;
+        if (unfinished)
+            LOG_WARN("VM %s: removing the leftover directory %s", op->id, dir);
+        if (!unfinished || tc_vtpm_purge(&c) != 0) {
+            answer_fail(resp, 409, "vm.exists",
+                        "VM '%s': %s is left from an earlier VM or attempt that this agent does "
+                        "not manage: an operator must remove it",
+                        op->id, dir);
+            return AGENT_JOB_DONE;
+        }
     }
     if (vms->n >= (size_t)vms->cfg->max_vms) {
         answer_fail(resp, 503, "vm.limit", "this node hosts its maximum of %lld VMs",
@@ -572,6 +593,7 @@ static int create_step1(struct vm_op *op, struct tc_http_response *resp)
     memset(&ca_key, 0, sizeof(ca_key));
     if ((rc = host_open(vms, true, &h, &why)) != 0)
         goto out;
+    agent_test_point(vms->cfg, "host_open");
     bool known = tc_vtpm_guard_status(h.guard, op->id, NULL, NULL) == 0;
     if (known) {
         /* A registry entry without a directory: left by a deletion that did not finish. */
@@ -587,6 +609,7 @@ static int create_step1(struct vm_op *op, struct tc_http_response *resp)
     }
     if ((rc = ca_load(vms, &h, &ca_key, &why)) != 0)
         goto out;
+    agent_test_point(vms->cfg, "ca_loaded");
     struct issue_ctx ic = {.vms = vms, .signer = {.tpm = h.tpm, .key = &ca_key}, .op = op};
     struct tc_vtpm_config c;
     vtpm_config(vms, op->id, op->mode, key, &c);
@@ -597,6 +620,7 @@ static int create_step1(struct vm_op *op, struct tc_http_response *resp)
         goto out;
     }
     op->vtpm_made = true;
+    agent_test_point(vms->cfg, "vtpm_created");
     /* The CA key is flushed before sealing: without a resource manager the TPM holds only a
      * few objects, and sealing loads a policy session next to the EK. */
     tc_tpm_key_release(h.tpm, &ca_key);
@@ -606,19 +630,13 @@ static int create_step1(struct vm_op *op, struct tc_http_response *resp)
         tc_fail(&why, rc, "vtpm.seal", -1, "cannot seal the state key (%s)", tc_strerror(rc));
         goto out;
     }
-    char path[PATH_MAX];
-    const char *m = op->mode == TC_VTPM_QEMU ? "qemu\n" : "tcp\n";
-    if ((rc = vm_file(vms, op->id, AGENT_VM_FILE_MODE, path, sizeof(path))) != 0 ||
-        (rc = tc_file_write(path, m, strlen(m), 0600)) != 0) {
-        tc_fail(&why, rc, "vm.files", -1, "cannot write the VM's mode file");
-        goto out;
-    }
+    agent_test_point(vms->cfg, "sealed");
     write_tcti_file(vms, op->e);
 out:
     OPENSSL_cleanse(key, sizeof(key));
     if (h.tpm != NULL)
         tc_tpm_key_release(h.tpm, &ca_key);
-    host_close(&h);
+    host_close(&h, rc);
     LOG_DEBUG("VM %s: vTPM created in %ld us", op->id, elapsed_us(&t0));
     if (rc != 0) {
         LOG_ERROR("VM %s: %s: %s", op->id, why.check, why.detail);
@@ -643,22 +661,27 @@ static int create_step2(struct vm_op *op, struct tc_http_response *resp)
     if ((rc = vm_file(op->vms, op->id, AGENT_VM_FILE_AK, path, sizeof(path))) != 0 ||
         (rc = tc_tpm_open(tc_vtpm_tcti(op->e->vtpm), &vt)) != 0 ||
         (rc = tc_tpm_key_from_persistent(vt, TC_TPM_EK_HANDLE_ECC, &ek)) != 0 ||
-        (rc = tc_tpm_ak_create(vt, &ek, TC_KEY_ECC_P256, TC_SIG_ECDSA, path, &ak)) != 0 ||
-        (rc = tc_tpm_key_persist(vt, &ak, AGENT_VM_AK_HANDLE)) != 0) {
+        (rc = tc_tpm_ak_create(vt, &ek, TC_KEY_ECC_P256, TC_SIG_ECDSA, path, &ak)) != 0)
+        goto out;
+    agent_test_point(op->vms->cfg, "ak_created");
+    if ((rc = tc_tpm_key_persist(vt, &ak, AGENT_VM_AK_HANDLE)) != 0)
+        goto out;
+    agent_test_point(op->vms->cfg, "ak_persisted");
+    memcpy(op->ak_pub, ak.pub, ak.pub_len);
+    op->ak_pub_len = ak.pub_len;
+    memcpy(op->e->ak_name, ak.name, ak.name_len);
+    op->e->ak_name_len = ak.name_len;
+    op->e->ak_persistent = true;
+out:
+    if (rc != 0) {
         LOG_ERROR("VM %s: cannot create the vTPM AK (%s)", op->id, tc_strerror(rc));
         answer_fail(resp, 500, "vtpm.ak", "cannot create the vTPM AK (%s)", tc_strerror(rc));
-    } else {
-        memcpy(op->ak_pub, ak.pub, ak.pub_len);
-        op->ak_pub_len = ak.pub_len;
-        memcpy(op->e->ak_name, ak.name, ak.name_len);
-        op->e->ak_name_len = ak.name_len;
-        op->e->ak_persistent = true;
     }
     if (vt != NULL) {
         tc_tpm_key_release(vt, &ak);
         tc_tpm_key_release(vt, &ek);
     }
-    tc_tpm_close(vt);
+    tc_tpm_close(vt); /* on failure the vTPM is deleted (op_done): nothing to clean in it */
     if (rc != 0)
         return AGENT_JOB_DONE;
     op->step = 3;
@@ -700,6 +723,7 @@ static int create_step3(struct vm_op *op, struct tc_http_response *resp)
     }
     if ((rc = ca_load(vms, &h, &ca_key, &why)) != 0)
         goto out;
+    agent_test_point(vms->cfg, "certify_keys_loaded");
     /* Both keys are loaded: the EK can go, which leaves room for the certify session on a TPM
      * without a resource manager. */
     tc_tpm_key_release(h.tpm, &h.ek);
@@ -708,6 +732,7 @@ static int create_step3(struct vm_op *op, struct tc_http_response *resp)
                 tc_strerror(rc));
         goto out;
     }
+    agent_test_point(vms->cfg, "certified");
     if ((ans = json_object()) == NULL || (ca = json_object()) == NULL ||
         json_object_set_new(ans, "vm_id", json_string(op->id)) != 0 ||
         json_object_set_new(ans, "mode", json_string(mode_name(op->mode))) != 0 ||
@@ -725,13 +750,22 @@ static int create_step3(struct vm_op *op, struct tc_http_response *resp)
         rc = tc_fail(&why, rc ? rc : TC_ERR_ALLOC, "agent.answer", -1, "cannot build the answer");
         goto out;
     }
+    /* The mode file comes last: a VM directory without one is a creation that did not finish
+     * (the agent was killed during it), which the next start removes (purge_incomplete). */
+    const char *m = op->mode == TC_VTPM_QEMU ? "qemu\n" : "tcp\n";
+    if ((rc = vm_file(vms, op->id, AGENT_VM_FILE_MODE, path, sizeof(path))) != 0 ||
+        (rc = tc_file_write(path, m, strlen(m), 0600)) != 0) {
+        tc_fail(&why, rc, "vm.files", -1, "cannot write the VM's mode file");
+        goto out;
+    }
+    agent_test_point(vms->cfg, "committed");
 out:
     if (h.tpm != NULL) {
         tc_tpm_key_release(h.tpm, &ca_key);
         tc_tpm_key_release(h.tpm, &ak);
     }
     tc_tpm_certify_release(&cert);
-    host_close(&h);
+    host_close(&h, rc);
     json_decref(ca);
     if (rc != 0) {
         LOG_ERROR("VM %s: %s: %s", op->id, why.check, why.detail);
@@ -803,7 +837,7 @@ out:
         tc_tpm_key_release(vt, &ak);
         tc_tpm_key_release(vt, &ek);
     }
-    tc_tpm_close(vt);
+    agent_tpm_close(vt, rc);
 }
 
 static void answer_running(struct tc_http_response *resp, const struct vm_entry *e)
@@ -850,7 +884,7 @@ static int vm_start(struct agent_vms *vms, struct vm_entry *e, bool force, struc
 out:
     OPENSSL_cleanse(key, sizeof(key));
     tc_vtpm_free(v);
-    host_close(&h);
+    host_close(&h, rc);
     return rc;
 }
 
@@ -906,11 +940,11 @@ static void do_stop(struct vm_op *op, struct tc_http_response *resp)
         tc_fail(&why, rc, "vtpm.registry", -1, "cannot record the stopped state (%s)",
                 tc_strerror(rc));
         LOG_ERROR("VM %s: %s", op->id, why.detail);
-        host_close(&h);
+        host_close(&h, rc);
         answer_reason(resp, 500, &why);
         return;
     }
-    host_close(&h);
+    host_close(&h, rc);
     LOG_INFO("VM %s: vTPM stopped, state recorded", op->id);
     answer_running(resp, op->e);
 }
@@ -1248,13 +1282,70 @@ static int read_mode(const struct agent_vms *vms, const char *id, enum tc_vtpm_m
     return rc;
 }
 
+/* Interrupted creations forgotten in the registry per start (the rest: at their id's next
+ * creation, which forgets a stale entry itself). */
+#define PURGE_MAX 64
+
+/* Creations that did not finish: VM directories without a mode file (create_step3 writes it
+ * last), left when the agent was killed in the middle of a creation. Their swtpm is stopped, the
+ * directory removed and the registry entry forgotten, so that the id can be created again.
+ * Failures are logged with what is left to do; the agent starts all the same. */
+static void purge_incomplete(struct agent_vms *vms)
+{
+    char ids[PURGE_MAX][TC_VTPM_ID_MAX + 1];
+    size_t nids = 0;
+    struct dirent *de;
+    DIR *d;
+
+    if ((d = opendir(vms->cfg->vm_dir)) == NULL)
+        return; /* scan reports it */
+    while ((de = readdir(d)) != NULL) {
+        char dir[PATH_MAX], mode[PATH_MAX];
+        struct stat st;
+        if (!vm_id_ok(de->d_name) || agent_vm_dir(vms->cfg, de->d_name, dir, sizeof(dir)) != 0 ||
+            lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
+            vm_file(vms, de->d_name, AGENT_VM_FILE_MODE, mode, sizeof(mode)) != 0 ||
+            lstat(mode, &st) == 0 || errno != ENOENT)
+            continue;
+        struct tc_vtpm_config c;
+        vtpm_config(vms, de->d_name, TC_VTPM_TCP, NULL, &c);
+        LOG_WARN("VM %s: its creation did not finish (no mode file): removing %s", de->d_name, dir);
+        if (tc_vtpm_purge(&c) != 0) {
+            LOG_ERROR("VM %s: cannot remove %s: remove it by hand before creating '%s' again",
+                      de->d_name, dir, de->d_name);
+            continue;
+        }
+        if (nids < PURGE_MAX)
+            memcpy(ids[nids++], de->d_name, strlen(de->d_name) + 1);
+    }
+    closedir(d);
+    if (nids == 0)
+        return;
+    struct tc_reason why;
+    struct host h;
+    tc_reason_clear(&why);
+    int rc = host_open(vms, true, &h, &why);
+    if (rc != 0) {
+        /* Harmless until the limit of entries: a creation of the same id forgets it. */
+        LOG_ERROR("interrupted creations: their registry entries stay (%s: %s)", why.check,
+                  why.detail);
+        return;
+    }
+    for (size_t i = 0; rc == 0 && i < nids; i++)
+        if ((rc = tc_vtpm_guard_forget(h.guard, ids[i])) != 0)
+            LOG_ERROR("VM %s: cannot forget its registry entry (%s)", ids[i], tc_strerror(rc));
+    host_close(&h, rc);
+}
+
 /* The VMs on disk: running ones are adopted, ones whose swtpm died (pid file left behind) are
- * queued for a restart through the guard. */
+ * queued for a restart through the guard; interrupted creations are removed first. */
 static int scan(struct agent_vms *vms)
 {
     struct tc_vtpm_entry *list = NULL;
     size_t n = 0;
     int rc;
+
+    purge_incomplete(vms);
 
     if ((rc = tc_vtpm_list(vms->cfg->vm_dir, &list, &n)) != 0) {
         LOG_ERROR("cannot list %s (%s)", vms->cfg->vm_dir, tc_strerror(rc));
@@ -1506,7 +1597,7 @@ out:
         tc_tpm_key_release(vt, &ak);
         tc_tpm_key_release(vt, &ek);
     }
-    tc_tpm_close(vt);
+    agent_tpm_close(vt, rc);
     return rc;
 }
 

@@ -50,6 +50,7 @@ static int tpm_open(const char *tcti, bool startup, struct tc_tpm **out)
         return TC_ERR_ALLOC;
     for (size_t i = 0; i < TC_TPM_MAX_TRACKED; i++)
         tpm->tracked[i] = ESYS_TR_NONE;
+    tpm->without_rm = tc_tpm_tcti_without_rm(tcti);
     if ((r = Tss2_TctiLdr_Initialize(tcti, &tpm->tcti)) != TSS2_RC_SUCCESS) {
         LOG_ERROR("cannot open TCTI '%s'", tcti ? tcti : "(default)");
         rc = tc_tpm_rc(r, "Tss2_TctiLdr_Initialize");
@@ -281,4 +282,138 @@ int tc_tpm_loaded_count(struct tc_tpm *tpm, size_t *objects, size_t *sessions)
     /* TPM2_HT_LOADED_SESSION lists every loaded session, HMAC and policy alike; a policy
      * session's handle is in the 0x03 range. */
     return count_handles(tpm, TPM2_LOADED_SESSION_FIRST, TPM2_POLICY_SESSION_LAST, sessions);
+}
+
+bool tc_tpm_tcti_without_rm(const char *tcti)
+{
+    if (tcti == NULL)
+        return false;
+    const char *colon = strchr(tcti, ':');
+    size_t n = colon ? (size_t)(colon - tcti) : strlen(tcti);
+    const char *conf = colon ? colon + 1 : "";
+    char name[32];
+    if (n == 0 || n >= sizeof(name))
+        return false;
+    memcpy(name, tcti, n);
+    name[n] = 0;
+    /* "libtss2-tcti-device.so.0" names the same module as "device". */
+    const char *m = name;
+    if (strncmp(m, "libtss2-tcti-", 13) == 0)
+        m += 13;
+    else if (strncmp(m, "tcti-", 5) == 0)
+        m += 5;
+    size_t mlen = strcspn(m, ".");
+    if (m[mlen] != 0 && strcmp(m + mlen, ".so") != 0 && strncmp(m + mlen, ".so.", 4) != 0)
+        return false;
+    if ((mlen == 5 && strncmp(m, "swtpm", 5) == 0) || (mlen == 5 && strncmp(m, "mssim", 5) == 0))
+        return true;
+    if (mlen != 6 || strncmp(m, "device", 6) != 0)
+        return false;
+    /* The device TCTI's default is /dev/tpm0; /dev/tpmrmN is the kernel's resource manager. */
+    if (conf[0] == 0)
+        return true;
+    if (strncmp(conf, "/dev/tpm", 8) != 0 || conf[8] == 0)
+        return false;
+    for (const char *c = conf + 8; *c; c++)
+        if (*c < '0' || *c > '9')
+            return false;
+    return true;
+}
+
+/* Whether this handle holds handle (a key handed out in struct tc_tpm_key). */
+static bool held(struct tc_tpm *tpm, TPM2_HANDLE handle)
+{
+    for (size_t i = 0; i < TC_TPM_MAX_TRACKED; i++) {
+        TPM2_HANDLE h = 0;
+        if (tpm->tracked[i] != ESYS_TR_NONE &&
+            Esys_TR_GetTpmHandle(tpm->esys, tpm->tracked[i], &h) == TSS2_RC_SUCCESS && h == handle)
+            return true;
+    }
+    return false;
+}
+
+#define FLUSH_MAX 64 /* far above what any TPM holds (3 objects, 3 sessions on swtpm) */
+
+/* Appends the handles in [first, last] the TPM lists, following moreData, to list. */
+static int list_handles(struct tc_tpm *tpm, uint32_t first, uint32_t last, TPM2_HANDLE *list,
+                        size_t *n)
+{
+    uint32_t next = first;
+    for (;;) {
+        TPMI_YES_NO more = TPM2_NO;
+        TPMS_CAPABILITY_DATA *cap = NULL;
+        TSS2_RC r = Esys_GetCapability(tpm->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                       TPM2_CAP_HANDLES, next, TPM2_MAX_CAP_HANDLES, &more, &cap);
+        if (r != TSS2_RC_SUCCESS)
+            return tc_tpm_rc(r, "Esys_GetCapability(handles)");
+        const TPML_HANDLE *h = &cap->data.handles;
+        uint32_t cnt = h->count < TPM2_MAX_CAP_HANDLES ? h->count : TPM2_MAX_CAP_HANDLES;
+        bool progress = false;
+        for (uint32_t i = 0; i < cnt; i++) {
+            if (h->handle[i] < next || h->handle[i] > last)
+                continue;
+            if (*n < FLUSH_MAX)
+                list[(*n)++] = h->handle[i];
+            progress = true;
+            next = h->handle[i] + 1;
+        }
+        Esys_Free(cap);
+        /* A TPM that claims more without progress would loop forever. */
+        if (more != TPM2_YES || !progress || *n == FLUSH_MAX || next > last)
+            return 0;
+    }
+}
+
+int tc_tpm_flush_leftovers(struct tc_tpm *tpm, size_t *flushed)
+{
+    TPM2_HANDLE list[FLUSH_MAX];
+    size_t n = 0, done = 0;
+    char text[FLUSH_MAX * 11 + 1];
+    size_t tlen = 0;
+    int rc;
+
+    if (flushed != NULL)
+        *flushed = 0;
+    if (tpm == NULL)
+        return TC_ERR_INVALID_ARG;
+    if (!tpm->without_rm) {
+        LOG_DEBUG("a resource manager serves this TPM: nothing to flush");
+        return 0;
+    }
+    /* Spelled out: tss2's TPM2_TRANSIENT_FIRST shifts a promoted int into the sign bit. */
+    if ((rc = list_handles(tpm, 0x80000000u, 0x80fffffeu, list, &n)) != 0 ||
+        (rc = list_handles(tpm, TPM2_LOADED_SESSION_FIRST, TPM2_POLICY_SESSION_LAST, list, &n)) !=
+            0)
+        return rc;
+    text[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        ESYS_TR tr = ESYS_TR_NONE;
+        if (held(tpm, list[i]))
+            continue;
+        /* ESAPI flushes by ESYS_TR: make one for the TPM handle (a ReadPublic for an object,
+         * nothing sent for a session). */
+        TSS2_RC r = Esys_TR_FromTPMPublic(tpm->esys, list[i], ESYS_TR_NONE, ESYS_TR_NONE,
+                                          ESYS_TR_NONE, &tr);
+        if (r == TSS2_RC_SUCCESS) {
+            r = Esys_FlushContext(tpm->esys, tr);
+            if (r != TSS2_RC_SUCCESS)
+                Esys_TR_Close(tpm->esys, &tr);
+        }
+        if (r != TSS2_RC_SUCCESS) {
+            LOG_ERROR("cannot flush the leftover handle 0x%08x", list[i]);
+            rc = tc_tpm_rc(r, "Esys_FlushContext(leftover)");
+            continue;
+        }
+        done++;
+        int w = snprintf(text + tlen, sizeof(text) - tlen, " 0x%08x", list[i]);
+        if (w > 0 && (size_t)w < sizeof(text) - tlen)
+            tlen += (size_t)w;
+    }
+    if (done > 0)
+        LOG_WARN("flushed %zu leftover handle(s) from the TPM (a process died while using "
+                 "it):%s",
+                 done, text);
+    if (flushed != NULL)
+        *flushed = done;
+    return rc;
 }

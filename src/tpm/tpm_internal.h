@@ -18,6 +18,7 @@ struct tc_tpm {
     TSS2_TCTI_CONTEXT *tcti;
     ESYS_CONTEXT *esys;
     ESYS_TR tracked[TC_TPM_MAX_TRACKED];
+    bool without_rm; /* the TCTI reaches the TPM itself (tc_tpm_tcti_without_rm) */
 };
 
 /* Logs what failed with the decoded TSS2_RC and returns TC_ERR_TPM (never 0). */

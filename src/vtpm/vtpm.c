@@ -757,6 +757,27 @@ int tc_vtpm_delete(struct tc_vtpm *v)
     return rc;
 }
 
+int tc_vtpm_purge(const struct tc_vtpm_config *cfg)
+{
+    struct tc_vtpm *v = NULL;
+    struct stat st;
+    int rc;
+
+    if ((rc = handle_new(cfg, &v)) != 0)
+        return rc;
+    if (lstat(v->dir, &st) != 0 && errno == ENOENT) {
+        tc_vtpm_free(v);
+        return 0;
+    }
+    /* Not our child: tc_vtpm_stop signals it and waits until it is gone. */
+    if ((v->pid = read_pid_file(v->dir)) > 0)
+        LOG_WARN("vTPM %s: stopping its swtpm (pid %d) left running", v->id, (int)v->pid);
+    tc_vtpm_stop(v);
+    rc = remove_tree(v->dir);
+    tc_vtpm_free(v);
+    return rc;
+}
+
 void tc_vtpm_free(struct tc_vtpm *v)
 {
     if (v == NULL)

@@ -30,6 +30,7 @@
 #include "agent/agent_batch.c"
 #include "agent/agent_config.c"
 #include "agent/agent_request.c"
+#include "agent/agent_tpm.c"
 #include "agent/agent_vm.c"
 
 #include "agent_vm_fixture.h"

@@ -26,6 +26,7 @@
 /* The agent is an executable, not a library: its modules are compiled into the test. */
 #include "agent/agent_config.c"
 #include "agent/agent_request.c"
+#include "agent/agent_tpm.c"
 #include "agent/agent_vm.c"
 
 #include "agent_vm_fixture.h"

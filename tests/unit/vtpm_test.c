@@ -354,6 +354,40 @@ static void test_failed_provisioning_cleans_up(void **state)
     assert_int_equal(access(dir, F_OK), -1);
 }
 
+/* What a creation cut short leaves: a running swtpm nobody holds a handle on, or a directory
+ * without a state, or a pid file naming a process that is not a swtpm (which must live on). */
+static void test_purge(void **state)
+{
+    (void)state;
+    struct tc_vtpm_config c = config("cut-short", TC_VTPM_TCP, key_a, true);
+    struct tc_vtpm *v = NULL;
+    char dir[512], path[600];
+    assert_int_equal(tc_vtpm_create(&c, &v), 0);
+    pid_t pid = tc_vtpm_pid(v);
+    assert_true(pid_alive(pid));
+    tc_vtpm_free(v); /* the process keeps running, as after a kill -9 of its manager */
+    assert_int_equal(tc_vtpm_purge(&c), 0);
+    assert_false(pid_alive(pid));
+    waitpid(pid, NULL, 0);
+    snprintf(dir, sizeof(dir), "%s/cut-short", base);
+    assert_int_equal(access(dir, F_OK), -1);
+    assert_int_equal(tc_vtpm_purge(&c), 0); /* nothing there: fine */
+
+    /* No state directory yet, and a pid file with this test's own pid. */
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(path, sizeof(path), "%s/swtpm.pid", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "%d\n", (int)getpid());
+    fclose(f);
+    assert_int_equal(tc_vtpm_purge(&c), 0);
+    assert_int_equal(access(dir, F_OK), -1);
+    assert_true(pid_alive(getpid()));
+
+    struct tc_vtpm_config bad = config("../x", TC_VTPM_TCP, NULL, false);
+    assert_int_equal(tc_vtpm_purge(&bad), TC_ERR_INVALID_ARG);
+}
+
 static void test_qemu_mode(void **state)
 {
     (void)state;
@@ -516,6 +550,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_lifecycle),
         cmocka_unit_test(test_create_refuses_existing),
         cmocka_unit_test(test_failed_provisioning_cleans_up),
+        cmocka_unit_test(test_purge),
         cmocka_unit_test(test_qemu_mode),
         cmocka_unit_test(test_tpm2_tools_see_provisioning),
     };
