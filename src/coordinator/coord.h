@@ -53,6 +53,8 @@ struct coord_settings {
     char *pcr_selection;               /* quoted PCRs, tpm2-tools syntax */
     bool sync_full;                    /* store fsyncs every commit */
     int log_level;                     /* enum tc_log_level */
+    long long enroll_per_address;      /* pending enrollments started from one client address */
+    long long enroll_ek_hold_ms;       /* a pending enrollment its EK cannot replace (activation) */
 };
 
 extern const struct tc_config_setting coord_settings_table[];
