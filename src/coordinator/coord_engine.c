@@ -895,7 +895,9 @@ static size_t vms_follow_host(struct coord_node *host, const struct pending_roun
 
 /* What a tenant needs to check a VM's round without trusting the coordinator's verdict: the VM's
  * quote, its inclusion proof, the host quote over the root, the nonce and both AKs
- * (docs/protocol.md, "VM evidence"). Kept in memory, one round per VM. */
+ * (docs/protocol.md, "VM evidence"). Kept in memory, one round per VM, with the host's quoted PCR
+ * values (shared with the host's other VMs): operators get them, the API strips them from a
+ * tenant's copy (evidence_for_tenant in coord_vm.c). */
 static void keep_evidence(struct coord *c, struct coord_node *host, struct coord_node *v,
                           const json_t *host_answer, const json_t *entry, const struct tc_batch *b,
                           const struct tc_batch_vm *e, const struct pending_round *p)
@@ -908,7 +910,7 @@ static void keep_evidence(struct coord *c, struct coord_node *host, struct coord
     char *vm_ak = coord_b64_encode(v->ak_pub, v->ak_pub_len);
     json_t *ev = host_ak && vm_ak
                      ? json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:{s:s, s:s, s:O, s:O, s:O}, "
-                                 "s:{s:s, s:s, s:O, s:O}, s:{s:s, s:I, s:I, s:O}}",
+                                 "s:{s:s, s:s, s:O, s:O, s:O}, s:{s:s, s:I, s:I, s:O}}",
                                  "format", "trustcloud-vm-evidence-v1", "nonce", nonce_hex, "round",
                                  (json_int_t)p->r.round, "ts", (json_int_t)p->r.ts, "vm_state",
                                  tc_node_state_name(p->r.state), "host_state",
@@ -918,7 +920,8 @@ static void keep_evidence(struct coord *c, struct coord_node *host, struct coord
                                  json_object_get(entry, "signature"), "pcrs",
                                  json_object_get(entry, "pcrs"), "host", "id", host->id, "ak_pub",
                                  host_ak, "attest", json_object_get(host_answer, "attest"),
-                                 "signature", json_object_get(host_answer, "signature"), "batch",
+                                 "signature", json_object_get(host_answer, "signature"), "pcrs",
+                                 json_object_get(host_answer, "pcrs"), "batch",
                                  "root", root_hex, "count", (json_int_t)b->count, "index",
                                  (json_int_t)e->index, "proof", json_object_get(entry, "proof"))
                      : NULL;

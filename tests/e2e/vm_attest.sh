@@ -116,6 +116,25 @@ tc_pass "tenants see and read only their own VMs, and cannot create VMs or see n
 as_tenant acme vm evidence vm-a1 -o ev.json || tc_fail "vm evidence"
 $T vm check ev.json >check.txt || { cat check.txt; tc_fail "evidence of a trusted VM does not verify"; }
 grep -q '^valid: VM vm-a1 ' check.txt || tc_fail "vm check output"
+grep -q '(host PCR values withheld)' check.txt || { cat check.txt; tc_fail "tenant evidence holds host PCR values"; }
+grep -q '^the host quote also shows: TPM clock [0-9]* ms, reset count [0-9]*, restart count [0-9]*, firmware 0x[0-9a-f]*, PCR digest [0-9a-f]\{64\}$' check.txt ||
+    { cat check.txt; tc_fail "vm check does not say what the host quote shows"; }
+# The operator's view holds the host's PCR values, checked against the host quote's digest; the
+# tenant's has only the signed host quote (docs/protocol.md, "VM evidence").
+$T vm evidence vm-a1 -o ev-op.json || tc_fail "operator vm evidence"
+python3 - ev.json ev-op.json <<'PY' || tc_fail "evidence views"
+import json, sys
+t, o = (json.load(open(f)) for f in sys.argv[1:3])
+assert sorted(t["host"]) == ["ak_pub", "attest", "id", "signature"], sorted(t["host"])
+assert sorted(o["host"]) == ["ak_pub", "attest", "id", "pcrs", "signature"], sorted(o["host"])
+assert sorted(o["host"]["pcrs"]["sha256"], key=int) == [str(i) for i in range(11)], o["host"]["pcrs"]
+o["host"]["pcrs"]["sha256"]["0"] = "00" * 32
+json.dump(o, open("ev-op-pcr.json", "w"))
+PY
+$T vm check ev-op.json | grep -q '(host PCR values checked)' || tc_fail "operator evidence check"
+$T vm check ev-op-pcr.json >check-op.txt && tc_fail "operator evidence with a changed host PCR verified"
+grep -q 'quote.pcr_digest' check-op.txt || { cat check-op.txt; tc_fail "changed host PCR reason"; }
+tc_pass "evidence views: a tenant's withholds the host PCR values (the check says what the host quote still shows), an operator's has them, checked against the host quote"
 vm_ak=$($T vm check ev.json --json | lab_json - 'j["valid"]')
 [ "$vm_ak" = True ] || tc_fail "vm check --json"
 python3 - ev.json <<'PY'
