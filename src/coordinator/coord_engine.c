@@ -1301,6 +1301,8 @@ static bool event_in_scope(const struct coord_event_scope *scope, const struct c
     if (scope->all)
         return true;
     if (scope->tenant[0]) {
+        if (nvms == 0)
+            return false;
         struct scope_vm key = {ev->node_id, 0};
         const struct scope_vm *v = bsearch(&key, vms, nvms, sizeof(*vms), scope_vm_cmp);
         return v && ev->ts >= v->created;
