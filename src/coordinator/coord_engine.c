@@ -910,7 +910,7 @@ static void keep_evidence(struct coord *c, struct coord_node *host, struct coord
     char *vm_ak = coord_b64_encode(v->ak_pub, v->ak_pub_len);
     json_t *ev = host_ak && vm_ak
                      ? json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:{s:s, s:s, s:O, s:O, s:O}, "
-                                 "s:{s:s, s:s, s:O, s:O, s:O}, s:{s:s, s:I, s:I, s:O}}",
+                                 "s:{s:s, s:s, s:O, s:O, s:O*}, s:{s:s, s:I, s:I, s:O}}",
                                  "format", "trustcloud-vm-evidence-v1", "nonce", nonce_hex, "round",
                                  (json_int_t)p->r.round, "ts", (json_int_t)p->r.ts, "vm_state",
                                  tc_node_state_name(p->r.state), "host_state",

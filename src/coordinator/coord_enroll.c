@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -52,7 +53,8 @@ struct coord_pending {
     char group[COORD_NODE_ID_MAX + 1];
     uint8_t ek_key[32];          /* SHA-256 of the EK's public key (ek_key_hash) */
     char addr[ENROLL_ADDR_MAX];  /* client address it came from (client_addr) */
-    int64_t created, expires;
+    int64_t started; /* monotonic ms (mono_ms): the hold is a duration */
+    int64_t expires;
 };
 
 static void pending_clear(struct coord_pending *p)
@@ -121,6 +123,13 @@ static void client_addr(const char *remote, char out[ENROLL_ADDR_MAX])
         }
     }
     snprintf(out, ENROLL_ADDR_MAX, "%s", ip);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static size_t pending_from(const struct coord *c, const char *addr)
@@ -456,15 +465,14 @@ void coord_enroll_handle(struct coord *c, const struct tc_http_request *req,
      * a replay of its public data, which cannot be activated either way), so it is kept; the
      * address that started it cannot renew it either, it expires. */
     struct coord_pending *same_ek = pending_for_ek(c, p.ek_key);
-    if (same_ek && (now - same_ek->created < c->cfg->enroll_ek_hold_ms ||
-                    strcmp(same_ek->addr, p.addr) == 0)) {
+    int64_t age = same_ek ? mono_ms() - same_ek->started : 0;
+    if (same_ek && (age < c->cfg->enroll_ek_hold_ms || strcmp(same_ek->addr, p.addr) == 0)) {
         status = 503;
-        int64_t free_at = strcmp(same_ek->addr, p.addr) == 0
-                              ? same_ek->expires
-                              : same_ek->created + c->cfg->enroll_ek_hold_ms;
+        long long wait = strcmp(same_ek->addr, p.addr) == 0
+                             ? (long long)(same_ek->expires - now)
+                             : (long long)(c->cfg->enroll_ek_hold_ms - age);
         rc = tc_fail(&why, TC_ERR_MISMATCH, "enroll.ek_pending", -1,
-                     "an enrollment for this EK is pending; retry in %lld ms",
-                     (long long)(free_at - now));
+                     "an enrollment for this EK is pending; retry in %lld ms", wait);
         goto fail;
     }
     if (ek_cert) {
@@ -544,7 +552,7 @@ void coord_enroll_handle(struct coord *c, const struct tc_http_request *req,
     snprintf(p.node_id, sizeof(p.node_id), "%s", node_id);
     snprintf(p.agent_url, sizeof(p.agent_url), "%s", url);
     snprintf(p.group, sizeof(p.group), "%s", group ? group : "");
-    p.created = now;
+    p.started = mono_ms();
     p.expires = now + c->cfg->enrollment_ttl_ms;
 
     snprintf(e.id, sizeof(e.id), "%s", p.id);

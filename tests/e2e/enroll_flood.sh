@@ -5,7 +5,8 @@
 # under made-up node ids and never activates. Each phase runs the flood (bounded, loopback)
 # while a real agent on its own swtpm enrolls, and the agent must become trusted during it:
 #  1. one TPM's public data under 4,200 made-up ids from one address (the honest node's own
-#     address, 127.0.0.1): one pending enrollment for that EK, the rest `enroll.ek_pending`;
+#     address, 127.0.0.1), half of them with the EK's public area varied outside its key: one
+#     pending enrollment for that EK, the rest `enroll.ek_pending`;
 #  2. five real TPMs' public data from 127.0.0.2: at most enroll_per_address (4 here) pending,
 #     the rest `enroll.address_busy` / `enroll.ek_pending`;
 #  3. the honest node's own EK replayed from 127.0.0.3 before and while it enrolls: the
@@ -75,9 +76,19 @@ PY
 
 # ---- 1. one TPM's public data, 4,200 made-up ids, one address --------------------------------
 source_tpm src1
+# The same EK key in a public area varied where the EK certificate does not look (one byte of
+# authPolicy): still the same EK, one pending enrollment for both.
+cp -r "$LAB_DIR/pub-src1" "$LAB_DIR/pub-src1-var"
+python3 - "$LAB_DIR/pub-src1-var/ek.pub" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+# TPM2B_PUBLIC: size, type, nameAlg, objectAttributes (4), authPolicy size (2) and bytes
+b[12] ^= 0x01
+open(sys.argv[1], "wb").write(b)
+PY
 lab_node_prepare honest1
 lab_policies_from honest1
-flood_start f1.json 127.0.0.1 --count 4200 --min-seconds 8 "$LAB_DIR/pub-src1"
+flood_start f1.json 127.0.0.1 --count 4200 --min-seconds 8 "$LAB_DIR/pub-src1" "$LAB_DIR/pub-src1-var"
 sleep 1
 lab_node_run honest1
 lab_node_wait honest1 trusted 60 || { tail honest1/agent.log; cat f1.json 2>/dev/null; tc_fail "honest1 not trusted during the flood"; }
@@ -85,9 +96,9 @@ flood_stop f1.json
 [ "$FLOOD_RUNNING" = 1 ] || tc_fail "the flood ended before honest1 was trusted"
 sent=$(lab_json f1.json 'j["sent"]')
 [ "$sent" -ge 1000 ] || tc_fail "flood 1 sent only $sent requests"
-[ "$(count f1.json 200)" -le 1 ] || tc_fail "flood 1: more than one pending enrollment for one EK"
+[ "$(count f1.json 200)" -le 1 ] || tc_fail "flood 1: more than one pending enrollment for one EK (public area varied or not)"
 [ "$(others f1.json 200 '503 enroll.ek_pending')" = 0 ] || tc_fail "flood 1: other answers"
-tc_pass "flood 1: $sent enrollments replaying one TPM under made-up ids from 127.0.0.1 in $(lab_json f1.json 'j["seconds"]') s: $(count f1.json 200) pending, $(count f1.json '503 enroll.ek_pending') enroll.ek_pending; honest1 (same address) enrolled and trusted meanwhile"
+tc_pass "flood 1: $sent enrollments replaying one TPM (half with a varied EK public area) under made-up ids from 127.0.0.1 in $(lab_json f1.json 'j["seconds"]') s: $(count f1.json 200) pending, $(count f1.json '503 enroll.ek_pending') enroll.ek_pending; honest1 (same address) enrolled and trusted meanwhile"
 
 # ---- 2. several real TPMs' public data from one address ---------------------------------------
 dirs=()
