@@ -497,18 +497,17 @@ static int vm_check(int argc, char **argv)
     char digest[2 * TC_MAX_DIGEST + 1];
     tc_hex_encode(hq->pcr_digest, hq->pcr_digest_len, digest);
     if (json) {
-        json_t *o = rc == 0
-                        ? json_pack("{s:b, s:s, s:s, s:I, s:s, s:s, s:{s:I, s:I, s:I, s:b, s:s, "
-                                    "s:s}}",
-                                    "valid", 1, "vm", info.vm_id, "host", info.host_id, "round",
-                                    (json_int_t)info.round, "vm_state",
-                                    coord_client_str(ev, "vm_state", "?"), "host_pcrs", host_pcrs,
-                                    "host_quote", "clock", (json_int_t)hq->clock, "reset_count",
-                                    (json_int_t)hq->reset_count, "restart_count",
-                                    (json_int_t)hq->restart_count, "safe", hq->safe,
-                                    "firmware_version", fw_hex(hq->firmware_version),
-                                    "pcr_digest", digest)
-                        : json_pack("{s:b, s:o}", "valid", 0, "reason", tc_reason_to_json(&why));
+        json_t *o =
+            rc == 0 ? json_pack("{s:b, s:s, s:s, s:I, s:s, s:s, s:{s:I, s:I, s:I, s:b, s:s, "
+                                "s:s}}",
+                                "valid", 1, "vm", info.vm_id, "host", info.host_id, "round",
+                                (json_int_t)info.round, "vm_state",
+                                coord_client_str(ev, "vm_state", "?"), "host_pcrs", host_pcrs,
+                                "host_quote", "clock", (json_int_t)hq->clock, "reset_count",
+                                (json_int_t)hq->reset_count, "restart_count",
+                                (json_int_t)hq->restart_count, "safe", hq->safe, "firmware_version",
+                                fw_hex(hq->firmware_version), "pcr_digest", digest)
+                    : json_pack("{s:b, s:o}", "valid", 0, "reason", tc_reason_to_json(&why));
         coord_client_print_json(o);
         json_decref(o);
     } else if (rc == 0) {

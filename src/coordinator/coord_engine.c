@@ -224,7 +224,7 @@ struct coord_node {
     char host[TC_STORE_ID_MAX + 1];
     char tenant[TC_STORE_ID_MAX + 1]; /* VM: its owner (scopes the event stream) */
     int64_t created;                  /* store time of creation (events before it are not its) */
-    struct coord_node **vms; /* host: its VMs (rebuilt when vm_links_dirty) */
+    struct coord_node **vms;          /* host: its VMs (rebuilt when vm_links_dirty) */
     size_t nvms, vms_cap;
     struct coord_node **asked; /* host: the VMs listed in the challenge in flight */
     size_t nasked, asked_cap;
@@ -921,9 +921,9 @@ static void keep_evidence(struct coord *c, struct coord_node *host, struct coord
                                  json_object_get(entry, "pcrs"), "host", "id", host->id, "ak_pub",
                                  host_ak, "attest", json_object_get(host_answer, "attest"),
                                  "signature", json_object_get(host_answer, "signature"), "pcrs",
-                                 json_object_get(host_answer, "pcrs"), "batch",
-                                 "root", root_hex, "count", (json_int_t)b->count, "index",
-                                 (json_int_t)e->index, "proof", json_object_get(entry, "proof"))
+                                 json_object_get(host_answer, "pcrs"), "batch", "root", root_hex,
+                                 "count", (json_int_t)b->count, "index", (json_int_t)e->index,
+                                 "proof", json_object_get(entry, "proof"))
                      : NULL;
     free(host_ak);
     free(vm_ak);
@@ -1276,8 +1276,8 @@ static int scope_vms(struct coord *c, const char *tenant, struct scope_vm **out,
     *n = 0;
     size_t k = 0;
     for (size_t i = 0; i < c->nnodes; i++)
-        k += c->nodes[i]->is_vm && !c->nodes[i]->deleted &&
-             strcmp(c->nodes[i]->tenant, tenant) == 0;
+        k +=
+            c->nodes[i]->is_vm && !c->nodes[i]->deleted && strcmp(c->nodes[i]->tenant, tenant) == 0;
     if (k == 0)
         return 0;
     struct scope_vm *v = malloc(k * sizeof(*v));
@@ -1333,7 +1333,8 @@ json_t *coord_events_json(struct coord *c, const struct coord_event_scope *scope
      * goes on past events out of scope, up to COORD_EVENTS_SCAN_MAX of them, so that its "last"
      * moves on even when nothing in the stream is the reader's. */
     while (*count < limit && looked < COORD_EVENTS_SCAN_MAX) {
-        size_t want = limit < COORD_EVENTS_SCAN_MAX - looked ? limit : COORD_EVENTS_SCAN_MAX - looked;
+        size_t want =
+            limit < COORD_EVENTS_SCAN_MAX - looked ? limit : COORD_EVENTS_SCAN_MAX - looked;
         if (tc_store_events_since(c->store, *last, want, &ev, &n) != 0)
             goto out;
         for (size_t i = 0; i < n && *count < limit; i++) {

@@ -51,9 +51,9 @@ struct coord_pending {
     char agent_url[TC_STORE_URL_MAX + 1];
     char host[256];
     char group[COORD_NODE_ID_MAX + 1];
-    uint8_t ek_key[32];          /* SHA-256 of the EK's public key (ek_key_hash) */
-    char addr[ENROLL_ADDR_MAX];  /* client address it came from (client_addr) */
-    int64_t started; /* monotonic ms (mono_ms): the hold is a duration */
+    uint8_t ek_key[32];         /* SHA-256 of the EK's public key (ek_key_hash) */
+    char addr[ENROLL_ADDR_MAX]; /* client address it came from (client_addr) */
+    int64_t started;            /* monotonic ms (mono_ms): the hold is a duration */
     int64_t expires;
 };
 
@@ -432,9 +432,9 @@ void coord_enroll_handle(struct coord *c, const struct tc_http_request *req,
     client_addr(req->remote_addr, p.addr);
     if (pending_from(c, p.addr) >= (size_t)c->cfg->enroll_per_address) {
         status = 503;
-        rc = tc_fail(&why, TC_ERR_TOO_LARGE, "enroll.address_busy", -1,
-                     "%lld pending enrollments from %s already", c->cfg->enroll_per_address,
-                     p.addr);
+        rc =
+            tc_fail(&why, TC_ERR_TOO_LARGE, "enroll.address_busy", -1,
+                    "%lld pending enrollments from %s already", c->cfg->enroll_per_address, p.addr);
         goto fail;
     }
 
@@ -457,8 +457,7 @@ void coord_enroll_handle(struct coord *c, const struct tc_http_request *req,
     }
     if ((rc = ek_key_hash(&ekp.publicArea, p.ek_key)) != 0) {
         status = 403;
-        tc_fail(&why, rc, "enroll.ek", -1, "EK type 0x%04x is not RSA or ECC",
-                ekp.publicArea.type);
+        tc_fail(&why, rc, "enroll.ek", -1, "EK type 0x%04x is not RSA or ECC", ekp.publicArea.type);
         goto fail;
     }
     /* One pending enrollment per EK: a young one is being activated by the TPM that asked (or is

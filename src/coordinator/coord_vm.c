@@ -727,7 +727,8 @@ static json_t *evidence_for_tenant(json_t *ev)
         json_decref(h);
         return NULL;
     }
-    json_object_del(h, "pcrs"); /* absent: nothing to withhold */
+    /* Absent: nothing to withhold. */
+    json_object_del(h, "pcrs");
     if (json_object_set_new(t, "host", h) != 0) { /* steals h either way */
         json_decref(t);
         return NULL;

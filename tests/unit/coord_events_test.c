@@ -289,8 +289,10 @@ static int setup(void **state)
         const char *cn;
         char *cert, *key;
         const char *name;
-    } who[] = {{"tenant:a", cert_a, key_a, "a"},        {"tenant:b", cert_b, key_b, "b"},
-               {"tenant:c", cert_c, key_c, "c"},        {"node:h1", cert_h1, key_h1, "h1"},
+    } who[] = {{"tenant:a", cert_a, key_a, "a"},
+               {"tenant:b", cert_b, key_b, "b"},
+               {"tenant:c", cert_c, key_c, "c"},
+               {"node:h1", cert_h1, key_h1, "h1"},
                {"subscriber:x", cert_x, key_x, "x"}};
     for (size_t i = 0; i < sizeof(who) / sizeof(who[0]); i++) {
         char n[64];
