@@ -3,10 +3,12 @@
  * A VM's attestation as a tenant can check it alone (docs/protocol.md, "VM evidence"): the
  * coordinator keeps, per VM, its last quoted round as {"format": "trustcloud-vm-evidence-v1",
  * "nonce", "round", "ts", "vm_state", "host_state", "vm": {"id", "ak_pub", "attest",
- * "signature", "pcrs"}, "host": {... the same, without "pcrs"}, "batch": {"root", "count",
- * "index", "proof"}}. The host's PCR values are not a tenant's business (they describe the host's
- * firmware and kernel): its quote is checked for signature and qualifying data, and its PCR
- * digest only when the values are given. Checking it needs no TPM and no trust in the coordinator's
+ * "signature", "pcrs"}, "host": {... the same, "pcrs" only in an operator's copy}, "batch":
+ * {"root", "count", "index", "proof"}}. The host's PCR values are not a tenant's business (they
+ * describe the host's firmware and kernel): its quote is checked for signature and qualifying
+ * data, and its PCR digest only when the values are given. The host quote is still the whole
+ * signed TPMS_ATTEST (PCR digest, clock, counters, firmware version), which info->host_quote
+ * returns. Checking it needs no TPM and no trust in the coordinator's
  * verdict, only in the two AKs (which the coordinator enrolled by credential activation):
  *
  *   - the VM's quote is signed by the VM AK over the nonce and its PCR values;

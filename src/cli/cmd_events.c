@@ -3,7 +3,10 @@
  * trustcloud events [--since SEQ] [--follow]: the coordinator's stream of state changes
  * (GET /v1/events?since=SEQ&wait=SECONDS, a long poll). Following survives coordinator
  * restarts: the stream is resumed from the last sequence number seen, so nothing is skipped or
- * shown twice. With --json, one event per line (JSON lines) when following.
+ * shown twice. With --json, one event per line (JSON lines) when following. The coordinator
+ * answers each caller with its own events only (an operator every event, a tenant its VMs', a
+ * node its own); "last" may then move past events the caller does not see, which is why the
+ * next request starts from it.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -19,8 +22,8 @@
 static const struct cli_cmd events_cmd = {
     "events", NULL,
     "[--since SEQ] [--node ID] [--follow [--count N] [--timeout SECONDS]] " COORD_CLIENT_HELP
-    "  state changes, oldest first; --follow keeps waiting for new ones (exit 1 when --timeout "
-    "passes before --count events)"};
+    "  state changes, oldest first (an operator sees every node and VM, a tenant its own VMs); "
+    "--follow keeps waiting for new ones (exit 1 when --timeout passes before --count events)"};
 
 enum { OPT_SINCE = 0x2000, OPT_FOLLOW, OPT_COUNT, OPT_TIMEOUT, OPT_NODE, OPT_WAIT };
 
@@ -187,7 +190,9 @@ int cmd_events(int argc, char **argv)
             ret = TC_EXIT_OK;
             break;
         }
-        if (!follow && (!progressed || json_array_size(events) == 0))
+        /* An answer without events may still move on (a tenant's, past others' events): only
+         * one that does not is the end of the stream. */
+        if (!follow && !progressed)
             break;
     }
     if (collected && ret == TC_EXIT_OK) {

@@ -425,6 +425,14 @@ static int pin_arg(const char *hex, uint8_t *out, size_t *len)
     return tc_hex_decode(hex, strlen(hex), out, TC_QUOTE_MAX_NAME, len) == 0 && *len > 2 ? 0 : -1;
 }
 
+/* A TPM firmware version as hex, in a static buffer. */
+static const char *fw_hex(uint64_t v)
+{
+    static char buf[24];
+    snprintf(buf, sizeof(buf), "0x%016llx", (unsigned long long)v);
+    return buf;
+}
+
 static int vm_check(int argc, char **argv)
 {
     enum { OPT_VMAK = 0x3000, OPT_HOSTAK, OPT_JSON };
@@ -481,12 +489,26 @@ static int vm_check(int argc, char **argv)
     struct tc_vm_evidence_info info;
     struct tc_reason why;
     rc = tc_vm_evidence_verify(ev, vlen ? vpin : NULL, vlen, hlen ? hpin : NULL, hlen, &info, &why);
+    /* Operators' evidence carries the host's PCR values (checked against the host quote's
+     * digest); a tenant's does not, and the host quote then shows only their digest. */
+    const char *host_pcrs =
+        json_object_get(json_object_get(ev, "host"), "pcrs") ? "checked" : "withheld";
+    /* What the host's signed TPMS_ATTEST shows whoever holds the evidence, shown as such. */
+    const struct tc_quote_info *hq = &info.host_quote;
+    char digest[2 * TC_MAX_DIGEST + 1];
+    tc_hex_encode(hq->pcr_digest, hq->pcr_digest_len, digest);
     if (json) {
-        json_t *o = rc == 0
-                        ? json_pack("{s:b, s:s, s:s, s:I, s:s}", "valid", 1, "vm", info.vm_id,
-                                    "host", info.host_id, "round", (json_int_t)info.round,
-                                    "vm_state", coord_client_str(ev, "vm_state", "?"))
-                        : json_pack("{s:b, s:o}", "valid", 0, "reason", tc_reason_to_json(&why));
+        json_t *o =
+            rc == 0 ? json_pack("{s:b, s:s, s:s, s:I, s:s, s:s, s:{s:I, s:I, s:I, s:b, s:s, "
+                                "s:s}}",
+                                "valid", 1, "vm", info.vm_id, "host", info.host_id, "round",
+                                (json_int_t)info.round, "vm_state",
+                                coord_client_str(ev, "vm_state", "?"), "host_pcrs", host_pcrs,
+                                "host_quote", "clock", (json_int_t)hq->clock, "reset_count",
+                                (json_int_t)hq->reset_count, "restart_count",
+                                (json_int_t)hq->restart_count, "safe", hq->safe, "firmware_version",
+                                fw_hex(hq->firmware_version), "pcr_digest", digest)
+                    : json_pack("{s:b, s:o}", "valid", 0, "reason", tc_reason_to_json(&why));
         coord_client_print_json(o);
         json_decref(o);
     } else if (rc == 0) {
@@ -494,8 +516,13 @@ static int vm_check(int argc, char **argv)
         tc_hex_encode(info.vm_ak_name, info.vm_ak_name_len, vn);
         tc_hex_encode(info.host_ak_name, info.host_ak_name_len, hn);
         printf("valid: VM %s (AK %s) quoted in round %lld, in the batch host %s (AK %s) quoted "
-               "for the same nonce; the coordinator judged it %s\n",
-               info.vm_id, vn, info.round, info.host_id, hn, coord_client_str(ev, "vm_state", "?"));
+               "for the same nonce (host PCR values %s); the coordinator judged it %s\n",
+               info.vm_id, vn, info.round, info.host_id, hn, host_pcrs,
+               coord_client_str(ev, "vm_state", "?"));
+        printf("the host quote also shows: TPM clock %llu ms, reset count %u, restart count %u, "
+               "firmware %s, PCR digest %s\n",
+               (unsigned long long)hq->clock, hq->reset_count, hq->restart_count,
+               fw_hex(hq->firmware_version), digest);
     } else {
         printf("invalid: %s: %s\n", why.check, why.detail);
     }

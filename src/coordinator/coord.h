@@ -53,6 +53,8 @@ struct coord_settings {
     char *pcr_selection;               /* quoted PCRs, tpm2-tools syntax */
     bool sync_full;                    /* store fsyncs every commit */
     int log_level;                     /* enum tc_log_level */
+    long long enroll_per_address;      /* pending enrollments started from one client address */
+    long long enroll_ek_hold_ms;       /* a pending enrollment its EK cannot replace (activation) */
 };
 
 extern const struct tc_config_setting coord_settings_table[];
@@ -194,11 +196,28 @@ json_t *coord_vm_evidence(struct coord *c, const char *id);
 bool coord_engine_view(struct coord *c, const char *id, enum tc_node_state *state,
                        struct tc_reason *reason, enum tc_node_state *appraised,
                        uint32_t *unrecorded);
-/* A deferred events request (takes the handle). */
-int coord_engine_add_waiter(struct coord *c, struct tc_http_deferred *d, int64_t since,
+/* Who reads the event stream (docs/protocol.md, "Events"): an operator every event, a tenant its
+ * VMs' events, a node its own (never its VMs': their verdicts follow the tenants' policies). An
+ * event is of a node or VM only if it happened since that node or VM was created, so a reused id
+ * does not hand over its predecessor's events. Exactly one member is set. */
+struct coord_event_scope {
+    bool all;
+    char tenant[COORD_NODE_ID_MAX + 1];
+    char node[COORD_NODE_ID_MAX + 1];
+};
+/* A deferred events request (takes the handle): answered as soon as an event in scope arrives
+ * after `since` (scan: the events up to it were looked at and are not in scope), or at the
+ * deadline. */
+int coord_engine_add_waiter(struct coord *c, struct tc_http_deferred *d,
+                            const struct coord_event_scope *scope, int64_t since, int64_t scan,
                             int64_t deadline_ms);
-/* {"events": [...], "last": N} for seq > since (at most limit). */
-json_t *coord_events_json(struct coord *c, int64_t since, size_t limit, size_t *count);
+/* {"events": [...], "last": N}: the events in scope with seq > since, at most limit of them,
+ * looking at no more than COORD_EVENTS_SCAN_MAX events. "last" (also in *last) is the seq of the
+ * last event looked at (returned or not in scope), since when none was; *count the events
+ * returned. */
+#define COORD_EVENTS_SCAN_MAX 10000
+json_t *coord_events_json(struct coord *c, const struct coord_event_scope *scope, int64_t since,
+                          size_t limit, size_t *count, int64_t *last);
 /* One event as the webhook/notice/stream body. */
 json_t *coord_event_json(const struct tc_store_event *ev);
 /* Error reply: {"error": text, "check": check}. */

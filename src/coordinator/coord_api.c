@@ -6,7 +6,8 @@
  * errors as {"error", "check"}, and holds coord.lock for its whole (short)
  * run: the store is single-threaded and shared with the engine.
  * Authorization is by certificate CN: "operator:*" for operator routes,
- * "node:*" may only follow events, anonymous callers may only enroll.
+ * "tenant:*" for its own VMs, "node:*" may only follow (its own) events,
+ * anonymous callers may only enroll.
  */
 #define LOGMODULE "api"
 #include <errno.h>
@@ -645,11 +646,29 @@ out:
 
 /* ---- events -------------------------------------------------------------------------------- */
 
+/* Operators read every event, a tenant its VMs', a node its own (docs/protocol.md, "Events"). */
+static bool events_scope(const struct tc_http_request *req, struct coord_event_scope *scope)
+{
+    const char *t;
+    memset(scope, 0, sizeof(*scope));
+    if (is_operator(req)) {
+        scope->all = true;
+    } else if ((t = coord_peer_tenant(req)) != NULL) {
+        snprintf(scope->tenant, sizeof(scope->tenant), "%s", t);
+    } else if (is_node(req) && coord_valid_node_id(req->peer->cn + 5, strlen(req->peer->cn + 5))) {
+        snprintf(scope->node, sizeof(scope->node), "%s", req->peer->cn + 5);
+    } else {
+        return false;
+    }
+    return true;
+}
+
 static void h_events(void *arg, const struct tc_http_request *req, struct tc_http_response *resp)
 {
     struct coord *c = arg;
-    if (!is_operator(req) && !is_node(req)) {
-        coord_reply_error(resp, 403, "auth.events", "operators and nodes only");
+    struct coord_event_scope scope;
+    if (!events_scope(req, &scope)) {
+        coord_reply_error(resp, 403, "auth.events", "operators, tenants and nodes only");
         return;
     }
     if (strcmp(req->method, "GET") != 0) {
@@ -665,10 +684,12 @@ static void h_events(void *arg, const struct tc_http_request *req, struct tc_htt
     }
     pthread_mutex_lock(&c->lock);
     size_t n = 0;
-    json_t *j = coord_events_json(c, since, EVENTS_MAX, &n);
+    int64_t last = since;
+    json_t *j = coord_events_json(c, &scope, since, EVENTS_MAX, &n, &last);
     if (j && n == 0 && wait > 0 && !c->stop) {
         struct tc_http_deferred *d = tc_http_defer(req);
-        if (d && coord_engine_add_waiter(c, d, since, tc_store_now_ms() + wait * 1000) == 0) {
+        if (d && coord_engine_add_waiter(c, d, &scope, since, last,
+                                         tc_store_now_ms() + wait * 1000) == 0) {
             json_decref(j);
             pthread_mutex_unlock(&c->lock);
             return;

@@ -53,6 +53,10 @@ const struct tc_config_setting coord_settings_table[] = {
     {S, "sync_full", TC_CFG_BOOL, "false", OFF(sync_full), 0, 0, NULL,
      "fsync every store commit (survives power loss; rounds are batched per tick)"},
     {S, "log_level", TC_CFG_ENUM, "info", OFF(log_level), 0, 0, levels, "log level"},
+    {S, "enroll_per_address", TC_CFG_INT, "8", OFF(enroll_per_address), 1, 4096, NULL,
+     "pending enrollments one client address (IPv6: its /64) may hold at once"},
+    {S, "enroll_ek_hold", TC_CFG_DURATION, "10s", OFF(enroll_ek_hold_ms), 1000, 3600000, NULL,
+     "how long a pending enrollment is kept from being replaced by another for the same EK"},
     {NULL, NULL, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 #undef S

@@ -234,7 +234,9 @@ struct coord_node {
     bool is_vm;
     bool vm_stopped; /* stopped through the API: not asked for */
     char host[TC_STORE_ID_MAX + 1];
-    struct coord_node **vms; /* host: its VMs (rebuilt when vm_links_dirty) */
+    char tenant[TC_STORE_ID_MAX + 1]; /* VM: its owner (scopes the event stream) */
+    int64_t created;                  /* store time of creation (events before it are not its) */
+    struct coord_node **vms;          /* host: its VMs (rebuilt when vm_links_dirty) */
     size_t nvms, vms_cap;
     struct coord_node **asked; /* host: the VMs listed in the challenge in flight */
     size_t nasked, asked_cap;
@@ -417,6 +419,8 @@ static int node_fill(struct coord *c, struct coord_node *n, const struct tc_stor
         vm_links_dirty = true;
     n->is_vm = s->is_vm;
     snprintf(n->host, sizeof(n->host), "%s", s->host);
+    snprintf(n->tenant, sizeof(n->tenant), "%s", s->tenant);
+    n->created = s->created;
     n->vm_stopped =
         s->is_vm && s->state == TC_NODE_UNREACHABLE && strcmp(s->reason.check, "vm.stopped") == 0;
     snprintf(n->url, sizeof(n->url), "%s", s->agent_url);
@@ -913,7 +917,9 @@ static size_t vms_follow_host(struct coord_node *host, const struct pending_roun
 
 /* What a tenant needs to check a VM's round without trusting the coordinator's verdict: the VM's
  * quote, its inclusion proof, the host quote over the root, the nonce and both AKs
- * (docs/protocol.md, "VM evidence"). Kept in memory, one round per VM. */
+ * (docs/protocol.md, "VM evidence"). Kept in memory, one round per VM, with the host's quoted PCR
+ * values (shared with the host's other VMs): operators get them, the API strips them from a
+ * tenant's copy (evidence_for_tenant in coord_vm.c). */
 static void keep_evidence(struct coord *c, struct coord_node *host, struct coord_node *v,
                           const json_t *host_answer, const json_t *entry, const struct tc_batch *b,
                           const struct tc_batch_vm *e, const struct pending_round *p)
@@ -926,7 +932,7 @@ static void keep_evidence(struct coord *c, struct coord_node *host, struct coord
     char *vm_ak = coord_b64_encode(v->ak_pub, v->ak_pub_len);
     json_t *ev = host_ak && vm_ak
                      ? json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:{s:s, s:s, s:O, s:O, s:O}, "
-                                 "s:{s:s, s:s, s:O, s:O}, s:{s:s, s:I, s:I, s:O}}",
+                                 "s:{s:s, s:s, s:O, s:O, s:O*}, s:{s:s, s:I, s:I, s:O}}",
                                  "format", "trustcloud-vm-evidence-v1", "nonce", nonce_hex, "round",
                                  (json_int_t)p->r.round, "ts", (json_int_t)p->r.ts, "vm_state",
                                  tc_node_state_name(p->r.state), "host_state",
@@ -936,9 +942,10 @@ static void keep_evidence(struct coord *c, struct coord_node *host, struct coord
                                  json_object_get(entry, "signature"), "pcrs",
                                  json_object_get(entry, "pcrs"), "host", "id", host->id, "ak_pub",
                                  host_ak, "attest", json_object_get(host_answer, "attest"),
-                                 "signature", json_object_get(host_answer, "signature"), "batch",
-                                 "root", root_hex, "count", (json_int_t)b->count, "index",
-                                 (json_int_t)e->index, "proof", json_object_get(entry, "proof"))
+                                 "signature", json_object_get(host_answer, "signature"), "pcrs",
+                                 json_object_get(host_answer, "pcrs"), "batch", "root", root_hex,
+                                 "count", (json_int_t)b->count, "index", (json_int_t)e->index,
+                                 "proof", json_object_get(entry, "proof"))
                      : NULL;
     free(host_ak);
     free(vm_ak);
@@ -1361,56 +1368,145 @@ static void notify_agents(struct coord *c, const struct tc_store_event *ev)
 struct coord_waiter {
     struct coord_waiter *next;
     struct tc_http_deferred *d;
-    int64_t since;
+    struct coord_event_scope scope;
+    int64_t scan; /* events up to this seq were looked at and none was in scope */
     int64_t deadline;
 };
 
-int coord_engine_add_waiter(struct coord *c, struct tc_http_deferred *d, int64_t since,
+int coord_engine_add_waiter(struct coord *c, struct tc_http_deferred *d,
+                            const struct coord_event_scope *scope, int64_t since, int64_t scan,
                             int64_t deadline_ms)
 {
     struct coord_waiter *w = calloc(1, sizeof(*w));
     if (!w)
         return TC_ERR_ALLOC;
     w->d = d;
-    w->since = since;
+    w->scope = *scope;
+    w->scan = scan > since ? scan : since;
     w->deadline = deadline_ms;
     w->next = c->waiters;
     c->waiters = w;
     return 0;
 }
 
-json_t *coord_events_json(struct coord *c, int64_t since, size_t limit, size_t *count)
+/* A tenant's VMs (id and creation time), sorted by id: built once per answer from the node
+ * table, then looked up for every event. */
+struct scope_vm {
+    const char *id;
+    int64_t created;
+};
+
+static int scope_vm_cmp(const void *a, const void *b)
 {
-    struct tc_store_event *ev = NULL;
-    size_t n = 0;
-    int64_t last = since;
-    *count = 0;
-    if (tc_store_events_since(c->store, since, limit, &ev, &n) != 0)
-        return NULL;
-    json_t *arr = json_array();
-    for (size_t i = 0; arr && i < n; i++) {
-        json_array_append_new(arr, coord_event_json(&ev[i]));
-        last = ev[i].seq;
-    }
-    free(ev);
-    *count = n;
-    return arr ? json_pack("{s:o, s:I}", "events", arr, "last", (json_int_t)last) : NULL;
+    return strcmp(((const struct scope_vm *)a)->id, ((const struct scope_vm *)b)->id);
 }
 
-static void waiter_answer(struct coord *c, struct coord_waiter *w)
+static int scope_vms(struct coord *c, const char *tenant, struct scope_vm **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < c->nnodes; i++)
+        k +=
+            c->nodes[i]->is_vm && !c->nodes[i]->deleted && strcmp(c->nodes[i]->tenant, tenant) == 0;
+    if (k == 0)
+        return 0;
+    struct scope_vm *v = malloc(k * sizeof(*v));
+    if (!v)
+        return TC_ERR_ALLOC;
+    k = 0;
+    for (size_t i = 0; i < c->nnodes; i++) {
+        const struct coord_node *nd = c->nodes[i];
+        if (nd->is_vm && !nd->deleted && strcmp(nd->tenant, tenant) == 0)
+            v[k++] = (struct scope_vm){nd->id, nd->created};
+    }
+    qsort(v, k, sizeof(*v), scope_vm_cmp);
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+static bool event_in_scope(const struct coord_event_scope *scope, const struct coord_node *self,
+                           const struct scope_vm *vms, size_t nvms, const struct tc_store_event *ev)
+{
+    if (scope->all)
+        return true;
+    if (scope->tenant[0]) {
+        if (nvms == 0)
+            return false;
+        struct scope_vm key = {ev->node_id, 0};
+        const struct scope_vm *v = bsearch(&key, vms, nvms, sizeof(*vms), scope_vm_cmp);
+        return v && ev->ts >= v->created;
+    }
+    return self && strcmp(ev->node_id, self->id) == 0 && ev->ts >= self->created;
+}
+
+json_t *coord_events_json(struct coord *c, const struct coord_event_scope *scope, int64_t since,
+                          size_t limit, size_t *count, int64_t *last)
+{
+    struct tc_store_event *ev = NULL;
+    struct scope_vm *vms = NULL;
+    size_t nvms = 0, n = 0, looked = 0;
+    const struct coord_node *self = NULL;
+    json_t *arr = NULL, *out = NULL;
+    *count = 0;
+    *last = since;
+    if (scope->tenant[0] && scope_vms(c, scope->tenant, &vms, &nvms) != 0)
+        return NULL;
+    if (!scope->all && !scope->tenant[0]) {
+        self = node_find(c, scope->node);
+        if (self && self->is_vm)
+            self = NULL; /* a node certificate never speaks for a VM */
+    }
+    if (!(arr = json_array()))
+        goto out;
+    /* In chunks of at most `limit` events: an operator's answer is the first chunk; a scoped one
+     * goes on past events out of scope, up to COORD_EVENTS_SCAN_MAX of them, so that its "last"
+     * moves on even when nothing in the stream is the reader's. */
+    while (*count < limit && looked < COORD_EVENTS_SCAN_MAX) {
+        size_t want =
+            limit < COORD_EVENTS_SCAN_MAX - looked ? limit : COORD_EVENTS_SCAN_MAX - looked;
+        if (tc_store_events_since(c->store, *last, want, &ev, &n) != 0)
+            goto out;
+        for (size_t i = 0; i < n && *count < limit; i++) {
+            if (event_in_scope(scope, self, vms, nvms, &ev[i])) {
+                json_t *e = coord_event_json(&ev[i]);
+                if (!e || json_array_append_new(arr, e) != 0)
+                    goto out;
+                (*count)++;
+            }
+            *last = ev[i].seq;
+        }
+        looked += n;
+        free(ev);
+        ev = NULL;
+        if (n < want)
+            break; /* the end of the stream */
+    }
+    out = json_pack("{s:O, s:I}", "events", arr, "last", (json_int_t)*last);
+out:
+    free(ev);
+    free(vms);
+    json_decref(arr);
+    if (!out)
+        *count = 0;
+    return out;
+}
+
+static void waiter_answer(struct coord *c, struct coord_waiter *w, json_t *j)
 {
     struct tc_http_response resp;
     memset(&resp, 0, sizeof(resp));
-    size_t n;
-    json_t *j = coord_events_json(c, w->since, EVENTS_PER_ANSWER, &n);
     if (j)
         tc_http_response_json(&resp, 200, j);
     else
         coord_reply_error(&resp, 500, "store", "cannot read events");
-    json_decref(j);
     tc_http_deferred_finish(w->d, &resp);
 }
 
+/* Answers the waiters that have an event in scope, or whose deadline passed. A waiter whose
+ * new events are all out of scope only moves its scan point past them and goes on waiting: it
+ * is looked at again when the stream grows beyond that point, not at every tick. */
 static void waiters_run(struct coord *c, int64_t now, bool stopping)
 {
     int64_t last = 0;
@@ -1419,13 +1515,24 @@ static void waiters_run(struct coord *c, int64_t now, bool stopping)
     struct coord_waiter **pp = &c->waiters;
     while (*pp) {
         struct coord_waiter *w = *pp;
-        if (stopping || last > w->since || now >= w->deadline) {
-            *pp = w->next;
-            waiter_answer(c, w);
-            free(w);
-        } else {
+        bool due = stopping || now >= w->deadline;
+        if (!due && last <= w->scan) {
             pp = &w->next;
+            continue;
         }
+        size_t n = 0;
+        int64_t scanned = w->scan;
+        json_t *j = coord_events_json(c, &w->scope, w->scan, EVENTS_PER_ANSWER, &n, &scanned);
+        if (j && n == 0 && !due) {
+            w->scan = scanned;
+            json_decref(j);
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        waiter_answer(c, w, j);
+        json_decref(j);
+        free(w);
     }
 }
 

@@ -9,8 +9,10 @@
  * check.
  */
 #define LOGMODULE "enroll"
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -29,8 +31,15 @@
 #include "trustcloud/log.h"
 #include "trustcloud/pcrs.h"
 
+/* Pending enrollments are capped three ways, so that replaying public data cannot keep honest
+ * nodes out (docs/protocol.md, "Enrollment limits"): 4096 in all, enroll_per_address per client
+ * address, and one per EK key. A pending enrollment is only replaced by a newer one for the same
+ * EK once it is older than enroll_ek_hold (time enough for the TPM that asked to activate it), only
+ * by a request from another client address (so one address replaying a node's EK cannot hold its
+ * slot by renewing it) and only by a request that passed every check. */
 #define ENROLL_MAX_PENDING 4096
 #define ENROLL_CSR_MAX 16384
+#define ENROLL_ADDR_MAX 64
 
 struct coord_pending {
     char id[65];
@@ -42,6 +51,9 @@ struct coord_pending {
     char agent_url[TC_STORE_URL_MAX + 1];
     char host[256];
     char group[COORD_NODE_ID_MAX + 1];
+    uint8_t ek_key[32];         /* SHA-256 of the EK's public key (ek_key_hash) */
+    char addr[ENROLL_ADDR_MAX]; /* client address it came from (client_addr) */
+    int64_t started;            /* monotonic ms (mono_ms): the hold is a duration */
     int64_t expires;
 };
 
@@ -90,6 +102,87 @@ static void pending_remove(struct coord *c, struct coord_pending *p)
     if (i + 1 < c->npending)
         memmove(&c->pending[i], &c->pending[i + 1], (c->npending - i - 1) * sizeof(*p));
     c->npending--;
+}
+
+/* The client address a request counts against: the IP without the port; an IPv6 address by its
+ * /64, the block one subscriber usually holds. */
+static void client_addr(const char *remote, char out[ENROLL_ADDR_MAX])
+{
+    char ip[ENROLL_ADDR_MAX];
+    snprintf(ip, sizeof(ip), "%s", remote ? remote : "?");
+    char *colon = strrchr(ip, ':');
+    if (colon)
+        *colon = '\0';
+    struct in6_addr a6;
+    if (strchr(ip, ':') && inet_pton(AF_INET6, ip, &a6) == 1 && !IN6_IS_ADDR_V4MAPPED(&a6)) {
+        memset(a6.s6_addr + 8, 0, 8);
+        char net[INET6_ADDRSTRLEN];
+        if (inet_ntop(AF_INET6, &a6, net, sizeof(net))) {
+            snprintf(out, ENROLL_ADDR_MAX, "%s/64", net);
+            return;
+        }
+    }
+    snprintf(out, ENROLL_ADDR_MAX, "%s", ip);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static size_t pending_from(const struct coord *c, const char *addr)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->npending; i++)
+        n += strcmp(c->pending[i].addr, addr) == 0;
+    return n;
+}
+
+static struct coord_pending *pending_for_ek(struct coord *c, const uint8_t key[32])
+{
+    for (size_t i = 0; i < c->npending; i++)
+        if (memcmp(c->pending[i].ek_key, key, 32) == 0)
+            return &c->pending[i];
+    return NULL;
+}
+
+static void hash_integer(EVP_MD_CTX *md, const uint8_t *b, size_t len)
+{
+    while (len && *b == 0) { /* big-endian: leading zeroes are the same integer */
+        b++;
+        len--;
+    }
+    uint8_t l[2] = {(uint8_t)(len >> 8), (uint8_t)len};
+    EVP_DigestUpdate(md, l, sizeof(l));
+    EVP_DigestUpdate(md, b, len);
+}
+
+/* What makes an EK the same EK: its key (type, RSA modulus or ECC point), not the other fields of
+ * the public area, which the EK certificate does not cover and a replay could vary at will. */
+static int ek_key_hash(const TPMT_PUBLIC *ek, uint8_t out[32])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int rc = TC_ERR_CRYPTO;
+    uint8_t t[2] = {(uint8_t)(ek->type >> 8), (uint8_t)ek->type};
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+        goto out;
+    EVP_DigestUpdate(md, t, sizeof(t));
+    if (ek->type == TPM2_ALG_RSA) {
+        hash_integer(md, ek->unique.rsa.buffer, ek->unique.rsa.size);
+    } else if (ek->type == TPM2_ALG_ECC) {
+        hash_integer(md, ek->unique.ecc.x.buffer, ek->unique.ecc.x.size);
+        hash_integer(md, ek->unique.ecc.y.buffer, ek->unique.ecc.y.size);
+    } else {
+        rc = TC_ERR_KEY;
+        goto out;
+    }
+    if (EVP_DigestFinal_ex(md, out, NULL) == 1)
+        rc = 0;
+out:
+    EVP_MD_CTX_free(md);
+    return rc;
 }
 
 /* A marshaled TPM2B_PUBLIC, consumed exactly. */
@@ -333,6 +426,18 @@ void coord_enroll_handle(struct coord *c, const struct tc_http_request *req,
         (rc = b64_member(body, "ek_cert", TC_STORE_CERT_MAX, false, &ek_cert, &ek_cert_len, &why)))
         goto fail;
 
+    /* The cheap limits first: a flood is refused before any signature check or MakeCredential. */
+    int64_t now = tc_store_now_ms();
+    pending_purge(c, now);
+    client_addr(req->remote_addr, p.addr);
+    if (pending_from(c, p.addr) >= (size_t)c->cfg->enroll_per_address) {
+        status = 503;
+        rc =
+            tc_fail(&why, TC_ERR_TOO_LARGE, "enroll.address_busy", -1,
+                    "%lld pending enrollments from %s already", c->cfg->enroll_per_address, p.addr);
+        goto fail;
+    }
+
     rc = tc_store_node_get(c->store, node_id, &existing);
     if (rc == 0) {
         status = 409;
@@ -348,6 +453,25 @@ void coord_enroll_handle(struct coord *c, const struct tc_http_request *req,
     TPM2B_PUBLIC ekp;
     if ((rc = unmarshal_public(ek_pub, ek_pub_len, &ekp)) != 0) {
         tc_fail(&why, rc, "enroll.ek", -1, "ek_pub is not a marshaled TPM2B_PUBLIC");
+        goto fail;
+    }
+    if ((rc = ek_key_hash(&ekp.publicArea, p.ek_key)) != 0) {
+        status = 403;
+        tc_fail(&why, rc, "enroll.ek", -1, "EK type 0x%04x is not RSA or ECC", ekp.publicArea.type);
+        goto fail;
+    }
+    /* One pending enrollment per EK: a young one is being activated by the TPM that asked (or is
+     * a replay of its public data, which cannot be activated either way), so it is kept; the
+     * address that started it cannot renew it either, it expires. */
+    struct coord_pending *same_ek = pending_for_ek(c, p.ek_key);
+    int64_t age = same_ek ? mono_ms() - same_ek->started : 0;
+    if (same_ek && (age < c->cfg->enroll_ek_hold_ms || strcmp(same_ek->addr, p.addr) == 0)) {
+        status = 503;
+        long long wait = strcmp(same_ek->addr, p.addr) == 0
+                             ? (long long)(same_ek->expires - now)
+                             : (long long)(c->cfg->enroll_ek_hold_ms - age);
+        rc = tc_fail(&why, TC_ERR_MISMATCH, "enroll.ek_pending", -1,
+                     "an enrollment for this EK is pending; retry in %lld ms", wait);
         goto fail;
     }
     if (ek_cert) {
@@ -410,8 +534,14 @@ void coord_enroll_handle(struct coord *c, const struct tc_http_request *req,
         goto fail;
     }
 
-    int64_t now = tc_store_now_ms();
-    pending_purge(c, now);
+    /* Every check passed: this one replaces an older pending enrollment for the same EK (the
+     * agent that asked it has given up, or it was a replay). The handler runs under coord.lock,
+     * so nothing moved since pending_for_ek. */
+    if ((same_ek = pending_for_ek(c, p.ek_key)) != NULL) {
+        LOG_INFO("enrollment %s for node %s replaced by a newer one for the same EK", same_ek->id,
+                 same_ek->node_id);
+        pending_remove(c, same_ek);
+    }
     if (c->npending >= ENROLL_MAX_PENDING) {
         status = 503;
         rc = tc_fail(&why, TC_ERR_TOO_LARGE, "enroll.busy", -1, "too many pending enrollments");
@@ -421,6 +551,7 @@ void coord_enroll_handle(struct coord *c, const struct tc_http_request *req,
     snprintf(p.node_id, sizeof(p.node_id), "%s", node_id);
     snprintf(p.agent_url, sizeof(p.agent_url), "%s", url);
     snprintf(p.group, sizeof(p.group), "%s", group ? group : "");
+    p.started = mono_ms();
     p.expires = now + c->cfg->enrollment_ttl_ms;
 
     snprintf(e.id, sizeof(e.id), "%s", p.id);

@@ -731,6 +731,26 @@ out:
     tc_store_node_release(&n);
 }
 
+/* A tenant's copy of a VM's evidence: without the host's PCR values (docs/protocol.md, "VM
+ * evidence" says what the host quote itself still shows). Takes ev; NULL when out of memory. */
+static json_t *evidence_for_tenant(json_t *ev)
+{
+    json_t *t = json_copy(ev), *h = json_copy(json_object_get(ev, "host"));
+    json_decref(ev);
+    if (!t || !h) {
+        json_decref(t);
+        json_decref(h);
+        return NULL;
+    }
+    /* Absent: nothing to withhold. */
+    json_object_del(h, "pcrs");
+    if (json_object_set_new(t, "host", h) != 0) { /* steals h either way */
+        json_decref(t);
+        return NULL;
+    }
+    return t;
+}
+
 static void h_vms(void *arg, const struct tc_http_request *req, struct tc_http_response *resp)
 {
     struct coord *c = arg;
@@ -792,6 +812,8 @@ static void h_vms(void *arg, const struct tc_http_request *req, struct tc_http_r
     } else if (strcmp(sub, "evidence") == 0 && strcmp(req->method, "GET") == 0) {
         if (vm_get_visible(c, req, id, &n, resp) == 0) {
             json_t *ev = coord_vm_evidence(c, id);
+            if (ev && !op)
+                ev = evidence_for_tenant(ev);
             if (ev)
                 reply(resp, 200, ev);
             else

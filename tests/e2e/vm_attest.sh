@@ -116,6 +116,25 @@ tc_pass "tenants see and read only their own VMs, and cannot create VMs or see n
 as_tenant acme vm evidence vm-a1 -o ev.json || tc_fail "vm evidence"
 $T vm check ev.json >check.txt || { cat check.txt; tc_fail "evidence of a trusted VM does not verify"; }
 grep -q '^valid: VM vm-a1 ' check.txt || tc_fail "vm check output"
+grep -q '(host PCR values withheld)' check.txt || { cat check.txt; tc_fail "tenant evidence holds host PCR values"; }
+grep -q '^the host quote also shows: TPM clock [0-9]* ms, reset count [0-9]*, restart count [0-9]*, firmware 0x[0-9a-f]*, PCR digest [0-9a-f]\{64\}$' check.txt ||
+    { cat check.txt; tc_fail "vm check does not say what the host quote shows"; }
+# The operator's view holds the host's PCR values, checked against the host quote's digest; the
+# tenant's has only the signed host quote (docs/protocol.md, "VM evidence").
+$T vm evidence vm-a1 -o ev-op.json || tc_fail "operator vm evidence"
+python3 - ev.json ev-op.json <<'PY' || tc_fail "evidence views"
+import json, sys
+t, o = (json.load(open(f)) for f in sys.argv[1:3])
+assert sorted(t["host"]) == ["ak_pub", "attest", "id", "signature"], sorted(t["host"])
+assert sorted(o["host"]) == ["ak_pub", "attest", "id", "pcrs", "signature"], sorted(o["host"])
+assert sorted(o["host"]["pcrs"]["sha256"], key=int) == [str(i) for i in range(11)], o["host"]["pcrs"]
+o["host"]["pcrs"]["sha256"]["0"] = "00" * 32
+json.dump(o, open("ev-op-pcr.json", "w"))
+PY
+$T vm check ev-op.json | grep -q '(host PCR values checked)' || tc_fail "operator evidence check"
+$T vm check ev-op-pcr.json >check-op.txt && tc_fail "operator evidence with a changed host PCR verified"
+grep -q 'quote.pcr_digest' check-op.txt || { cat check-op.txt; tc_fail "changed host PCR reason"; }
+tc_pass "evidence views: a tenant's withholds the host PCR values (the check says what the host quote still shows), an operator's has them, checked against the host quote"
 vm_ak=$($T vm check ev.json --json | lab_json - 'j["valid"]')
 [ "$vm_ak" = True ] || tc_fail "vm check --json"
 python3 - ev.json <<'PY'
@@ -142,6 +161,14 @@ $T node delete vm-a1 >/dev/null 2>&1 && tc_fail "node delete of a VM"
 $T node delete n1 >/dev/null 2>&1 && tc_fail "node delete of a host with VMs"
 tc_pass "duplicate, hostile and misplaced VM requests refused"
 
+# Tenants follow the event stream: each sees only its VMs' changes (docs/protocol.md, "Events").
+seq0=$($T events --json | lab_json - 'j["last"]')
+as_tenant acme events --follow --json --since "$seq0" --count 2 --timeout 60 >acme-follow.jsonl 2>acme-follow.err &
+acme_follow=$!
+as_tenant beta events --follow --json --since "$seq0" --count 1 --timeout 90 >beta-follow.jsonl 2>beta-follow.err &
+beta_follow=$!
+TC_PIDS+=("$acme_follow" "$beta_follow")
+
 # A tampered guest: only that VM.
 lab_vm_tamper n1 vm-a1 /tmp/.x/guest-miner
 $T vm wait vm-a1 --state untrusted --timeout 10 >/dev/null || tc_fail "tampered guest not untrusted"
@@ -164,11 +191,24 @@ $T vm show vm-a2 --json | lab_json - 'j["reason"]["check"]' | grep -qx host.untr
 [ "$($T vm show vm-b1 --json | lab_json - 'j["state"]')" = trusted ] || tc_fail "vm-b1 on n1 left trusted"
 $T vm create vm-late --node n2 --tenant acme >/dev/null 2>&1 && tc_fail "VM created on an untrusted node"
 tc_pass "a tampered host turns its VMs untrusted (host.untrusted); no new VM lands on it"
+wait "$acme_follow" || { cat acme-follow.err; tc_fail "acme's events --follow did not see its 2 VMs' events"; }
+python3 - acme-follow.jsonl <<'PY' || { cat acme-follow.jsonl; tc_fail "acme's followed events"; }
+import json, sys
+evs = [json.loads(l) for l in open(sys.argv[1])]
+assert [e["node_id"] for e in evs] == ["vm-a1", "vm-a2"], evs
+assert all(e["new_state"] == "untrusted" for e in evs), evs
+PY
 
 # Stop, start, delete through the host's agent.
 $T vm stop vm-b1 >/dev/null || tc_fail "vm stop"
 $T vm show vm-b1 --json | lab_json - 'j["state"] + " " + j["reason"]["check"]' |
     grep -qx "unreachable vm.stopped" || tc_fail "stopped VM state"
+# beta's follower saw nothing of the tampering above (acme's VMs, the hosts): its first event is
+# its own VM's stop.
+wait "$beta_follow" || { cat beta-follow.err; tc_fail "beta's events --follow"; }
+lab_json beta-follow.jsonl 'j["node_id"] + " " + j["new_state"]' | grep -qx "vm-b1 unreachable" ||
+    { cat beta-follow.jsonl; tc_fail "beta's followed events"; }
+tc_pass "tenants follow events (trustcloud events --follow): acme saw exactly its two VMs turn untrusted, beta none of it, then its own VM's stop"
 sleep 1.2
 $T vm show vm-b1 --json | lab_json - 'j["state"]' | grep -qx unreachable || tc_fail "stopped VM was attested"
 $T vm start vm-b1 >/dev/null || tc_fail "vm start"
