@@ -1182,7 +1182,7 @@ static void delivery_outcome(struct coord *c, int64_t id, bool done, uint32_t at
         memmove(&dnotes.v[i + 1], &dnotes.v[i], (dnotes.n - i) * sizeof(*dnotes.v));
         dnotes.n++;
         e = &dnotes.v[i];
-        e->id = id;
+        *e = (struct delivery_note){.id = id};
     }
     e->done = e->done || done;
     e->next_at = next_at;

@@ -3,8 +3,8 @@
 
 Appends each POST as one JSON line {"t": arrival time (s), "path", "headers", "body"} to the
 file named by argv[1] and answers argv[2] (default 200). A file named argv[1] + ".status"
-overrides the status while it exists (tests make deliveries fail, then succeed); a file named
-argv[1] + ".delay" holding seconds delays each answer (logged on arrival) while it exists.
+overrides the status while it exists (tests make deliveries fail, then succeed); while a file
+named argv[1] + ".hold" exists, answers wait (at most 30 s; requests are logged on arrival).
 Usage: python3 webhook_receiver.py LOG [STATUS]
 """
 import json
@@ -32,11 +32,9 @@ class Handler(BaseHTTPRequestHandler):
                "headers": {k: v for k, v in self.headers.items()}, "body": body}
         with open(LOG, "a") as f:
             f.write(json.dumps(rec) + "\n")
-        try:
-            with open(LOG + ".delay") as f:
-                time.sleep(min(float(f.read().strip()), 30.0))
-        except (OSError, ValueError):
-            pass
+        t0 = time.time()
+        while os.path.exists(LOG + ".hold") and time.time() - t0 < 30:
+            time.sleep(0.05)
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
