@@ -55,6 +55,13 @@ struct agent_config {
     char *vm_seal_pcrs; /* host PCRs the vTPM state keys are sealed to */
     long long max_vms;  /* VMs this agent hosts at most */
     char *swtpm;        /* swtpm binary for the vTPMs (default: "swtpm" from PATH) */
+    /* HTTPS server connection limits (httpd.h, "Limits"). */
+    long long max_connections;
+    long long max_unauthenticated;             /* handshaking; 0 = half of max_connections */
+    long long max_unauthenticated_per_address; /* 0 = no cap */
+    long long handshake_timeout;               /* ms, like the other durations here */
+    long long header_timeout;                  /* ms */
+    long long idle_timeout;                    /* ms */
 };
 
 extern const struct tc_config_setting agent_config_table[];

@@ -53,12 +53,21 @@ struct coord_settings {
     char *pcr_selection;               /* quoted PCRs, tpm2-tools syntax */
     bool sync_full;                    /* store fsyncs every commit */
     int log_level;                     /* enum tc_log_level */
+    /* HTTPS server connection limits (httpd.h, "Limits"). */
+    long long max_connections;     /* concurrent connections */
+    long long max_unauthenticated; /* of them without a verified certificate; 0 = half */
+    long long max_unauthenticated_per_address; /* the same per client address; 0 = no cap */
+    long long handshake_timeout_ms;            /* TLS handshake, from accept */
+    long long header_timeout_ms;               /* first complete request head, from accept */
+    long long idle_timeout_ms;                 /* keep-alive: next request head after an answer */
 };
 
 extern const struct tc_config_setting coord_settings_table[];
 
 /* Loads path (NULL: defaults only) and checks cross-field rules. err gets "file:line: what". */
 int coord_settings_load(const char *path, struct coord_settings *s, char *err, size_t errlen);
+/* Copies the connection limits into the HTTPS server's configuration. */
+void coord_settings_httpd_limits(const struct coord_settings *s, struct tc_httpd_config *hc);
 void coord_settings_release(struct coord_settings *s);
 
 /* ---- request validation (coord_validate.c) --------------------------------------------- */
