@@ -30,11 +30,12 @@
  *  - a new connection from an address that already holds max_unauth_per_addr
  *    of them is closed at once (nothing is read from it, no slot is held);
  *  - when max_unauth of them are open, or max_connections connections of any
- *    kind, the oldest unauthenticated connection that is not in the middle of
- *    a request (else the oldest) is closed to make room; only when every open
- *    connection is authenticated is the new one refused. Connections with a
- *    verified client certificate are thus never evicted and not subject to the
- *    per-address cap, only to max_connections;
+ *    kind, one unauthenticated connection is closed to make room: among the
+ *    64 oldest that are not in the middle of a request, the oldest of those
+ *    whose address holds the most (else the oldest of all); only when every
+ *    open connection is authenticated is the new one refused. Connections with
+ *    a verified client certificate are thus never evicted and not subject to
+ *    the per-address cap, only to max_connections;
  *  - deadlines, for every connection: the handshake within handshake_timeout_s
  *    of accept, a complete first request head within header_timeout_s of
  *    accept, each further request head within idle_timeout_s of the previous

@@ -688,20 +688,28 @@ static void unauth_remove(struct conn *c)
 
 static void conn_close(struct conn *c);
 
-/* Makes room: closes the oldest unauthenticated connection that is not inside a request (the
- * oldest of all if the first EVICT_SCAN are). False if there is none. */
+/* Makes room: among the EVICT_SCAN oldest unauthenticated connections not inside a request, closes
+ * the oldest of those whose address holds the most (a flood's addresses dominate the list: one
+ * client's lone handshake is not what goes first); the oldest of all if all of them are inside a
+ * request. False if there is none. */
 static bool evict_one(struct tc_httpd *srv)
 {
-    struct conn *victim = srv->unauth_head;
-    if (!victim)
+    if (!srv->unauth_head)
         return false;
+    struct conn *victim = NULL;
+    unsigned most = 0;
     int i = 0;
     for (struct conn *c = srv->unauth_head; c && i < EVICT_SCAN; c = c->unext, i++) {
-        if (!c->id || !atomic_load(&c->id->busy)) {
+        if (c->id && atomic_load(&c->id->busy))
+            continue;
+        unsigned n = c->ac ? c->ac->n : 1;
+        if (!victim || n > most) {
             victim = c;
-            break;
+            most = n;
         }
     }
+    if (!victim)
+        victim = srv->unauth_head;
     srv->n_evicted++;
     conn_close(victim);
     return true;

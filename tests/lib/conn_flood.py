@@ -6,6 +6,7 @@ one of:
   idle     TCP connect, then nothing (the server waits for a ClientHello)
   trickle  TLS handshake without a client certificate, then a request head that never ends:
            one byte every TRICKLE seconds
+  mixed    every third connection idle, the others trickle
 When the server closes it (or refuses it), the connection is opened again after a pause, so the
 pressure stays on for the whole run. Stops by itself after SECONDS and prints one JSON line of
 counts. With --ready FILE, FILE is written once every connection was tried once.
@@ -126,7 +127,7 @@ async def main(a):
     end = time.monotonic() + a.seconds
     tasks = [asyncio.create_task(sample(st, end))]
     for i in range(a.count):
-        tls = a.mode == "trickle" or (a.mode == "mixed" and i % 2 == 0)
+        tls = a.mode == "trickle" or (a.mode == "mixed" and i % 3 != 0)
         tasks.append(asyncio.create_task(one(i, a, st, end, tls)))
         if i % 50 == 49:
             await asyncio.sleep(0.01)  # a ramp of a few tenths of a second, not one burst

@@ -834,8 +834,9 @@ static void limit_header_deadlines(void **state)
     tc_httpd_free(s);
 }
 
-/* The unauthenticated share full: the oldest unauthenticated connection makes room; when every
- * slot holds a verified certificate, a new connection is refused. */
+/* The unauthenticated share full: the oldest unauthenticated connection of the address holding
+ * the most makes room (a lone client's is kept); when every slot holds a verified certificate, a
+ * new connection is refused. */
 static void limit_eviction(void **state)
 {
     struct tc_httpd *s = start_limited(64, 8, 4);
@@ -844,12 +845,21 @@ static void limit_eviction(void **state)
         fds[i] = tcp_from(s, i < 4 ? "127.0.0.5" : "127.0.0.6");
     assert_false(closed_within(fds[0], 200)); /* all eight held */
     int newer = tcp_from(s, "127.0.0.7");
-    assert_true(closed_within(fds[0], 500)); /* the oldest made room */
+    assert_true(closed_within(fds[0], 500)); /* the oldest (its address held 4) made room */
     assert_false(closed_within(fds[1], 200));
     assert_false(closed_within(newer, 0));
-    whoami_ok(s); /* its handshake evicted the next oldest */
+    /* 127.0.0.5 holds 3 now, 127.0.0.6 still 4: this handshake evicts the oldest of .6. */
+    whoami_ok(s);
+    assert_true(closed_within(fds[4], 500));
+    assert_false(closed_within(fds[1], 0));
+    /* Two more from 127.0.0.8: .5 and .6 hold 3 each, the older .5 one goes; the lone
+     * connection from 127.0.0.7 stays. */
+    int more[2] = {tcp_from(s, "127.0.0.8"), tcp_from(s, "127.0.0.8")};
     assert_true(closed_within(fds[1], 500));
-    assert_false(closed_within(fds[2], 0));
+    assert_false(closed_within(newer, 200));
+    assert_false(closed_within(more[0], 0));
+    close(more[0]);
+    close(more[1]);
     for (int i = 0; i < 8; i++)
         close(fds[i]);
     close(newer);
