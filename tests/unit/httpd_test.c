@@ -23,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -884,6 +886,41 @@ static void limit_eviction(void **state)
     tc_httpd_free(s);
 }
 
+/* In a child process (limits are process-wide): a soft RLIMIT_NOFILE too small for
+ * max_connections is raised to the hard limit; with a hard limit too small as well the server
+ * still starts (max_connections lowered) and serves. */
+static void limit_nofile(void **state)
+{
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 4000)
+        skip(); /* cannot show the raise here */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit low = {.rlim_cur = 512, .rlim_max = rl.rlim_max};
+        struct rlimit now;
+        if (setrlimit(RLIMIT_NOFILE, &low) != 0)
+            _exit(10);
+        struct tc_httpd *s = start_limited(1000, 0, 16); /* needs 3,256 descriptors */
+        if (getrlimit(RLIMIT_NOFILE, &now) != 0 || now.rlim_cur != rl.rlim_max)
+            _exit(11);
+        tc_httpd_free(s);
+        struct rlimit tight = {.rlim_cur = 600, .rlim_max = 600};
+        if (setrlimit(RLIMIT_NOFILE, &tight) != 0)
+            _exit(12);
+        s = start_limited(1000, 0, 16); /* lowered to (600 - 256) / 3 */
+        long code = 0;
+        int rc = call(s, client_cfg(true, false), "GET", "/v1/whoami", NULL, 0, &code, NULL);
+        tc_httpd_free(s);
+        _exit(rc == 0 && code == 200 ? 0 : 13);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -900,6 +937,7 @@ int main(void)
         cmocka_unit_test(limit_per_address),
         cmocka_unit_test(limit_header_deadlines),
         cmocka_unit_test(limit_eviction),
+        cmocka_unit_test(limit_nofile),
     };
     int r = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
