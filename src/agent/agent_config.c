@@ -64,8 +64,8 @@ const struct tc_config_setting agent_config_table[] = {
     {"agent", "max_connections", TC_CFG_INT, "64", OFF(max_connections), 4, 65536, NULL,
      "concurrent HTTPS connections (the open-file limit is raised to fit, else this is lowered)"},
     {"agent", "max_unauthenticated", TC_CFG_INT, "0", OFF(max_unauthenticated), 0, 65536, NULL,
-     "of them still in the TLS handshake (a client certificate is required); when full the "
-     "oldest is closed (0: half of max_connections)"},
+     "of them still in the TLS handshake (a client certificate is required); when full, "
+     "the oldest of the address holding the most is closed (0: half of max_connections)"},
     {"agent", "max_unauthenticated_per_address", TC_CFG_INT, "16",
      OFF(max_unauthenticated_per_address), 0, 65536, NULL,
      "the same per client address (IPv6: per /64); more are closed at once (0: no cap)"},

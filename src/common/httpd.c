@@ -741,7 +741,7 @@ static unsigned fit_nofile(unsigned want, unsigned per_conn)
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
         return want;
     rlim_t old = rl.rlim_cur;
-    rl.rlim_cur = rl.rlim_max;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? need : rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) == 0) {
         LOG_INFO("open-file limit raised from %llu to %llu", (unsigned long long)old,
                  (unsigned long long)rl.rlim_cur);

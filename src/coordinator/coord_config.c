@@ -56,8 +56,8 @@ const struct tc_config_setting coord_settings_table[] = {
     {S, "max_connections", TC_CFG_INT, "1024", OFF(max_connections), 16, 65536, NULL,
      "concurrent HTTPS connections (the open-file limit is raised to fit, else this is lowered)"},
     {S, "max_unauthenticated", TC_CFG_INT, "0", OFF(max_unauthenticated), 0, 65536, NULL,
-     "of them without a verified client certificate (handshaking, enrollment); when full the "
-     "oldest is closed (0: half of max_connections)"},
+     "of them without a verified client certificate (handshaking, enrollment); when full, "
+     "the oldest of the address holding the most is closed (0: half of max_connections)"},
     {S, "max_unauthenticated_per_address", TC_CFG_INT, "16", OFF(max_unauthenticated_per_address),
      0, 65536, NULL,
      "the same per client address (IPv6: per /64); more are closed at once (0: no cap)"},
