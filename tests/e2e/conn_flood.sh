@@ -10,8 +10,8 @@
 #     what they compete for): the coordinator keeps attesting it on time, also after a restart of
 #     the coordinator mid-flood (a new connection to the agent), operators are still served.
 # The flood's counts show the limits at work (at most 16 unauthenticated connections held longer
-# than a second per address, refusals at once, closes at the deadlines). Operator latency (`trustcloud node list`,
-# process start included) is printed without and with the flood.
+# than a second per address, refusals at once, closes at the deadlines). Operator latency
+# (`trustcloud node list`, process start included) is printed without and with the flood.
 . "$TC_SRC/tests/lib/lab.sh"
 cd "$LAB_DIR"
 T=$TC_BIN
