@@ -21,6 +21,30 @@
  * is not called), 500 (handler set no status). Requests that are not HTTP at
  * all are refused by libmicrohttpd with 400 (its own short body) and the
  * connection is closed; the server keeps serving everyone else.
+ *
+ * Limits (TLS mode; plain_http has only max_connections and idle_timeout_s).
+ * A connection is "unauthenticated" while its handshake runs and, after it,
+ * when the client presented no certificate (allow_anonymous). Unauthenticated
+ * connections are counted per client address (IPv4 address; IPv6 /64 prefix;
+ * IPv4-mapped IPv6 as IPv4) and in all:
+ *  - a new connection from an address that already holds max_unauth_per_addr
+ *    of them is closed at once (nothing is read from it, no slot is held);
+ *  - when max_unauth of them are open, or max_connections connections of any
+ *    kind, one unauthenticated connection is closed to make room: among the
+ *    64 oldest that are not in the middle of a request, the oldest of those
+ *    whose address holds the most (else the oldest of all); only when every
+ *    open connection is authenticated is the new one refused. Connections with
+ *    a verified client certificate are thus never evicted and not subject to
+ *    the per-address cap, only to max_connections;
+ *  - deadlines, for every connection: the handshake within handshake_timeout_s
+ *    of accept, a complete first request head within header_timeout_s of
+ *    accept, each further request head within idle_timeout_s of the previous
+ *    answer (a client trickling bytes does not extend them). A request being
+ *    handled or deferred has no deadline here.
+ * Refusals and evictions are logged once per second with their counts.
+ * tc_httpd_new raises the process's RLIMIT_NOFILE soft limit to the hard limit
+ * when max_connections needs more descriptors (3 per TLS connection) and lowers
+ * max_connections, with a warning, when even the hard limit is too small.
  */
 #ifndef TRUSTCLOUD_HTTPD_H
 #define TRUSTCLOUD_HTTPD_H
@@ -45,9 +69,13 @@ struct tc_httpd_config {
     struct tc_tls_config tls;
     bool plain_http;              /* no TLS at all. For tests only: requests have no peer. */
     size_t max_body;              /* request body cap; 0 = 1 MiB */
-    unsigned max_connections;     /* concurrent connections; 0 = 1024 */
-    unsigned idle_timeout_s;      /* close a connection idle this long; 0 = 60 */
-    unsigned handshake_timeout_s; /* TLS handshake deadline; 0 = 10 */
+    unsigned max_connections;     /* concurrent connections; 0 = 1024 (see "Limits") */
+    unsigned idle_timeout_s;      /* keep-alive: next request head due this long after the
+                                   * last answer (and no byte for this long); 0 = 60 */
+    unsigned handshake_timeout_s; /* TLS handshake done within this of accept; 0 = 10 */
+    unsigned header_timeout_s;    /* first request head complete within this of accept; 0 = 10 */
+    unsigned max_unauth;          /* unauthenticated connections in all; 0 = max_connections/2 */
+    unsigned max_unauth_per_addr; /* unauthenticated connections per client address; 0 = no cap */
 };
 
 /* Request as seen by a handler. Everything it points to lives until the handler returns. */

@@ -58,6 +58,13 @@ struct agent_config {
     /* Tests only, not a setting: the step of a VM creation where the agent stops itself
      * (agent_test_point); empty unless agent_test_hooks_from_env found test hooks enabled. */
     char test_pause_at[32];
+    /* HTTPS server connection limits (httpd.h, "Limits"). */
+    long long max_connections;
+    long long max_unauthenticated;             /* handshaking; 0 = half of max_connections */
+    long long max_unauthenticated_per_address; /* 0 = no cap */
+    long long handshake_timeout;               /* ms, like the other durations here */
+    long long header_timeout;                  /* ms */
+    long long idle_timeout;                    /* ms */
 };
 
 extern const struct tc_config_setting agent_config_table[];

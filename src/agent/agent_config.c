@@ -61,6 +61,20 @@ const struct tc_config_setting agent_config_table[] = {
      "VMs (vTPMs) this agent hosts at most"},
     {"agent", "swtpm", TC_CFG_PATH, NULL, OFF(swtpm), 0, 0, NULL,
      "swtpm binary that runs the vTPMs (default: swtpm from PATH)"},
+    {"agent", "max_connections", TC_CFG_INT, "64", OFF(max_connections), 4, 65536, NULL,
+     "concurrent HTTPS connections (the open-file limit is raised to fit, else this is lowered)"},
+    {"agent", "max_unauthenticated", TC_CFG_INT, "0", OFF(max_unauthenticated), 0, 65536, NULL,
+     "of them still in the TLS handshake (a client certificate is required); when full, "
+     "the oldest of the address holding the most is closed (0: half of max_connections)"},
+    {"agent", "max_unauthenticated_per_address", TC_CFG_INT, "16",
+     OFF(max_unauthenticated_per_address), 0, 65536, NULL,
+     "the same per client address (IPv6: per /64); more are closed at once (0: no cap)"},
+    {"agent", "handshake_timeout", TC_CFG_DURATION, "3s", OFF(handshake_timeout), 1000, 600000,
+     NULL, "TLS handshake deadline from accept"},
+    {"agent", "header_timeout", TC_CFG_DURATION, "10s", OFF(header_timeout), 1000, 600000, NULL,
+     "the first request head must be complete this long after accept"},
+    {"agent", "idle_timeout", TC_CFG_DURATION, "60s", OFF(idle_timeout), 1000, 3600000, NULL,
+     "keep-alive: the next request head must be complete this long after an answer"},
     {NULL, NULL, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
@@ -160,6 +174,11 @@ int agent_config_check(struct agent_config *cfg, char *err, size_t errlen)
         }
         if ((cfg->vm_dir = strdup(dir)) == NULL)
             return TC_ERR_ALLOC;
+    }
+    if (cfg->max_unauthenticated > cfg->max_connections) {
+        snprintf(err, errlen, "max_unauthenticated: exceeds max_connections (%lld)",
+                 cfg->max_connections);
+        return TC_ERR_INVALID_ARG;
     }
     struct tc_pcr_set seal;
     if (tc_pcrs_parse_selection(cfg->vm_seal_pcrs, &seal) != 0 || seal.nbanks != 1) {

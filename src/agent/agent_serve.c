@@ -446,7 +446,13 @@ int agent_server_new(const struct agent_config *cfg, struct agent_server **out)
         .port = (uint16_t)cfg->listen_port,
         .tls = {.cert_file = cert, .key_file = key, .ca_file = cfg->ca_file},
         .max_body = AGENT_MAX_REQUEST,
-        .max_connections = 64,
+        .max_connections = (unsigned)cfg->max_connections,
+        .max_unauth = (unsigned)cfg->max_unauthenticated,
+        .max_unauth_per_addr = (unsigned)cfg->max_unauthenticated_per_address,
+        /* whole seconds, rounded up */
+        .handshake_timeout_s = (unsigned)((cfg->handshake_timeout + 999) / 1000),
+        .header_timeout_s = (unsigned)((cfg->header_timeout + 999) / 1000),
+        .idle_timeout_s = (unsigned)((cfg->idle_timeout + 999) / 1000),
     };
     if ((rc = tc_httpd_new(&hc, &s->httpd)) != 0) {
         LOG_ERROR("cannot serve on %s:%lld (%s)", cfg->listen_address, cfg->listen_port,

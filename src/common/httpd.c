@@ -11,17 +11,20 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 
 #include "trustcloud/buf.h"
 #include "trustcloud/error.h"
@@ -30,6 +33,14 @@
 /* Per-direction shuttle buffer: bounds what one connection holds between TLS and HTTP. */
 #define SHUTTLE_BUF 16384
 #define DEFAULT_MAX_BODY (1024 * 1024)
+/* Descriptors per TLS connection (TCP socket, both socketpair ends) and kept for the rest of
+ * the process when sizing max_connections to RLIMIT_NOFILE. */
+#define FDS_PER_CONN 3
+#define FDS_RESERVE 256
+/* How far from the oldest an eviction looks for a connection that is not inside a request. */
+#define EVICT_SCAN 64
+/* Deadlines are checked this often (so they hold to within this). */
+#define SWEEP_MS 250
 
 enum ep_kind { EP_LISTEN, EP_WAKE, EP_TCP, EP_PAIR };
 
@@ -41,10 +52,22 @@ struct endpoint {
     struct conn *c;
 };
 
-/* Identity of a TLS connection, handed to the HTTP side through the socketpair fd. */
+/* Identity of a TLS connection, handed to the HTTP side through the socketpair fd. Shared by
+ * the TLS loop's struct conn and libmicrohttpd's socket context (reference counted): the HTTP
+ * side tells the loop whether a request is under way, for the header and keep-alive deadlines. */
 struct conn_ident {
     bool has_peer;
     struct tc_peer peer;
+    atomic_int refs;
+    atomic_bool busy;        /* a request head arrived and its answer is not complete */
+    atomic_llong idle_since; /* monotonic ms of the last completed answer; 0 = none yet */
+};
+
+/* Unauthenticated connections of one client address (key: see addr_key). */
+struct addr_count {
+    uint8_t key[16];
+    unsigned n;
+    struct addr_count *next;
 };
 
 /* Identity waiting for libmicrohttpd to start its side of a connection (keyed by its fd). */
@@ -61,13 +84,18 @@ struct conn {
     SSL *ssl;
     bool established;
     bool closed;
-    bool tls_eof;      /* client finished sending */
-    bool pair_eof;     /* HTTP side finished sending (closed) */
-    bool pair_wr_shut; /* we told the HTTP side the client finished */
-    bool pair_wr_dead; /* HTTP side stopped reading: drop further client bytes */
-    bool lingering;    /* response sent and close_notify out: draining the client */
-    size_t drained;    /* bytes discarded while lingering */
-    time_t deadline;   /* handshake deadline, or linger deadline once closing */
+    bool tls_eof;          /* client finished sending */
+    bool pair_eof;         /* HTTP side finished sending (closed) */
+    bool pair_wr_shut;     /* we told the HTTP side the client finished */
+    bool pair_wr_dead;     /* HTTP side stopped reading: drop further client bytes */
+    bool lingering;        /* response sent and close_notify out: draining the client */
+    size_t drained;        /* bytes discarded while lingering */
+    long long deadline;    /* monotonic ms: handshake deadline, or linger deadline once closing */
+    long long accepted;    /* monotonic ms */
+    struct conn_ident *id; /* once established (one reference) */
+    bool unauth;           /* on the server's unauthenticated list */
+    struct addr_count *ac; /* its address's count while unauthenticated (per-address cap on) */
+    struct conn *uprev, *unext;
     uint32_t ev_tcp, ev_pair;
     struct endpoint ep_tcp, ep_pair;
     struct sockaddr_storage addr;
@@ -111,6 +139,15 @@ struct tc_httpd {
     struct conn *conns;
     struct conn *dead; /* closed during the current epoll batch */
     unsigned nconns;
+    /* Unauthenticated connections, oldest first; per-address counts (hash table). */
+    struct conn *unauth_head, *unauth_tail;
+    unsigned nunauth;
+    struct addr_count **addrs;
+    size_t naddr_buckets;
+    bool listen_paused; /* out of descriptors: accept again at the next sweep */
+    uint32_t addr_seed; /* of the address hash (random: clients choose their addresses) */
+    /* Since the last log line (at most one per second). */
+    unsigned n_refused_addr, n_refused_full, n_evicted, n_deadline, n_nofile;
     struct route *routes;
     size_t nroutes;
     pthread_mutex_t lock; /* pending identities and deferred requests */
@@ -126,6 +163,28 @@ struct req_state {
     bool too_large;
     struct tc_http_deferred *deferred;
 };
+
+/* Monotonic milliseconds (never 0). */
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1;
+}
+
+static void ident_unref(struct conn_ident *id)
+{
+    if (id && atomic_fetch_sub(&id->refs, 1) == 1)
+        free(id);
+}
+
+/* The identity libmicrohttpd holds for a connection (NULL in plain mode). */
+static struct conn_ident *mhd_ident(struct MHD_Connection *mc)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
 
 /* ---------- responses ---------- */
 
@@ -343,14 +402,13 @@ static enum MHD_Result dispatch(struct tc_httpd *srv, struct req_state *rs, cons
     }
     if (!m)
         return queue_error(mc, 405, "method not allowed");
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    const struct conn_ident *id = ci ? ci->socket_context : NULL;
+    const struct conn_ident *id = mhd_ident(mc);
     const struct tc_peer *peer = id && id->has_peer ? &id->peer : NULL;
     if (!srv->cfg.plain_http && !peer && !(m->flags & TC_HTTPD_ROUTE_ANONYMOUS))
         return queue_error(mc, 401, "client certificate required");
     char remote[80] = "?";
-    ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci && ci->client_addr) {
         char host[64], serv[16];
         const struct sockaddr *sa = ci->client_addr;
@@ -387,6 +445,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     struct tc_httpd *srv = cls;
     struct req_state *rs = *con_cls;
     if (!rs) {
+        /* A complete request head: no header or keep-alive deadline until it is answered. */
+        struct conn_ident *id = mhd_ident(mc);
+        if (id)
+            atomic_store(&id->busy, true);
         if (!(rs = calloc(1, sizeof(*rs))))
             return MHD_NO;
         rs->srv = srv;
@@ -433,6 +495,12 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 {
     struct tc_httpd *srv = cls;
     struct req_state *rs = *con_cls;
+    struct conn_ident *id = mhd_ident(mc);
+    if (id) {
+        /* The next request head is due within idle_timeout_s from now. */
+        atomic_store(&id->idle_since, mono_ms());
+        atomic_store(&id->busy, false);
+    }
     if (!rs)
         return;
     if (rs->deferred) {
@@ -454,7 +522,7 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
 {
     struct tc_httpd *srv = cls;
     if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-        free(*socket_context);
+        ident_unref(*socket_context);
         *socket_context = NULL;
         return;
     }
@@ -475,7 +543,8 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
     pthread_mutex_unlock(&srv->lock);
 }
 
-/* Records fd -> identity; an older entry for the same fd number is stale (fd was reused). */
+/* Records fd -> identity (taking a reference); an older entry for the same fd number is
+ * stale (fd was reused). */
 static int pending_add(struct tc_httpd *srv, int fd, struct conn_ident *id)
 {
     struct pending_ident *p = calloc(1, sizeof(*p));
@@ -483,12 +552,13 @@ static int pending_add(struct tc_httpd *srv, int fd, struct conn_ident *id)
         return TC_ERR_ALLOC;
     p->fd = fd;
     p->id = id;
+    atomic_fetch_add(&id->refs, 1);
     pthread_mutex_lock(&srv->lock);
     for (struct pending_ident **pp = &srv->pending; *pp; pp = &(*pp)->next) {
         if ((*pp)->fd == fd) {
             struct pending_ident *old = *pp;
             *pp = old->next;
-            free(old->id);
+            ident_unref(old->id);
             free(old);
             break;
         }
@@ -506,7 +576,7 @@ static void pending_remove(struct tc_httpd *srv, int fd)
         if ((*pp)->fd == fd) {
             struct pending_ident *p = *pp;
             *pp = p->next;
-            free(p->id);
+            ident_unref(p->id);
             free(p);
             break;
         }
@@ -537,9 +607,161 @@ static int ep_set(struct tc_httpd *srv, int fd, struct endpoint *ep, uint32_t *c
     return 0;
 }
 
+/* ---------- connection limits ---------- */
+
+/* A client address as counted: IPv4 (also IPv4-mapped IPv6) as ::ffff:a.b.c.d, IPv6 by its /64
+ * prefix (what one host or site usually holds). */
+static void addr_key(const struct sockaddr_storage *ss, uint8_t key[16])
+{
+    memset(key, 0, 16);
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &a->sin_addr, 4);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        memcpy(key, &a->sin6_addr, IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) ? 16 : 8);
+    }
+}
+
+static struct addr_count **addr_slot(struct tc_httpd *srv, const uint8_t key[16])
+{
+    uint32_t h = 2166136261u ^ srv->addr_seed; /* FNV-1a */
+    for (int i = 0; i < 16; i++)
+        h = (h ^ key[i]) * 16777619u;
+    struct addr_count **pp = &srv->addrs[h & (srv->naddr_buckets - 1)];
+    while (*pp && memcmp((*pp)->key, key, 16) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* c (just accepted) joins the unauthenticated list and its address's count. */
+static int unauth_add(struct conn *c, const uint8_t key[16])
+{
+    struct tc_httpd *srv = c->srv;
+    if (srv->addrs) {
+        struct addr_count **pp = addr_slot(srv, key);
+        if (!*pp) {
+            if (!(*pp = calloc(1, sizeof(**pp))))
+                return TC_ERR_ALLOC;
+            memcpy((*pp)->key, key, 16);
+        }
+        (*pp)->n++;
+        c->ac = *pp;
+    }
+    c->unauth = true;
+    c->unext = NULL;
+    c->uprev = srv->unauth_tail;
+    if (srv->unauth_tail)
+        srv->unauth_tail->unext = c;
+    else
+        srv->unauth_head = c;
+    srv->unauth_tail = c;
+    srv->nunauth++;
+    return 0;
+}
+
+/* c is authenticated or closed: it no longer counts as unauthenticated. */
+static void unauth_remove(struct conn *c)
+{
+    struct tc_httpd *srv = c->srv;
+    if (!c->unauth)
+        return;
+    if (c->uprev)
+        c->uprev->unext = c->unext;
+    else
+        srv->unauth_head = c->unext;
+    if (c->unext)
+        c->unext->uprev = c->uprev;
+    else
+        srv->unauth_tail = c->uprev;
+    c->uprev = c->unext = NULL;
+    c->unauth = false;
+    srv->nunauth--;
+    if (c->ac && --c->ac->n == 0) {
+        struct addr_count **pp = addr_slot(srv, c->ac->key);
+        *pp = c->ac->next;
+        free(c->ac);
+    }
+    c->ac = NULL;
+}
+
+static void conn_close(struct conn *c);
+
+/* Makes room: among the EVICT_SCAN oldest unauthenticated connections not inside a request, closes
+ * the oldest of those whose address holds the most (a flood's addresses dominate the list: one
+ * client's lone handshake is not what goes first); the oldest of all if all of them are inside a
+ * request. False if there is none. */
+static bool evict_one(struct tc_httpd *srv)
+{
+    if (!srv->unauth_head)
+        return false;
+    struct conn *victim = NULL;
+    unsigned most = 0;
+    int i = 0;
+    for (struct conn *c = srv->unauth_head; c && i < EVICT_SCAN; c = c->unext, i++) {
+        if (c->id && atomic_load(&c->id->busy))
+            continue;
+        unsigned n = c->ac ? c->ac->n : 1;
+        if (!victim || n > most) {
+            victim = c;
+            most = n;
+        }
+    }
+    if (!victim)
+        victim = srv->unauth_head;
+    srv->n_evicted++;
+    conn_close(victim);
+    return true;
+}
+
+/* Closes a connection we refuse with a reset: nothing was read, no TIME_WAIT stays behind. */
+static void refuse_fd(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+}
+
+/* Out of descriptors, the level-triggered listen socket would wake the loop at once again:
+ * stop watching it until the next sweep. */
+static void listen_pause(struct tc_httpd *srv, bool pause)
+{
+    struct epoll_event ev = {.events = pause ? 0u : (uint32_t)EPOLLIN, .data.ptr = &srv->ep_listen};
+    if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, srv->lfd, &ev) == 0)
+        srv->listen_paused = pause;
+}
+
+/* RLIMIT_NOFILE: raises the soft limit to the hard one if want connections need more; returns
+ * how many connections fit. */
+static unsigned fit_nofile(unsigned want, unsigned per_conn)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)want * per_conn + FDS_RESERVE;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+        return want;
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? need : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        LOG_INFO("open-file limit raised from %llu to %llu", (unsigned long long)old,
+                 (unsigned long long)rl.rlim_cur);
+    } else {
+        rl.rlim_cur = old;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+        return want;
+    rlim_t fit = rl.rlim_cur > FDS_RESERVE + per_conn ? (rl.rlim_cur - FDS_RESERVE) / per_conn : 1;
+    LOG_WARN("max_connections lowered from %u to %llu: the open-file limit is %llu", want,
+             (unsigned long long)fit, (unsigned long long)rl.rlim_cur);
+    return (unsigned)fit;
+}
+
 static void conn_close(struct conn *c)
 {
     struct tc_httpd *srv = c->srv;
+    unauth_remove(c);
+    ident_unref(c->id);
+    c->id = NULL;
     if (c->ssl)
         SSL_free(c->ssl);
     if (c->fd >= 0)
@@ -601,7 +823,7 @@ static bool conn_linger(struct conn *c)
         SSL_shutdown(c->ssl);
         shutdown(c->fd, SHUT_WR);
         c->lingering = true;
-        c->deadline = time(NULL) + LINGER_SECONDS;
+        c->deadline = mono_ms() + LINGER_SECONDS * 1000LL;
     }
     uint8_t sink[16384];
     for (;;) {
@@ -732,7 +954,7 @@ static bool conn_pump(struct conn *c)
         want_tcp_rd = want_tcp_wr = want_pair_rd = want_pair_wr = true;
     }
     if ((c->tls_eof || c->pair_eof) && c->deadline == 0)
-        c->deadline = time(NULL) + c->srv->cfg.handshake_timeout_s;
+        c->deadline = mono_ms() + c->srv->cfg.handshake_timeout_s * 1000LL;
     uint32_t et = (want_tcp_rd ? EPOLLIN : 0u) | (want_tcp_wr ? EPOLLOUT : 0u);
     uint32_t ep = (want_pair_rd ? EPOLLIN : 0u) | (want_pair_wr ? EPOLLOUT : 0u);
     if (ep_set(c->srv, c->fd, &c->ep_tcp, &c->ev_tcp, et) != 0 ||
@@ -751,22 +973,22 @@ static int conn_establish(struct conn *c)
     struct conn_ident *id = calloc(1, sizeof(*id));
     if (!id)
         return TC_ERR_ALLOC;
+    atomic_init(&id->refs, 1); /* c's; conn_close drops it */
+    atomic_init(&id->busy, false);
+    atomic_init(&id->idle_since, 0);
     if (tc_tls_peer(c->ssl, &id->peer) == 0)
         id->has_peer = true;
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
-        free(id);
+    c->id = id;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
         return TC_ERR_IO;
-    }
     c->pfd = sv[0];
     struct epoll_event ev = {.events = 0, .data.ptr = &c->ep_pair};
     if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, c->pfd, &ev) != 0) {
         close(sv[1]);
-        free(id);
         return TC_ERR_IO;
     }
     if (pending_add(srv, sv[1], id) != 0) {
         close(sv[1]);
-        free(id);
         return TC_ERR_ALLOC;
     }
     /* MHD owns sv[1] from here on, also when this fails. */
@@ -777,7 +999,9 @@ static int conn_establish(struct conn *c)
         return TC_ERR_IO;
     }
     c->established = true;
-    c->deadline = 0;
+    c->deadline = 0; /* from now on the request-head deadline (sweep) */
+    if (id->has_peer)
+        unauth_remove(c); /* a verified client certificate */
     return 0;
 }
 
@@ -817,14 +1041,28 @@ static void do_accept(struct tc_httpd *srv)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                srv->n_nofile++;
+                listen_pause(srv, true);
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 LOG_WARN("accept: %s", strerror(errno));
+            }
             return;
         }
-        if (srv->nconns >= srv->cfg.max_connections) {
-            LOG_WARN("connection limit (%u) reached: refusing a connection",
-                     srv->cfg.max_connections);
-            close(fd);
+        uint8_t key[16];
+        addr_key(&addr, key);
+        if (srv->addrs) {
+            const struct addr_count *ac = *addr_slot(srv, key);
+            if (ac && ac->n >= srv->cfg.max_unauth_per_addr) {
+                srv->n_refused_addr++;
+                refuse_fd(fd);
+                continue;
+            }
+        }
+        if ((srv->nunauth >= srv->cfg.max_unauth || srv->nconns >= srv->cfg.max_connections) &&
+            !evict_one(srv)) {
+            srv->n_refused_full++; /* every connection has a verified certificate */
+            refuse_fd(fd);
             continue;
         }
         int one = 1;
@@ -841,12 +1079,20 @@ static void do_accept(struct tc_httpd *srv)
         c->addrlen = alen;
         c->ep_tcp = (struct endpoint){EP_TCP, c};
         c->ep_pair = (struct endpoint){EP_PAIR, c};
-        c->deadline = time(NULL) + srv->cfg.handshake_timeout_s;
+        c->accepted = mono_ms();
+        c->deadline =
+            c->accepted + 1000LL * (srv->cfg.handshake_timeout_s < srv->cfg.header_timeout_s
+                                        ? srv->cfg.handshake_timeout_s
+                                        : srv->cfg.header_timeout_s);
         c->next = srv->conns;
         if (c->next)
             c->next->prev = c;
         srv->conns = c;
         srv->nconns++;
+        if (unauth_add(c, key) != 0) {
+            conn_close(c);
+            continue;
+        }
         c->ev_tcp = EPOLLIN;
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &c->ep_tcp};
         if (!(c->ssl = SSL_new(srv->ssl_ctx)) || !SSL_set_fd(c->ssl, fd) ||
@@ -860,20 +1106,75 @@ static void do_accept(struct tc_httpd *srv)
     }
 }
 
-/* Closes connections whose handshake or closing phase outlived its deadline. */
-static void sweep(struct tc_httpd *srv)
+__attribute__((format(printf, 4, 5))) static void msg_part(char *msg, size_t cap, size_t *n,
+                                                           const char *fmt, ...)
 {
-    time_t now = time(NULL);
+    if (*n >= cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int r = vsnprintf(msg + *n, cap - *n, fmt, ap);
+    va_end(ap);
+    if (r > 0)
+        *n += (size_t)r;
+}
+
+/* Closes connections past a deadline: handshake, first request head, keep-alive (the next
+ * request head), closing phase. Logs what the limits refused since the last sweep. */
+static void sweep(struct tc_httpd *srv, bool log)
+{
+    long long now = mono_ms();
     struct conn *c = srv->conns;
     while (c) {
         struct conn *next = c->next;
-        if (c->deadline && now > c->deadline) {
-            LOG_DEBUG("closing a connection past its %s deadline",
-                      c->established ? "linger" : "handshake");
-            conn_close(c);
+        if (c->deadline) {
+            if (now > c->deadline) {
+                LOG_DEBUG("closing a connection past its %s deadline",
+                          c->established ? "linger" : "handshake");
+                if (!c->established)
+                    srv->n_deadline++;
+                conn_close(c);
+            }
+        } else if (c->established && c->id && !atomic_load(&c->id->busy)) {
+            long long idle = atomic_load(&c->id->idle_since);
+            long long due = idle ? idle + srv->cfg.idle_timeout_s * 1000LL
+                                 : c->accepted + srv->cfg.header_timeout_s * 1000LL;
+            if (now > due) {
+                LOG_DEBUG("closing a connection: no request head %s",
+                          idle ? "within the keep-alive timeout" : "within the header timeout");
+                if (!idle)
+                    srv->n_deadline++;
+                conn_close(c);
+            }
         }
         c = next;
     }
+    if (srv->listen_paused)
+        listen_pause(srv, false);
+    if (!log)
+        return;
+    if (!(srv->n_refused_addr || srv->n_refused_full || srv->n_evicted || srv->n_deadline ||
+          srv->n_nofile))
+        return;
+    char msg[512] = "";
+    size_t n = 0;
+    if (srv->n_refused_addr)
+        msg_part(msg, sizeof(msg), &n, ", %u refused (address at %u unauthenticated)",
+                 srv->n_refused_addr, srv->cfg.max_unauth_per_addr);
+    if (srv->n_refused_full)
+        msg_part(msg, sizeof(msg), &n, ", %u refused (all %u held by certificate holders)",
+                 srv->n_refused_full, srv->cfg.max_connections);
+    if (srv->n_evicted)
+        msg_part(msg, sizeof(msg), &n, ", %u unauthenticated evicted", srv->n_evicted);
+    if (srv->n_deadline)
+        msg_part(msg, sizeof(msg), &n, ", %u closed at the handshake or request-head deadline",
+                 srv->n_deadline);
+    if (srv->n_nofile)
+        msg_part(msg, sizeof(msg), &n, ", accept out of descriptors %u times", srv->n_nofile);
+    LOG_WARN("connection limits since the last report%s; %u open, %u unauthenticated", msg,
+             srv->nconns, srv->nunauth);
+    srv->n_refused_addr = srv->n_refused_full = srv->n_evicted = srv->n_deadline = 0;
+    srv->n_nofile = 0;
 }
 
 static void *loop_main(void *arg)
@@ -885,9 +1186,9 @@ static void *loop_main(void *arg)
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     struct epoll_event evs[64];
-    time_t last_sweep = time(NULL);
+    long long last_sweep = mono_ms(), last_log = last_sweep;
     for (;;) {
-        int n = epoll_wait(srv->epfd, evs, 64, 1000);
+        int n = epoll_wait(srv->epfd, evs, 64, SWEEP_MS);
         if (n < 0 && errno != EINTR) {
             LOG_ERROR("epoll_wait: %s", strerror(errno));
             break;
@@ -917,10 +1218,13 @@ static void *loop_main(void *arg)
         free_dead(srv);
         if (stop)
             break;
-        time_t now = time(NULL);
-        if (now != last_sweep) {
+        long long now = mono_ms();
+        if (now - last_sweep >= SWEEP_MS) {
+            bool log = now - last_log >= 1000;
             last_sweep = now;
-            sweep(srv);
+            if (log)
+                last_log = now;
+            sweep(srv, log);
             free_dead(srv);
         }
     }
@@ -991,6 +1295,28 @@ int tc_httpd_new(const struct tc_httpd_config *cfg, struct tc_httpd **out)
         srv->cfg.idle_timeout_s = 60;
     if (!srv->cfg.handshake_timeout_s)
         srv->cfg.handshake_timeout_s = 10;
+    if (!srv->cfg.header_timeout_s)
+        srv->cfg.header_timeout_s = 10;
+    srv->cfg.max_connections =
+        fit_nofile(srv->cfg.max_connections, cfg->plain_http ? 1 : FDS_PER_CONN);
+    if (!srv->cfg.max_unauth)
+        srv->cfg.max_unauth = srv->cfg.max_connections / 2;
+    if (srv->cfg.max_unauth > srv->cfg.max_connections)
+        srv->cfg.max_unauth = srv->cfg.max_connections;
+    if (!srv->cfg.max_unauth)
+        srv->cfg.max_unauth = 1;
+    if (srv->cfg.max_unauth_per_addr && !cfg->plain_http) {
+        size_t nb = 64;
+        while (nb < srv->cfg.max_unauth)
+            nb <<= 1;
+        if (!(srv->addrs = calloc(nb, sizeof(*srv->addrs)))) {
+            rc = TC_ERR_ALLOC;
+            goto out;
+        }
+        srv->naddr_buckets = nb;
+        if (RAND_bytes((unsigned char *)&srv->addr_seed, sizeof(srv->addr_seed)) != 1)
+            srv->addr_seed = (uint32_t)mono_ms();
+    }
     if (!cfg->plain_http) {
         if (cfg->ssl_ctx) {
             if (!SSL_CTX_up_ref(cfg->ssl_ctx)) {
@@ -1135,7 +1461,7 @@ void tc_httpd_free(struct tc_httpd *srv)
     while (srv->pending) {
         struct pending_ident *p = srv->pending;
         srv->pending = p->next;
-        free(p->id);
+        ident_unref(p->id);
         free(p);
     }
     for (size_t i = 0; i < srv->nroutes; i++) {
@@ -1143,6 +1469,8 @@ void tc_httpd_free(struct tc_httpd *srv)
         free(srv->routes[i].prefix);
     }
     free(srv->routes);
+    /* Every connection is closed by now: the per-address counts are gone with them. */
+    free(srv->addrs);
     SSL_CTX_free(srv->ssl_ctx);
     pthread_mutex_destroy(&srv->lock);
     free(srv);

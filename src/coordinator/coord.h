@@ -55,12 +55,21 @@ struct coord_settings {
     int log_level;                     /* enum tc_log_level */
     long long enroll_per_address;      /* pending enrollments started from one client address */
     long long enroll_ek_hold_ms;       /* a pending enrollment its EK cannot replace (activation) */
+    /* HTTPS server connection limits (httpd.h, "Limits"). */
+    long long max_connections;     /* concurrent connections */
+    long long max_unauthenticated; /* of them without a verified certificate; 0 = half */
+    long long max_unauthenticated_per_address; /* the same per client address; 0 = no cap */
+    long long handshake_timeout_ms;            /* TLS handshake, from accept */
+    long long header_timeout_ms;               /* first complete request head, from accept */
+    long long idle_timeout_ms;                 /* keep-alive: next request head after an answer */
 };
 
 extern const struct tc_config_setting coord_settings_table[];
 
 /* Loads path (NULL: defaults only) and checks cross-field rules. err gets "file:line: what". */
 int coord_settings_load(const char *path, struct coord_settings *s, char *err, size_t errlen);
+/* Copies the connection limits into the HTTPS server's configuration. */
+void coord_settings_httpd_limits(const struct coord_settings *s, struct tc_httpd_config *hc);
 void coord_settings_release(struct coord_settings *s);
 
 /* ---- request validation (coord_validate.c) --------------------------------------------- */

@@ -899,6 +899,7 @@ int coord_new(struct coord_settings *cfg, struct coord **out)
                                          .ca_file = c->ca_file,
                                          .allow_anonymous = true},
                                  .max_body = maxbody};
+    coord_settings_httpd_limits(cfg, &hc);
     if ((rc = tc_httpd_new(&hc, &c->httpd)) != 0) {
         LOG_ERROR("cannot listen on %s:%lld: %s", cfg->listen, cfg->port, tc_strerror(rc));
         goto out;

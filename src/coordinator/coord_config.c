@@ -57,6 +57,20 @@ const struct tc_config_setting coord_settings_table[] = {
      "pending enrollments one client address (IPv6: its /64) may hold at once"},
     {S, "enroll_ek_hold", TC_CFG_DURATION, "10s", OFF(enroll_ek_hold_ms), 1000, 3600000, NULL,
      "how long a pending enrollment is kept from being replaced by another for the same EK"},
+    {S, "max_connections", TC_CFG_INT, "1024", OFF(max_connections), 16, 65536, NULL,
+     "concurrent HTTPS connections (the open-file limit is raised to fit, else this is lowered)"},
+    {S, "max_unauthenticated", TC_CFG_INT, "0", OFF(max_unauthenticated), 0, 65536, NULL,
+     "of them without a verified client certificate (handshaking, enrollment); when full, "
+     "the oldest of the address holding the most is closed (0: half of max_connections)"},
+    {S, "max_unauthenticated_per_address", TC_CFG_INT, "16", OFF(max_unauthenticated_per_address),
+     0, 65536, NULL,
+     "the same per client address (IPv6: per /64); more are closed at once (0: no cap)"},
+    {S, "handshake_timeout", TC_CFG_DURATION, "5s", OFF(handshake_timeout_ms), 1000, 600000, NULL,
+     "TLS handshake deadline from accept"},
+    {S, "header_timeout", TC_CFG_DURATION, "10s", OFF(header_timeout_ms), 1000, 600000, NULL,
+     "the first request head must be complete this long after accept"},
+    {S, "idle_timeout", TC_CFG_DURATION, "60s", OFF(idle_timeout_ms), 1000, 3600000, NULL,
+     "keep-alive: the next request head must be complete this long after an answer"},
     {NULL, NULL, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 #undef S
@@ -79,6 +93,12 @@ int coord_settings_load(const char *path, struct coord_settings *s, char *err, s
         snprintf(err, errlen, "%s: [coordinator] db must be sqlite:PATH", origin);
         return TC_ERR_FORMAT;
     }
+    if (s->max_unauthenticated > s->max_connections) {
+        snprintf(err, errlen,
+                 "%s: [coordinator] max_unauthenticated (%lld) exceeds max_connections (%lld)",
+                 origin, s->max_unauthenticated, s->max_connections);
+        return TC_ERR_FORMAT;
+    }
     struct tc_pcr_set sel;
     if (tc_pcrs_parse_selection(s->pcr_selection, &sel) != 0) {
         snprintf(err, errlen, "%s: [coordinator] pcr_selection '%s' is not a PCR selection", origin,
@@ -86,6 +106,22 @@ int coord_settings_load(const char *path, struct coord_settings *s, char *err, s
         return TC_ERR_FORMAT;
     }
     return 0;
+}
+
+/* Durations in whole seconds, rounded up (the server's deadlines are in seconds). */
+static unsigned ms_to_s(long long ms)
+{
+    return (unsigned)((ms + 999) / 1000);
+}
+
+void coord_settings_httpd_limits(const struct coord_settings *s, struct tc_httpd_config *hc)
+{
+    hc->max_connections = (unsigned)s->max_connections;
+    hc->max_unauth = (unsigned)s->max_unauthenticated;
+    hc->max_unauth_per_addr = (unsigned)s->max_unauthenticated_per_address;
+    hc->handshake_timeout_s = ms_to_s(s->handshake_timeout_ms);
+    hc->header_timeout_s = ms_to_s(s->header_timeout_ms);
+    hc->idle_timeout_s = ms_to_s(s->idle_timeout_ms);
 }
 
 void coord_settings_release(struct coord_settings *s)

@@ -46,6 +46,12 @@ static void defaults(void **state)
     assert_int_equal(cfg.enroll_backoff_max, 30000);
     assert_int_equal(cfg.enroll_attempts, 0);
     assert_int_equal(cfg.max_pending_quotes, 16);
+    assert_int_equal(cfg.max_connections, 64);
+    assert_int_equal(cfg.max_unauthenticated, 0);
+    assert_int_equal(cfg.max_unauthenticated_per_address, 16);
+    assert_int_equal(cfg.handshake_timeout, 3000);
+    assert_int_equal(cfg.header_timeout, 10000);
+    assert_int_equal(cfg.idle_timeout, 60000);
     agent_config_release(&cfg);
     assert_null(cfg.node_id);
     agent_config_release(NULL);
@@ -59,7 +65,9 @@ static void every_setting(void **state)
                             "listen_address = ::1\nlisten_port = 9000\nek_alg = rsa\nak_alg = rsa\n"
                             "group = web.tier-1\nlog_level = debug\nenroll_backoff_max = 2s\n"
                             "enroll_attempts = 3\nmax_pending_quotes = 4\n"
-                            "eventlog_path = /e\nima_path = /i\n";
+                            "eventlog_path = /e\nima_path = /i\nmax_connections = 128\n"
+                            "max_unauthenticated = 100\nmax_unauthenticated_per_address = 0\n"
+                            "handshake_timeout = 1s\nheader_timeout = 4s\nidle_timeout = 2m\n";
     assert_int_equal(load(text, &cfg, err, sizeof(err)), 0);
     assert_string_equal(cfg.agent_url, "https://[::1]:9000"); /* IPv6 in brackets */
     assert_int_equal(agent_key_alg(cfg.ek_alg), TC_KEY_RSA_2048);
@@ -68,6 +76,12 @@ static void every_setting(void **state)
     assert_int_equal(cfg.enroll_backoff_max, 2000);
     assert_int_equal(cfg.enroll_attempts, 3);
     assert_string_equal(cfg.ima_path, "/i");
+    assert_int_equal(cfg.max_connections, 128);
+    assert_int_equal(cfg.max_unauthenticated, 100);
+    assert_int_equal(cfg.max_unauthenticated_per_address, 0);
+    assert_int_equal(cfg.handshake_timeout, 1000);
+    assert_int_equal(cfg.header_timeout, 4000);
+    assert_int_equal(cfg.idle_timeout, 120000);
     agent_config_release(&cfg);
 
     /* A wildcard address needs an explicit agent_url. */
@@ -110,6 +124,11 @@ static void refusals(void **state)
         {BASE "enroll_backoff_max = 1ms\n", "enroll_backoff_max"},
         {BASE "max_pending_quotes = 0\n", "max_pending_quotes"},
         {BASE "log_level = loud\n", "log_level"},
+        {BASE "max_connections = 2\n", "max_connections"},
+        {BASE "max_unauthenticated = 65\n", "max_unauthenticated"}, /* above max_connections */
+        {BASE "max_unauthenticated_per_address = -1\n", "max_unauthenticated_per_address"},
+        {BASE "handshake_timeout = 10ms\n", "handshake_timeout"},
+        {BASE "header_timeout = 0\n", "header_timeout"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct agent_config cfg;

@@ -37,6 +37,40 @@ static void settings_defaults_and_bounds(void **state)
     assert_int_equal(s.approval, COORD_APPROVAL_AUTO);
     assert_string_equal(s.ca_dir, "/etc/tc/ca"); /* relative to the file */
     assert_string_equal(s.pcr_selection, "sha256:0,1,2,3,4,5,6,7,8,9,10");
+    /* Connection limits and how they reach the HTTPS server. */
+    assert_int_equal(s.max_connections, 1024);
+    assert_int_equal(s.max_unauthenticated, 0);
+    assert_int_equal(s.max_unauthenticated_per_address, 16);
+    assert_int_equal(s.handshake_timeout_ms, 5000);
+    assert_int_equal(s.header_timeout_ms, 10000);
+    assert_int_equal(s.idle_timeout_ms, 60000);
+    struct tc_httpd_config hc = {0};
+    coord_settings_httpd_limits(&s, &hc);
+    assert_int_equal(hc.max_connections, 1024);
+    assert_int_equal(hc.max_unauth, 0);
+    assert_int_equal(hc.max_unauth_per_addr, 16);
+    assert_int_equal(hc.handshake_timeout_s, 5);
+    assert_int_equal(hc.header_timeout_s, 10);
+    assert_int_equal(hc.idle_timeout_s, 60);
+    coord_settings_release(&s);
+    assert_int_equal(load_text("[coordinator]\nmax_unauthenticated_per_address = 0\n"
+                               "header_timeout = 1500ms\nmax_connections = 4096\n",
+                               &s, err, sizeof(err)),
+                     0);
+    coord_settings_httpd_limits(&s, &hc);
+    assert_int_equal(hc.max_unauth_per_addr, 0); /* off */
+    assert_int_equal(hc.header_timeout_s, 2);    /* rounded up */
+    assert_int_equal(hc.max_connections, 4096);
+    coord_settings_release(&s);
+    assert_int_equal(load_text("[coordinator]\nmax_connections = 8\n", &s, err, sizeof(err)),
+                     TC_ERR_FORMAT);
+    coord_settings_release(&s);
+    assert_int_equal(load_text("[coordinator]\nhandshake_timeout = 100ms\n", &s, err, sizeof(err)),
+                     TC_ERR_FORMAT);
+    coord_settings_release(&s);
+    assert_int_equal(
+        load_text("[coordinator]\nmax_unauthenticated_per_address = -1\n", &s, err, sizeof(err)),
+        TC_ERR_FORMAT);
     coord_settings_release(&s);
 
     assert_int_equal(load_text("[coordinator]\nnope = 1\n", &s, err, sizeof(err)), TC_ERR_FORMAT);
@@ -87,6 +121,14 @@ static void settings_cross_checks(void **state)
     memset(&s, 0, sizeof(s));
     assert_int_equal(coord_settings_load("coord_unit_test.conf", &s, err, sizeof(err)),
                      TC_ERR_FORMAT);
+    coord_settings_release(&s);
+    f = fopen("coord_unit_test.conf", "w");
+    fputs("[coordinator]\nca_dir = x\nmax_connections = 100\nmax_unauthenticated = 101\n", f);
+    fclose(f);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(coord_settings_load("coord_unit_test.conf", &s, err, sizeof(err)),
+                     TC_ERR_FORMAT);
+    assert_non_null(strstr(err, "max_unauthenticated"));
     coord_settings_release(&s);
     remove("coord_unit_test.conf");
 }

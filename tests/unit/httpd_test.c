@@ -2,7 +2,9 @@
 /*
  * HTTPS server + client over loopback with mutual TLS: identities, refusals
  * (no certificate, foreign CA), body caps, malformed HTTP, deferred answers,
- * and 2,000 keep-alive requests with 200 in flight.
+ * 2,000 keep-alive requests with 200 in flight, and the connection limits
+ * (per-address cap of unauthenticated connections, eviction, handshake,
+ * request-head and keep-alive deadlines) with clients bound to 127.0.0.x.
  */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include <setjmp.h>
@@ -13,13 +15,17 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -626,6 +632,307 @@ static void plain_mode(void **state)
     tc_httpd_free(s);
 }
 
+/* ---- connection limits ---- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A TCP connection to s from the loopback address src (say "127.0.0.2"). */
+static int tcp_from(struct tc_httpd *s, const char *src)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    assert_int_equal(inet_pton(AF_INET, src, &a.sin_addr), 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    struct sockaddr_in d = {.sin_family = AF_INET, .sin_port = htons(tc_httpd_port(s))};
+    d.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&d, sizeof(d)), 0);
+    return fd;
+}
+
+/* Waits up to ms for the server to close fd (bytes it sends meanwhile are discarded); returns
+ * true if it did. Only for connections whose TLS session is no longer read through OpenSSL. */
+static bool closed_within(int fd, int ms)
+{
+    double end = now_s() + ms / 1000.0;
+    for (;;) {
+        int left = (int)((end - now_s()) * 1000);
+        if (left < 0)
+            return false;
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int r = poll(&pf, 1, left);
+        if (r <= 0)
+            continue;
+        char buf[4096];
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            return true;
+    }
+}
+
+/* A completed TLS handshake from src, with or without the client certificate. */
+static SSL *tls_from(struct tc_httpd *s, const char *src, bool cert, SSL_CTX **ctx)
+{
+    struct tc_tls_config tc = {.ca_file = path_ca};
+    if (cert) {
+        tc.cert_file = path_cli_cert;
+        tc.key_file = path_cli_key;
+    }
+    assert_int_equal(tc_tls_client_ctx(&tc, ctx), 0);
+    SSL *ssl = SSL_new(*ctx);
+    assert_non_null(ssl);
+    SSL_set_fd(ssl, tcp_from(s, src));
+    assert_int_equal(tc_tls_set_peer_name(ssl, "127.0.0.1"), 0);
+    assert_int_equal(SSL_connect(ssl), 1);
+    return ssl;
+}
+
+/* One whole request on a kept-alive connection: the answer's status line starts "HTTP/1.1 200". */
+static void tls_whoami(SSL *ssl)
+{
+    const char *req = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(SSL_write(ssl, req, (int)strlen(req)), (int)strlen(req));
+    char buf[1024] = "";
+    assert_true(SSL_read(ssl, buf, sizeof(buf) - 1) > 0);
+    assert_memory_equal(buf, "HTTP/1.1 200", 12);
+}
+
+static void tls_free(SSL *ssl, SSL_CTX *ctx)
+{
+    int fd = SSL_get_fd(ssl);
+    SSL_free(ssl);
+    close(fd);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+}
+
+/* Writes one byte every 300 ms (a trickling client) until the server closes the connection;
+ * returns the seconds that took (or 99 after 8 s). */
+static double trickle_until_closed(SSL *ssl, double since)
+{
+    const char *head = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    int fd = SSL_get_fd(ssl);
+    while (now_s() - since < 8) {
+        if (SSL_write(ssl, head, 1) <= 0 || closed_within(fd, 300))
+            return now_s() - since;
+    }
+    return 99;
+}
+
+static struct tc_httpd *start_limited(unsigned max_conns, unsigned max_unauth, unsigned per_addr)
+{
+    struct tc_httpd_config cfg = {
+        .bind_addr = "127.0.0.1",
+        .tls = {.cert_file = path_srv_cert,
+                .key_file = path_srv_key,
+                .ca_file = path_ca,
+                .allow_anonymous = true},
+        .max_connections = max_conns,
+        .max_unauth = max_unauth,
+        .max_unauth_per_addr = per_addr,
+        .handshake_timeout_s = 1,
+        .header_timeout_s = 2,
+        .idle_timeout_s = 2,
+    };
+    struct tc_httpd *s = NULL;
+    assert_int_equal(tc_httpd_new(&cfg, &s), 0);
+    assert_int_equal(tc_httpd_route(s, "GET", "/v1/whoami", h_whoami, NULL, 0), 0);
+    assert_int_equal(
+        tc_httpd_route(s, "POST", "/v1/enroll", h_enroll, NULL, TC_HTTPD_ROUTE_ANONYMOUS), 0);
+    assert_int_equal(tc_httpd_start(s), 0);
+    return s;
+}
+
+static void whoami_ok(struct tc_httpd *s)
+{
+    long code = 0;
+    assert_int_equal(call(s, client_cfg(true, false), "GET", "/v1/whoami", NULL, 0, &code, NULL),
+                     0);
+    assert_int_equal(code, 200);
+}
+
+/* Idle connections (no ClientHello) from one address: the cap's worth are held until the
+ * handshake deadline, more are closed at once; other addresses and certificate holders are
+ * served meanwhile. */
+static void limit_per_address(void **state)
+{
+    struct tc_httpd *s = start_limited(64, 32, 4);
+    int fds[4], extra[3];
+    double t0 = now_s();
+    for (int i = 0; i < 4; i++)
+        fds[i] = tcp_from(s, "127.0.0.2");
+    for (int i = 0; i < 3; i++)
+        extra[i] = tcp_from(s, "127.0.0.2");
+    for (int i = 0; i < 3; i++) {
+        assert_true(closed_within(extra[i], 500));
+        close(extra[i]);
+    }
+    /* The first four are held (until the handshake deadline). */
+    for (int i = 0; i < 4; i++)
+        assert_false(closed_within(fds[i], 0));
+    int other = tcp_from(s, "127.0.0.3");
+    assert_false(closed_within(other, 300));
+    whoami_ok(s); /* from 127.0.0.1, with a certificate */
+    /* An anonymous client from 127.0.0.2 once the idle ones are gone: served again. */
+    for (int i = 0; i < 4; i++) {
+        assert_true(closed_within(fds[i], 3000));
+        close(fds[i]);
+    }
+    double idle_s = now_s() - t0;
+    printf("per-address cap 4: 3 extra connections refused at once; idle ones closed by the 1 s "
+           "handshake deadline after %.2f s\n",
+           idle_s);
+    assert_true(idle_s >= 0.9 && idle_s < 2.5);
+    assert_true(closed_within(other, 2000));
+    close(other);
+    SSL_CTX *ctx = NULL;
+    SSL *ssl = tls_from(s, "127.0.0.2", false, &ctx);
+    const char *req = "POST /v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                      "Connection: close\r\n\r\n{}";
+    assert_int_equal(SSL_write(ssl, req, (int)strlen(req)), (int)strlen(req));
+    char buf[256] = "";
+    assert_true(SSL_read(ssl, buf, sizeof(buf) - 1) > 0);
+    assert_memory_equal(buf, "HTTP/1.1 201", 12);
+    tls_free(ssl, ctx);
+    /* Certificate holders are not counted once their handshake is done: six held open at once
+     * from one address, above its cap of four. */
+    SSL *kept[6];
+    SSL_CTX *hctx[6];
+    for (int i = 0; i < 6; i++) {
+        kept[i] = tls_from(s, "127.0.0.2", true, &hctx[i]);
+        tls_whoami(kept[i]);
+    }
+    for (int i = 0; i < 6; i++) {
+        tls_whoami(kept[i]); /* all still open */
+        tls_free(kept[i], hctx[i]);
+    }
+    tc_httpd_free(s);
+}
+
+/* Handshaken connections that trickle their request head are closed at the header deadline
+ * (2 s), certificate or not; a keep-alive connection that trickles its next request head is
+ * closed 2 s after the previous answer (libmicrohttpd's idle timer alone would wait for ever). */
+static void limit_header_deadlines(void **state)
+{
+    struct tc_httpd *s = start_limited(64, 32, 0);
+    SSL_CTX *ctx1 = NULL, *ctx2 = NULL, *ctx3 = NULL;
+    double t0 = now_s();
+    SSL *anon = tls_from(s, "127.0.0.4", false, &ctx1);
+    double a = trickle_until_closed(anon, t0);
+    t0 = now_s();
+    SSL *auth = tls_from(s, "127.0.0.4", true, &ctx2);
+    double b = trickle_until_closed(auth, t0);
+    printf("request head trickled one byte per 0.3 s: closed after %.2f s (anonymous), %.2f s "
+           "(client certificate); header deadline 2 s\n",
+           a, b);
+    assert_true(a >= 1.9 && a < 3.5);
+    assert_true(b >= 1.9 && b < 3.5);
+    tls_free(anon, ctx1);
+    tls_free(auth, ctx2);
+    /* Keep-alive: one whole request, then a trickled second one. */
+    SSL *ka = tls_from(s, "127.0.0.4", true, &ctx3);
+    tls_whoami(ka);
+    sleep(1); /* the first request came in time; the idle limit counts from the answer */
+    t0 = now_s();
+    double c = trickle_until_closed(ka, t0) + 1;
+    printf("keep-alive: next request head trickled: closed %.2f s after the answer (idle 2 s)\n",
+           c);
+    assert_true(c >= 1.9 && c < 3.5);
+    tls_free(ka, ctx3);
+    whoami_ok(s);
+    tc_httpd_free(s);
+}
+
+/* The unauthenticated share full: the oldest unauthenticated connection of the address holding
+ * the most makes room (a lone client's is kept); when every slot holds a verified certificate, a
+ * new connection is refused. */
+static void limit_eviction(void **state)
+{
+    struct tc_httpd *s = start_limited(64, 8, 4);
+    int fds[8];
+    for (int i = 0; i < 8; i++)
+        fds[i] = tcp_from(s, i < 4 ? "127.0.0.5" : "127.0.0.6");
+    assert_false(closed_within(fds[0], 200)); /* all eight held */
+    int newer = tcp_from(s, "127.0.0.7");
+    assert_true(closed_within(fds[0], 500)); /* the oldest (its address held 4) made room */
+    assert_false(closed_within(fds[1], 200));
+    assert_false(closed_within(newer, 0));
+    /* 127.0.0.5 holds 3 now, 127.0.0.6 still 4: this handshake evicts the oldest of .6. */
+    whoami_ok(s);
+    assert_true(closed_within(fds[4], 500));
+    assert_false(closed_within(fds[1], 0));
+    /* Two more from 127.0.0.8: .5 and .6 hold 3 each, the older .5 one goes; the lone
+     * connection from 127.0.0.7 stays. */
+    int more[2] = {tcp_from(s, "127.0.0.8"), tcp_from(s, "127.0.0.8")};
+    assert_true(closed_within(fds[1], 500));
+    assert_false(closed_within(newer, 200));
+    assert_false(closed_within(more[0], 0));
+    close(more[0]);
+    close(more[1]);
+    for (int i = 0; i < 8; i++)
+        close(fds[i]);
+    close(newer);
+    tc_httpd_free(s);
+
+    /* Two slots, both held by certificate holders: the third is refused at once, also with a
+     * certificate; one of them leaves and a new client is served. */
+    s = start_limited(2, 0, 4);
+    SSL_CTX *c1 = NULL, *c2 = NULL;
+    SSL *a = tls_from(s, "127.0.0.1", true, &c1);
+    tls_whoami(a); /* established (authenticated) on the server's side too */
+    SSL *b = tls_from(s, "127.0.0.1", true, &c2);
+    tls_whoami(b);
+    int third = tcp_from(s, "127.0.0.8");
+    assert_true(closed_within(third, 500));
+    close(third);
+    tls_free(a, c1);
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    whoami_ok(s);
+    tls_free(b, c2);
+    tc_httpd_free(s);
+}
+
+/* In a child process (limits are process-wide): a soft RLIMIT_NOFILE too small for
+ * max_connections is raised to the hard limit; with a hard limit too small as well the server
+ * still starts (max_connections lowered) and serves. */
+static void limit_nofile(void **state)
+{
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 4000)
+        skip(); /* cannot show the raise here */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit low = {.rlim_cur = 512, .rlim_max = rl.rlim_max};
+        struct rlimit now;
+        if (setrlimit(RLIMIT_NOFILE, &low) != 0)
+            _exit(10);
+        struct tc_httpd *s = start_limited(1000, 0, 16); /* needs 3,256 descriptors */
+        if (getrlimit(RLIMIT_NOFILE, &now) != 0 || now.rlim_cur != rl.rlim_max)
+            _exit(11);
+        tc_httpd_free(s);
+        struct rlimit tight = {.rlim_cur = 600, .rlim_max = 600};
+        if (setrlimit(RLIMIT_NOFILE, &tight) != 0)
+            _exit(12);
+        s = start_limited(1000, 0, 16); /* lowered to (600 - 256) / 3 */
+        long code = 0;
+        int rc = call(s, client_cfg(true, false), "GET", "/v1/whoami", NULL, 0, &code, NULL);
+        tc_httpd_free(s);
+        _exit(rc == 0 && code == 200 ? 0 : 13);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -639,6 +946,10 @@ int main(void)
         cmocka_unit_test(client_thread),
         cmocka_unit_test(plain_mode),
         cmocka_unit_test(deferred_many_and_stop),
+        cmocka_unit_test(limit_per_address),
+        cmocka_unit_test(limit_header_deadlines),
+        cmocka_unit_test(limit_eviction),
+        cmocka_unit_test(limit_nofile),
     };
     int r = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
