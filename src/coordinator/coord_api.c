@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 
@@ -66,6 +67,32 @@ const char *coord_peer_tenant(const struct tc_http_request *req)
 static bool is_node(const struct tc_http_request *req)
 {
     return req->peer && strncmp(req->peer->cn, "node:", 5) == 0 && req->peer->cn[5];
+}
+
+/*
+ * A node certificate is only as good as the node's enrollment: the node must still be in the
+ * store and its key must be the one pinned at enrollment. A deleted node's certificate (still
+ * valid by date and chain) is refused on every request, also on a connection opened before the
+ * deletion; the store is the persistent revocation list. Takes c->lock.
+ */
+static bool is_current_node(struct coord *c, const struct tc_http_request *req)
+{
+    if (!is_node(req))
+        return false;
+    struct tc_store_node n;
+    memset(&n, 0, sizeof(n));
+    pthread_mutex_lock(&c->lock);
+    int rc = tc_store_node_get(c->store, req->peer->cn + 5, &n);
+    pthread_mutex_unlock(&c->lock);
+    bool ok = rc == 0 && strlen(n.tls_cert_fp) == 64 &&
+              strcasecmp(n.tls_cert_fp, req->peer->spki_hex) == 0;
+    if (!ok)
+        LOG_WARN("%s: refused the certificate of %s: %s", req->remote_addr, req->peer->cn,
+                 rc == TC_ERR_NOT_FOUND ? "no such node (deleted?)"
+                 : rc                   ? "store error"
+                                        : "not the key enrolled for that node");
+    tc_store_node_release(&n);
+    return ok;
 }
 
 /* Refuses non-operators; true when the handler may go on. */
@@ -613,7 +640,7 @@ out:
 static void h_events(void *arg, const struct tc_http_request *req, struct tc_http_response *resp)
 {
     struct coord *c = arg;
-    if (!is_operator(req) && !is_node(req)) {
+    if (!is_operator(req) && !is_current_node(c, req)) {
         coord_reply_error(resp, 403, "auth.events", "operators and nodes only");
         return;
     }
