@@ -36,6 +36,7 @@ struct xfer {
     bool https;
     enum tc_tls_expect expect_peer; /* checked in on_prereq */
     bool peer_refused;              /* on_prereq refused the server */
+    bool caller_reports;            /* tc_httpc_request: error_detail tells, no log line */
     char peer_why[256];
     tc_httpc_done cb;
     void *arg;
@@ -142,7 +143,10 @@ static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primar
         return CURL_PREREQFUNC_OK;
     char *url = NULL;
     curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
-    LOG_WARN("%s: refused before sending: %s", url ? url : "?", x->peer_why);
+    if (x->caller_reports)
+        LOG_DEBUG("%s: refused before sending: %s", url ? url : "?", x->peer_why);
+    else
+        LOG_WARN("%s: refused before sending: %s", url ? url : "?", x->peer_why);
     x->peer_refused = true;
     return CURL_PREREQFUNC_ABORT;
 }
@@ -702,6 +706,7 @@ int tc_httpc_request(const struct tc_httpc_config *cfg, const char *method, cons
     }
     if ((rc = xfer_new(&cc, method, url, content_type, body, len, &x)) != 0)
         goto out;
+    x->caller_reports = cfg->error_detail && cfg->error_detail_len;
     long code = 0;
     rc = map_result(x, curl_easy_perform(x->easy), &code);
     if (rc == TC_ERR_SIGNATURE && cfg->error_detail && cfg->error_detail_len)
