@@ -239,6 +239,7 @@ int coord_client_call(struct coord_client *c, const char *method, const char *pa
                           text ? strlen(text) : 0, &code, &answer, &answer_len);
     if (rc == TC_ERR_SIGNATURE) {
         /* Said even when quiet: waiting or retrying will not change whom the URL reaches. */
+        c->refused = true;
         fprintf(stderr, "trustcloud %s: refused %s, nothing was sent: %s\n", c->cmd, c->url,
                 detail[0] ? detail : "server certificate not trusted by --ca");
         goto out;
@@ -311,6 +312,8 @@ int coord_client_wait(struct coord_client *c, const char *path, const char *id, 
             snprintf(last, sizeof(last), "%s", st);
             if (coord_client_state_in(st, states))
                 break;
+        } else if (c->refused) {
+            break; /* not the coordinator: said once, polling again would not change it */
         } else if (ret == TC_EXIT_REJECTED && code != 404) {
             /* Refused for another reason: waiting will not help. */
             *http_code = code;
