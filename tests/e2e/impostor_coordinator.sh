@@ -8,7 +8,8 @@
 #           127.0.0.1, what enrollment used to issue from agent_url), chain and host both valid,
 #   nameonly: a CA leaf with CN "coordinator" and the address but without the coordinator EKU,
 # and is refused, before any request is sent, by the CLI (node list, node show, subscriber add
-# with its secret, node wait, events --follow: exit 2, "not the coordinator" once, no polling on),
+# with its secret, node wait, events --follow, a tenant's vm list and vm evidence: exit 2, "not
+# the coordinator" once, no polling on),
 # by an enrolling agent, and by webhook
 # delivery (the legacy node certificate on a subscriber URL). An agent refuses notices from
 # anything but the coordinator role. Enrollment refuses an agent_url naming the coordinator,
@@ -61,6 +62,8 @@ impostor_stop() {
     wait "$IMP_PID" 2>/dev/null || true
 }
 
+"$T" ca issue --dir "$CA_DIR" --tenant acme --out-cert acme.pem --out-key acme.key >/dev/null
+
 # ---- the coordinator is down; the impostor answers at its address -----------------------------
 lab_coordinator_stop
 SECRET=impostor-must-not-see-this-0123456789
@@ -75,7 +78,9 @@ for kind in real legacy nameonly; do
     fi
     for cmd in "node list" "node show good" \
         "subscriber add --url https://127.0.0.1:9/hook --secret $SECRET" \
-        "node wait good --state untrusted --timeout 20" "events --follow --timeout 20"; do
+        "node wait good --state untrusted --timeout 20" "events --follow --timeout 20" \
+        "vm list --cert acme.pem --key acme.key" \
+        "vm evidence vm1 --cert acme.pem --key acme.key"; do
         rc=0
         # shellcheck disable=SC2086
         $T $cmd >cli.out 2>cli.err || rc=$?
@@ -90,7 +95,7 @@ for kind in real legacy nameonly; do
     [ -s imp-$kind.log ] && { cat imp-$kind.log; tc_fail "$kind: the CLI sent requests to the impostor"; }
     impostor_stop
 done
-tc_pass "CLI: node list, node show, subscriber add, node wait, events --follow refuse an impostor (real, legacy node, CN-only certificates), exit 2, nothing sent"
+tc_pass "CLI: node list, node show, subscriber add, node wait, events --follow, tenant vm list/evidence refuse an impostor (real, legacy node, CN-only certificates), exit 2, nothing sent"
 echo "example: $(cat cli.err)"
 
 # An agent enrolling meanwhile refuses the impostor (legacy: chain and host valid).
