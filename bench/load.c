@@ -100,7 +100,11 @@ static void issue(const struct tc_pki_ca *ca, const char *cn, unsigned usage, co
     char *pem = NULL;
     const char *sans[] = {"IP:127.0.0.1", NULL};
     X509 *x = NULL;
-    struct tc_pki_issue_req req = {.cn = cn, .sans = sans, .usage = usage, .days = 2};
+    /* The role EKU `trustcloud ca init|issue` gives these CNs (the CLI and agents check it). */
+    unsigned role = strcmp(cn, "coordinator") == 0 ? TC_PKI_ROLE_COORDINATOR
+                    : strncmp(cn, "node:", 5) == 0 ? TC_PKI_ROLE_NODE
+                                                   : TC_PKI_ROLE_NONE;
+    struct tc_pki_issue_req req = {.cn = cn, .sans = sans, .usage = usage, .role = role, .days = 2};
     int rc;
     if ((rc = tc_pki_key_generate(&key)) != 0)
         die("key", rc);

@@ -13,7 +13,11 @@
  *
  * TLS: TLS 1.3 (1.2 on request), the server certificate must chain to ca_file
  * (the system store is never used) and match the URL's host name or IP
- * address; the client certificate is presented when configured.
+ * address (or, for a request with a pinned key, have exactly that key: the pin
+ * then names the peer instead of the host); the client certificate is presented
+ * when configured. A client (or one request) may also name the role the server
+ * must have (expect_peer): that check runs after every handshake and before
+ * any byte of the request is sent.
  *
  * Programs should call curl_global_init(CURL_GLOBAL_DEFAULT) once at start
  * and curl_global_cleanup() at exit (the constructors also call
@@ -26,6 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "trustcloud/tls.h"
+
 struct tc_httpc_config {
     const char *cert_file;      /* client certificate (PEM), optional */
     const char *key_file;       /* its key (PEM), required with cert_file */
@@ -37,6 +43,14 @@ struct tc_httpc_config {
     long max_total_connections; /* parallel connections overall; 0 = 1024 */
     bool allow_tls12;
     bool allow_plain_http; /* accept http:// URLs (tests only) */
+    /* Whom every https request of this client must reach (tls.h): checked on the server's
+     * verified certificate after the handshake, before the request is sent; a server of
+     * another role fails the request with TC_ERR_SIGNATURE and nothing is sent. */
+    enum tc_tls_expect expect_peer;
+    /* Optional, tc_httpc_request only: receives a one-line reason when the server was refused
+     * for its role (or its certificate was not trusted), "" otherwise. */
+    char *error_detail;
+    size_t error_detail_len;
 };
 
 /*
@@ -80,8 +94,12 @@ struct tc_httpc_req {
     long timeout_ms; /* 0 = the client's timeout_ms */
     /* Optional: the server's public key must also hash to this ("sha256//BASE64 of the DER
      * SubjectPublicKeyInfo", libcurl's CURLOPT_PINNEDPUBLICKEY syntax); a mismatch fails the
-     * request with TC_ERR_SIGNATURE. Lets a caller pin one peer among many signed by the CA. */
+     * request with TC_ERR_SIGNATURE. Lets a caller pin one peer among many signed by the CA;
+     * the pin then replaces the host name check (node certificates name the node, not the
+     * address it chose). */
     const char *pinned_pubkey;
+    /* Whom this request must reach; TC_TLS_EXPECT_ANY = the client's expect_peer. */
+    enum tc_tls_expect expect_peer;
     /* Optional NULL-terminated extra request headers ("Name: value"), copied. */
     const char *const *headers;
     tc_httpc_done cb;

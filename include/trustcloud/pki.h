@@ -52,11 +52,29 @@ enum tc_pki_usage {
     TC_PKI_USAGE_BOTH = 3,
 };
 
+/*
+ * trustcloud's own object identifiers, under the UUID arc (ITU-T X.667) of UUID
+ * d113941c-68b1-49ba-a20e-c4d4b55e7569: 2.25.<that UUID as one decimal integer>.
+ * Sub-arcs .1 and .2 are extended key usages naming a certificate's trustcloud role; no other
+ * party issues them, so a certificate of another role cannot claim them.
+ */
+#define TC_PKI_OID_ARC "2.25.277910308806770239075478762848318813545"
+#define TC_PKI_OID_COORDINATOR TC_PKI_OID_ARC ".1" /* EKU: the coordinator (CN "coordinator") */
+#define TC_PKI_OID_NODE TC_PKI_OID_ARC ".2"        /* EKU: an enrolled node (CN "node:ID") */
+
+/* The trustcloud role a certificate is issued for (tc_pki_issue_req.role), or has (bits). */
+enum tc_pki_role {
+    TC_PKI_ROLE_NONE = 0,
+    TC_PKI_ROLE_COORDINATOR = 1, /* coordinator EKU and CN exactly "coordinator" */
+    TC_PKI_ROLE_NODE = 2,        /* node EKU or a CN starting "node:" (either one is enough) */
+};
+
 struct tc_pki_issue_req {
     const char *cn;          /* subject CN (required; the CA decides it, not the CSR) */
     const char *const *sans; /* NULL-terminated: "IP:10.0.0.1", "DNS:node1", or a bare IP/name */
     unsigned usage;          /* enum tc_pki_usage bits (required) */
     unsigned days;           /* validity; 0 = 365 */
+    unsigned role;           /* TC_PKI_ROLE_*: adds that role's EKU; NONE adds none */
     EVP_PKEY *pubkey;        /* the subject's key, or ... */
     const char *csr_pem;     /* ... a PEM CSR whose self-signature must verify */
     size_t csr_len;
@@ -66,7 +84,9 @@ struct tc_pki_issue_req {
  * Issues a leaf certificate (CA:FALSE, keyUsage digitalSignature, random
  * 128-bit serial, notBefore one hour back for clock skew) signed by ca.
  * *cert_pem receives a malloc'd NUL-terminated PEM string. TC_ERR_SIGNATURE if
- * the CSR's signature fails, TC_ERR_INVALID_ARG for a bad SAN or request.
+ * the CSR's signature fails, TC_ERR_INVALID_ARG for a bad SAN or request, also for a role
+ * whose CN does not fit it (COORDINATOR needs CN "coordinator", NODE a CN "node:ID") and for
+ * more than one role at once.
  */
 int tc_pki_issue(const struct tc_pki_ca *ca, const struct tc_pki_issue_req *req, char **cert_pem);
 
@@ -96,6 +116,14 @@ int tc_pki_key_equal(const EVP_PKEY *a, const EVP_PKEY *b);
 int tc_pki_cert_cn(X509 *cert, char *buf, size_t buflen);
 /* SHA-256 over the DER certificate. */
 int tc_pki_cert_fingerprint(X509 *cert, uint8_t out[32]);
+/* SHA-256 over the certificate key's DER SubjectPublicKeyInfo (what key pins hash). */
+int tc_pki_cert_spki_hash(X509 *cert, uint8_t out[32]);
+/*
+ * The trustcloud roles (TC_PKI_ROLE_* bits) cert carries: COORDINATOR only with the coordinator
+ * EKU and CN "coordinator" both; NODE with the node EKU or a "node:" CN. Says nothing about the
+ * chain: callers ask only about verified certificates. 0 for a certificate of neither role.
+ */
+unsigned tc_pki_cert_roles(X509 *cert);
 
 /* Verification flags. */
 enum {

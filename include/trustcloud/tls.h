@@ -45,7 +45,25 @@ struct tc_peer {
     char cn[256];             /* subject CN, UTF-8 ("" if the certificate has none) */
     uint8_t fingerprint[32];  /* SHA-256 of the DER certificate */
     char fingerprint_hex[65]; /* the same in lower-case hex */
+    char spki_hex[65];        /* SHA-256 of its key's DER SubjectPublicKeyInfo (a node's pin) */
+    unsigned roles;           /* TC_PKI_ROLE_* bits (tc_pki_cert_roles) */
 };
+
+/*
+ * Whom a client means to reach: checked on the server's verified certificate before any request
+ * is sent (tc_httpc_config.expect_peer), in addition to the chain and, for names, the host.
+ */
+enum tc_tls_expect {
+    TC_TLS_EXPECT_ANY = 0,     /* any server certificate of the CA (chain and host name) */
+    TC_TLS_EXPECT_COORDINATOR, /* the coordinator role: coordinator EKU and CN "coordinator" */
+    TC_TLS_EXPECT_NOT_NODE,    /* anything but a node: webhook receivers (tc_pki_cert_roles) */
+};
+
+/*
+ * 0 when cert (a verified server certificate) is what expect asks for, else TC_ERR_SIGNATURE
+ * with a one-line reason in detail (cap bytes, may be NULL) naming what the certificate is.
+ */
+int tc_tls_check_expected(X509 *cert, enum tc_tls_expect expect, char *detail, size_t cap);
 
 /*
  * Fills peer from the verified peer certificate of a completed handshake.

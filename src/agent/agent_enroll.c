@@ -102,7 +102,13 @@ static int refused(const char *step, long code, const uint8_t *body, size_t len,
 static enum attempt post_json(const struct agent_config *cfg, const char *url, json_t *body,
                               const char *step, json_t **answer, int *rc, struct tc_reason *why)
 {
-    struct tc_httpc_config hc = {.ca_file = cfg->ca_file, .max_body = ENROLL_MAX_ANSWER};
+    char detail[320] = "";
+    /* The CA also signs every node's certificate: only the coordinator role will do. */
+    struct tc_httpc_config hc = {.ca_file = cfg->ca_file,
+                                 .max_body = ENROLL_MAX_ANSWER,
+                                 .expect_peer = TC_TLS_EXPECT_COORDINATOR,
+                                 .error_detail = detail,
+                                 .error_detail_len = sizeof(detail)};
     uint8_t *resp = NULL;
     size_t resp_len = 0;
     long code = 0;
@@ -119,10 +125,11 @@ static enum attempt post_json(const struct agent_config *cfg, const char *url, j
     free(text);
     if (r == TC_ERR_SIGNATURE) {
         /* Retrying cannot help: the coordinator's certificate does not chain to ca_file. */
-        LOG_ERROR("%s: the coordinator's certificate is not trusted by %s (or names another host)",
-                  url, cfg->ca_file);
-        *rc =
-            tc_fail(why, TC_ERR_SIGNATURE, "enroll.tls", -1, "coordinator certificate not trusted");
+        LOG_ERROR("%s: not the coordinator (certificate not trusted by %s, names another host "
+                  "or lacks the coordinator role): %s",
+                  url, cfg->ca_file, detail[0] ? detail : "-");
+        *rc = tc_fail(why, TC_ERR_SIGNATURE, "enroll.tls", -1, "not the coordinator: %s",
+                      detail[0] ? detail : "certificate not trusted");
         goto out;
     }
     if (r != 0) {

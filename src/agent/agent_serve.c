@@ -26,6 +26,7 @@
 #include "trustcloud/httpd.h"
 #include "trustcloud/ima.h"
 #include "trustcloud/log.h"
+#include "trustcloud/pki.h"
 
 #define COORDINATOR_CN "coordinator"
 #define MAX_REVOKED 100000
@@ -84,7 +85,10 @@ static void answer_error(struct tc_http_response *resp, unsigned status, const c
 /* Only the coordinator may ask for evidence or send notices. */
 static bool from_coordinator(const struct tc_http_request *req, struct tc_http_response *resp)
 {
-    if (req->peer != NULL && strcmp(req->peer->cn, COORDINATOR_CN) == 0)
+    /* The coordinator role (its EKU with CN "coordinator"), not just a CN another leaf of the
+     * same CA could be given. */
+    if (req->peer != NULL && strcmp(req->peer->cn, COORDINATOR_CN) == 0 &&
+        (req->peer->roles & TC_PKI_ROLE_COORDINATOR))
         return true;
     LOG_WARN("%s: refused %s %s from '%s' (not the coordinator)", req->remote_addr, req->method,
              req->path, req->peer ? req->peer->cn : "");

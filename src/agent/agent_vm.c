@@ -35,6 +35,7 @@
 #include "trustcloud/error.h"
 #include "trustcloud/httpd.h"
 #include "trustcloud/log.h"
+#include "trustcloud/pki.h"
 #include "trustcloud/tpm_certify.h"
 #include "trustcloud/tpm_credential.h"
 #include "trustcloud/tpm_nv.h"
@@ -1062,7 +1063,10 @@ static void op_done(void *arg)
 
 static bool from_coordinator(const struct tc_http_request *req, struct tc_http_response *resp)
 {
-    if (req->peer != NULL && strcmp(req->peer->cn, COORDINATOR_CN) == 0)
+    /* The coordinator role (its EKU with CN "coordinator"), not just a CN another leaf of the
+     * same CA could be given. */
+    if (req->peer != NULL && strcmp(req->peer->cn, COORDINATOR_CN) == 0 &&
+        (req->peer->roles & TC_PKI_ROLE_COORDINATOR))
         return true;
     LOG_WARN("%s: refused %s %s from '%s' (not the coordinator)", req->remote_addr, req->method,
              req->path, req->peer ? req->peer->cn : "");

@@ -4,10 +4,14 @@
  *
  * `ca init --dir D` creates D/ca.key + D/ca.pem (the trust anchor of every trustcloud TLS
  * connection) and the coordinator's own identity D/coordinator.pem + D/coordinator.key
- * (CN "coordinator", server and client usage, SAN 127.0.0.1 and ::1 plus any --san), which is
- * what trustcloud-coordinator's ca_dir setting expects. `ca issue` makes operator CLI client
- * certificates (CN "operator:NAME"), tenant client certificates (CN "tenant:NAME": they see
- * and attest only that tenant's VMs) or, with --cn, any other leaf (load generators, tests).
+ * (CN "coordinator", server and client usage plus the coordinator EKU TC_PKI_OID_COORDINATOR,
+ * SAN 127.0.0.1 and ::1 plus any --san), which is what trustcloud-coordinator's ca_dir setting
+ * expects. `ca issue` makes operator CLI client certificates (CN "operator:NAME"), tenant client
+ * certificates (CN "tenant:NAME": they see and attest only that tenant's VMs), another
+ * coordinator certificate (--coordinator, e.g. a renewal), or, with --cn, any other leaf (load
+ * generators, tests, webhook receivers with --server). The role EKUs follow the CN: --cn
+ * coordinator gets the coordinator EKU, --cn node:ID the node EKU, so no leaf carries a role's
+ * name without its EKU.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -28,8 +32,9 @@ static const struct cli_cmd ca_cmds[] = {
     {"init", ca_init,
      "--dir DIR [--san ADDR]... [--days N]  new CA and the coordinator's certificate in DIR"},
     {"issue", ca_issue,
-     "--dir DIR (--operator NAME | --tenant NAME | --cn CN [--server]) [--san ADDR]... "
-     "--out-cert F --out-key F  issue a client (operator, tenant) or other leaf certificate"},
+     "--dir DIR (--operator NAME | --tenant NAME | --coordinator | --cn CN [--server]) "
+     "[--san ADDR]... --out-cert F --out-key F  issue a client (operator, tenant), coordinator "
+     "or other leaf certificate"},
 };
 
 int cmd_ca(int argc, char **argv)
@@ -54,12 +59,14 @@ static bool valid_name(const char *s)
 
 /* New key, certificate issued by ca, both written (key 0600). */
 static int issue_pair(const struct tc_pki_ca *ca, const char *cn, const char *const *sans,
-                      unsigned usage, unsigned days, const char *cert_path, const char *key_path)
+                      unsigned usage, unsigned role, unsigned days, const char *cert_path,
+                      const char *key_path)
 {
     int rc;
     EVP_PKEY *key = NULL;
     char *pem = NULL;
-    struct tc_pki_issue_req req = {.cn = cn, .sans = sans, .usage = usage, .days = days};
+    struct tc_pki_issue_req req = {
+        .cn = cn, .sans = sans, .usage = usage, .role = role, .days = days};
     if ((rc = tc_pki_key_generate(&key)) != 0)
         goto out;
     req.pubkey = key;
@@ -132,8 +139,8 @@ static int ca_init(int argc, char **argv)
                 tc_strerror(rc), rc == TC_ERR_INVALID_ARG ? " (a CA already exists there?)" : "");
         return TC_EXIT_USAGE;
     }
-    rc = issue_pair(ca, "coordinator", sans, TC_PKI_USAGE_BOTH, days ? days : 825, cert_path,
-                    key_path);
+    rc = issue_pair(ca, "coordinator", sans, TC_PKI_USAGE_BOTH, TC_PKI_ROLE_COORDINATOR,
+                    days ? days : 825, cert_path, key_path);
     tc_pki_ca_free(ca);
     if (rc) {
         fprintf(stderr, "trustcloud ca init: cannot issue the coordinator certificate: %s\n",
@@ -146,25 +153,21 @@ static int ca_init(int argc, char **argv)
 
 static int ca_issue(int argc, char **argv)
 {
-    static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
-                                         {"operator", required_argument, NULL, 'o'},
-                                         {"cn", required_argument, NULL, 'c'},
-                                         {"server", no_argument, NULL, 'S'},
-                                         {"san", required_argument, NULL, 's'},
-                                         {"days", required_argument, NULL, 'n'},
-                                         {"out-cert", required_argument, NULL, 'C'},
-                                         {"out-key", required_argument, NULL, 'K'},
-                                         {"tenant", required_argument, NULL, 't'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, 'd'},      {"operator", required_argument, NULL, 'o'},
+        {"cn", required_argument, NULL, 'c'},       {"server", no_argument, NULL, 'S'},
+        {"san", required_argument, NULL, 's'},      {"days", required_argument, NULL, 'n'},
+        {"out-cert", required_argument, NULL, 'C'}, {"out-key", required_argument, NULL, 'K'},
+        {"tenant", required_argument, NULL, 't'},   {"coordinator", no_argument, NULL, 'R'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     const char *dir = NULL, *op = NULL, *tenant = NULL, *cn_arg = NULL, *cert_path = NULL,
                *key_path = NULL;
     const char *sans[CA_MAX_SANS + 1] = {NULL};
     size_t nsans = 0;
-    bool server = false;
+    bool server = false, coordinator = false;
     unsigned days = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "d:o:t:c:Ss:n:C:K:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:o:t:c:Ss:n:C:K:Rh", opts, NULL)) != -1) {
         switch (c) {
         case 'd':
             dir = optarg;
@@ -180,6 +183,9 @@ static int ca_issue(int argc, char **argv)
             break;
         case 'S':
             server = true;
+            break;
+        case 'R':
+            coordinator = true;
             break;
         case 's':
             if (nsans >= CA_MAX_SANS) {
@@ -210,7 +216,7 @@ static int ca_issue(int argc, char **argv)
         }
     }
     if (!dir || !cert_path || !key_path || optind != argc ||
-        ((op != NULL) + (tenant != NULL) + (cn_arg != NULL) != 1))
+        ((op != NULL) + (tenant != NULL) + (cn_arg != NULL) + coordinator != 1))
         return cli_usage("ca", &ca_cmds[1]);
     char cn[128];
     if (op) {
@@ -225,6 +231,13 @@ static int ca_issue(int argc, char **argv)
             return TC_EXIT_USAGE;
         }
         snprintf(cn, sizeof(cn), "tenant:%s", tenant);
+    } else if (coordinator) {
+        snprintf(cn, sizeof(cn), "coordinator");
+        server = true;
+        if (nsans == 0) {
+            sans[nsans++] = "IP:127.0.0.1";
+            sans[nsans++] = "IP:::1";
+        }
     } else {
         if (strlen(cn_arg) == 0 || strlen(cn_arg) >= 100) {
             fprintf(stderr, "trustcloud ca issue: --cn must be 1..99 characters\n");
@@ -234,6 +247,13 @@ static int ca_issue(int argc, char **argv)
     }
     sans[nsans] = NULL;
     unsigned usage = server ? TC_PKI_USAGE_BOTH : TC_PKI_USAGE_CLIENT;
+    unsigned role = strcmp(cn, "coordinator") == 0 ? TC_PKI_ROLE_COORDINATOR
+                    : strncmp(cn, "node:", 5) == 0 ? TC_PKI_ROLE_NODE
+                                                   : TC_PKI_ROLE_NONE;
+    if (role == TC_PKI_ROLE_NODE && !cn[5]) {
+        fprintf(stderr, "trustcloud ca issue: --cn node: needs a node id\n");
+        return TC_EXIT_USAGE;
+    }
     if (server && nsans == 0) {
         fprintf(stderr, "trustcloud ca issue: --server needs at least one --san\n");
         return TC_EXIT_USAGE;
@@ -246,7 +266,7 @@ static int ca_issue(int argc, char **argv)
                 tc_strerror(rc));
         return TC_EXIT_USAGE;
     }
-    rc = issue_pair(ca, cn, nsans ? sans : NULL, usage, days, cert_path, key_path);
+    rc = issue_pair(ca, cn, nsans ? sans : NULL, usage, role, days, cert_path, key_path);
     tc_pki_ca_free(ca);
     if (rc) {
         fprintf(stderr, "trustcloud ca issue: %s\n", tc_strerror(rc));

@@ -148,7 +148,8 @@ int cmd_events(int argc, char **argv)
         c.json = c.json && !follow;
         ret = coord_client_call(&c, "GET", path, NULL, (wait + 10) * 1000, &resp, NULL);
         c.json = json_errors;
-        if (ret == TC_EXIT_USAGE && follow) {
+        /* ... but not a server that is not the coordinator: that is final. */
+        if (ret == TC_EXIT_USAGE && follow && !c.refused) {
             failures++;
             usleep(failures < 5 ? 200 * 1000 : 1000 * 1000);
             continue;

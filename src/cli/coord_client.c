@@ -205,7 +205,7 @@ void coord_client_print_refusal(const struct coord_client *c, long code, const j
 int coord_client_call(struct coord_client *c, const char *method, const char *path,
                       const json_t *body, long timeout_ms, json_t **resp, long *http_code)
 {
-    char url[4096];
+    char url[4096], detail[320] = "";
     char *text = NULL;
     uint8_t *answer = NULL;
     size_t answer_len = 0;
@@ -230,14 +230,24 @@ int coord_client_call(struct coord_client *c, const char *method, const char *pa
         .timeout_ms = timeout_ms > 0 ? timeout_ms : 30000,
         .connect_timeout_ms = 5000,
         .max_body = COORD_CLIENT_MAX_ANSWER,
+        /* Only the coordinator: a node's certificate from the same CA must not pass. */
+        .expect_peer = TC_TLS_EXPECT_COORDINATOR,
+        .error_detail = detail,
+        .error_detail_len = sizeof(detail),
     };
     rc = tc_httpc_request(&cfg, method, url, text ? "application/json" : NULL, text,
                           text ? strlen(text) : 0, &code, &answer, &answer_len);
+    if (rc == TC_ERR_SIGNATURE) {
+        /* Said even when quiet: waiting or retrying will not change whom the URL reaches. */
+        c->refused = true;
+        fprintf(stderr, "trustcloud %s: refused %s, nothing was sent: %s\n", c->cmd, c->url,
+                detail[0] ? detail : "server certificate not trusted by --ca");
+        goto out;
+    }
     if (rc != 0) {
         if (!c->quiet)
-            fprintf(stderr, "trustcloud %s: no answer from %s: %s%s\n", c->cmd, c->url,
-                    tc_strerror(rc),
-                    rc == TC_ERR_SIGNATURE ? " (server certificate not trusted by --ca)" : "");
+            fprintf(stderr, "trustcloud %s: no answer from %s: %s\n", c->cmd, c->url,
+                    tc_strerror(rc));
         goto out;
     }
     if (http_code)
@@ -302,6 +312,8 @@ int coord_client_wait(struct coord_client *c, const char *path, const char *id, 
             snprintf(last, sizeof(last), "%s", st);
             if (coord_client_state_in(st, states))
                 break;
+        } else if (c->refused) {
+            break; /* not the coordinator: said once, polling again would not change it */
         } else if (ret == TC_EXIT_REJECTED && code != 404) {
             /* Refused for another reason: waiting will not help. */
             *http_code = code;

@@ -46,6 +46,7 @@ struct coord_client {
     const char *cert, *key, *ca;
     bool json;       /* --json: machine output on stdout */
     bool quiet;      /* print nothing about error answers (callers that retry) */
+    bool refused;    /* set by a call: the server was not the coordinator (said on stderr) */
     const char *cmd; /* "node list": prefix of messages */
     char base[1024];
 };
@@ -67,6 +68,9 @@ int coord_client_finish(struct coord_client *c);
  * Returns TC_EXIT_OK for a 2xx answer, TC_EXIT_REJECTED for any other HTTP status (the error is
  * printed: as JSON on stdout with --json, as text on stderr otherwise; *resp still set), or
  * TC_EXIT_USAGE when no answer came (connection, TLS, timeout, unparsable body; printed).
+ * The server must be the coordinator (coordinator EKU and CN, see pki.h): any other server of
+ * the CA is refused after the handshake and before the request is sent; that is printed even
+ * when quiet, sets c->refused and returns TC_EXIT_USAGE.
  */
 int coord_client_call(struct coord_client *c, const char *method, const char *path,
                       const json_t *body, long timeout_ms, json_t **resp, long *http_code);

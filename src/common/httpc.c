@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <openssl/ssl.h>
 
 #include "trustcloud/buf.h"
 #include "trustcloud/error.h"
@@ -20,6 +21,7 @@ struct cfg_copy {
     size_t max_body;
     long max_host, max_total;
     bool allow_tls12, allow_plain_http;
+    enum tc_tls_expect expect_peer;
 };
 
 struct host;
@@ -31,6 +33,11 @@ struct xfer {
     struct curl_slist *headers;
     struct tc_buf body;
     bool too_large;
+    bool https;
+    enum tc_tls_expect expect_peer; /* checked in on_prereq */
+    bool peer_refused;              /* on_prereq refused the server */
+    bool caller_reports;            /* tc_httpc_request: error_detail tells, no log line */
+    char peer_why[256];
     tc_httpc_done cb;
     void *arg;
     char errbuf[CURL_ERROR_SIZE];
@@ -97,6 +104,7 @@ static int cfg_copy(const struct tc_httpc_config *in, struct cfg_copy *c)
     c->max_total = in->max_total_connections > 0 ? in->max_total_connections : 1024;
     c->allow_tls12 = in->allow_tls12;
     c->allow_plain_http = in->allow_plain_http;
+    c->expect_peer = in->expect_peer;
     return 0;
 }
 
@@ -109,6 +117,38 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
         return 0; /* aborts the transfer */
     }
     return n;
+}
+
+/*
+ * Called once the connection is up (new or reused), before the request goes out: the server's
+ * verified certificate must have the role this transfer expects. The TLS session libcurl
+ * resumes carries the certificate, so resumed and reused connections are checked too.
+ */
+static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primary_port,
+                     int local_port)
+{
+    struct xfer *x = clientp;
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    if (!x->https || x->expect_peer == TC_TLS_EXPECT_ANY)
+        return CURL_PREREQFUNC_OK;
+    struct curl_tlssessioninfo *info = NULL;
+    X509 *cert = NULL;
+    if (curl_easy_getinfo(x->easy, CURLINFO_TLS_SSL_PTR, &info) == CURLE_OK && info &&
+        info->backend == CURLSSLBACKEND_OPENSSL && info->internals)
+        cert = SSL_get0_peer_certificate(info->internals);
+    if (tc_tls_check_expected(cert, x->expect_peer, x->peer_why, sizeof(x->peer_why)) == 0)
+        return CURL_PREREQFUNC_OK;
+    char *url = NULL;
+    curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
+    if (x->caller_reports)
+        LOG_DEBUG("%s: refused before sending: %s", url ? url : "?", x->peer_why);
+    else
+        LOG_WARN("%s: refused before sending: %s", url ? url : "?", x->peer_why);
+    x->peer_refused = true;
+    return CURL_PREREQFUNC_ABORT;
 }
 
 static void xfer_free(struct xfer *x)
@@ -138,6 +178,8 @@ static int xfer_new(const struct cfg_copy *cfg, const char *method, const char *
     if (!x)
         return TC_ERR_ALLOC;
     tc_buf_init(&x->body, cfg->max_body);
+    x->https = https;
+    x->expect_peer = cfg->expect_peer;
     if (!(x->easy = curl_easy_init())) {
         rc = TC_ERR_ALLOC;
         goto out;
@@ -174,6 +216,8 @@ static int xfer_new(const struct cfg_copy *cfg, const char *method, const char *
     SET(CURLOPT_PIPEWAIT, 0L);
     SET(CURLOPT_TCP_NODELAY, 1L);
     SET(CURLOPT_FOLLOWLOCATION, 0L);
+    SET(CURLOPT_PREREQFUNCTION, on_prereq);
+    SET(CURLOPT_PREREQDATA, x);
     if (https) {
         SET(CURLOPT_SSLVERSION,
             cfg->allow_tls12 ? (long)CURL_SSLVERSION_TLSv1_2 : (long)CURL_SSLVERSION_TLSv1_3);
@@ -220,6 +264,8 @@ static int map_result(struct xfer *x, CURLcode res, long *code)
     LOG_DEBUG("request failed: %s (%s)", curl_easy_strerror(res), x->errbuf);
     if (x->too_large || res == CURLE_FILESIZE_EXCEEDED)
         return TC_ERR_TOO_LARGE;
+    if (x->peer_refused)
+        return TC_ERR_SIGNATURE;
     if (res == CURLE_PEER_FAILED_VERIFICATION || res == CURLE_SSL_PINNEDPUBKEYNOTMATCH)
         return TC_ERR_SIGNATURE;
     return TC_ERR_IO;
@@ -315,11 +361,15 @@ int tc_httpc_submit_req(struct tc_httpc *c, const struct tc_httpc_req *req)
         xfer_free(x);
         return TC_ERR_INTERNAL;
     }
+    /* The pin names the peer: the host name the node chose is not in its certificate. */
     if (req->pinned_pubkey &&
-        curl_easy_setopt(x->easy, CURLOPT_PINNEDPUBLICKEY, req->pinned_pubkey) != CURLE_OK) {
+        (curl_easy_setopt(x->easy, CURLOPT_PINNEDPUBLICKEY, req->pinned_pubkey) != CURLE_OK ||
+         curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYHOST, 0L) != CURLE_OK)) {
         xfer_free(x);
         return TC_ERR_INTERNAL;
     }
+    if (req->expect_peer != TC_TLS_EXPECT_ANY)
+        x->expect_peer = req->expect_peer;
     if (req->headers) {
         for (const char *const *h = req->headers; *h; h++) {
             struct curl_slist *l = curl_slist_append(x->headers, *h);
@@ -646,6 +696,8 @@ int tc_httpc_request(const struct tc_httpc_config *cfg, const char *method, cons
         *resp_len = 0;
     if (!cfg)
         return TC_ERR_INVALID_ARG;
+    if (cfg->error_detail && cfg->error_detail_len)
+        cfg->error_detail[0] = '\0';
     if ((rc = cfg_copy(cfg, &cc)) != 0)
         return rc;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -654,8 +706,14 @@ int tc_httpc_request(const struct tc_httpc_config *cfg, const char *method, cons
     }
     if ((rc = xfer_new(&cc, method, url, content_type, body, len, &x)) != 0)
         goto out;
+    x->caller_reports = cfg->error_detail && cfg->error_detail_len;
     long code = 0;
     rc = map_result(x, curl_easy_perform(x->easy), &code);
+    if (rc == TC_ERR_SIGNATURE && cfg->error_detail && cfg->error_detail_len)
+        snprintf(cfg->error_detail, cfg->error_detail_len, "%s",
+                 x->peer_refused ? x->peer_why
+                 : x->errbuf[0]  ? x->errbuf
+                                 : "server certificate not trusted");
     if (rc)
         goto out;
     if (http_code)

@@ -273,6 +273,45 @@ int tc_pki_cert_fingerprint(X509 *cert, uint8_t out[32])
     return 0;
 }
 
+int tc_pki_cert_spki_hash(X509 *cert, uint8_t out[32])
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+    if (n <= 0)
+        return ossl_fail("i2d_X509_PUBKEY");
+    int ok = EVP_Digest(der, (size_t)n, out, NULL, EVP_sha256(), NULL);
+    OPENSSL_free(der);
+    return ok == 1 ? 0 : ossl_fail("EVP_Digest");
+}
+
+/* Whether cert's extendedKeyUsage lists the OID (dotted text). */
+static bool has_eku(X509 *cert, const char *oid)
+{
+    bool found = false;
+    ASN1_OBJECT *want = OBJ_txt2obj(oid, 1);
+    EXTENDED_KEY_USAGE *eku = X509_get_ext_d2i(cert, NID_ext_key_usage, NULL, NULL);
+    for (int i = 0; want && eku && !found && i < sk_ASN1_OBJECT_num(eku); i++)
+        found = OBJ_cmp(sk_ASN1_OBJECT_value(eku, i), want) == 0;
+    sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
+    ASN1_OBJECT_free(want);
+    ERR_clear_error();
+    return found;
+}
+
+unsigned tc_pki_cert_roles(X509 *cert)
+{
+    char cn[256];
+    unsigned roles = 0;
+    if (!cert)
+        return 0;
+    bool have_cn = tc_pki_cert_cn(cert, cn, sizeof(cn)) == 0;
+    if (have_cn && strcmp(cn, "coordinator") == 0 && has_eku(cert, TC_PKI_OID_COORDINATOR))
+        roles |= TC_PKI_ROLE_COORDINATOR;
+    if ((have_cn && strncmp(cn, "node:", 5) == 0) || has_eku(cert, TC_PKI_OID_NODE))
+        roles |= TC_PKI_ROLE_NODE;
+    return roles;
+}
+
 static int add_ext(X509 *issuer, X509 *subject, int nid, const char *value)
 {
     X509V3_CTX ctx;
@@ -510,6 +549,12 @@ int tc_pki_issue(const struct tc_pki_ca *ca, const struct tc_pki_issue_req *req,
     if (!ca || !req || !req->cn || !*req->cn || !(req->usage & TC_PKI_USAGE_BOTH) ||
         (!req->pubkey == !req->csr_pem))
         return TC_ERR_INVALID_ARG;
+    /* A role EKU goes only with the CN that role is recognized by. */
+    if ((req->role == TC_PKI_ROLE_COORDINATOR && strcmp(req->cn, "coordinator") != 0) ||
+        (req->role == TC_PKI_ROLE_NODE && (strncmp(req->cn, "node:", 5) != 0 || !req->cn[5])) ||
+        (req->role != TC_PKI_ROLE_NONE && req->role != TC_PKI_ROLE_COORDINATOR &&
+         req->role != TC_PKI_ROLE_NODE))
+        return TC_ERR_INVALID_ARG;
     EVP_PKEY *pub = req->pubkey;
     if (req->csr_pem) {
         if ((rc = csr_pubkey(req->csr_pem, req->csr_len, &csrkey)) != 0)
@@ -522,9 +567,15 @@ int tc_pki_issue(const struct tc_pki_ca *ca, const struct tc_pki_issue_req *req,
         rc = ossl_fail("X509_set_issuer_name");
         goto out;
     }
-    const char *eku = req->usage == TC_PKI_USAGE_BOTH     ? "serverAuth,clientAuth"
-                      : req->usage == TC_PKI_USAGE_SERVER ? "serverAuth"
-                                                          : "clientAuth";
+    char eku[160];
+    snprintf(eku, sizeof(eku), "%s%s%s",
+             req->usage == TC_PKI_USAGE_BOTH     ? "serverAuth,clientAuth"
+             : req->usage == TC_PKI_USAGE_SERVER ? "serverAuth"
+                                                 : "clientAuth",
+             req->role ? "," : "",
+             req->role == TC_PKI_ROLE_COORDINATOR ? TC_PKI_OID_COORDINATOR
+             : req->role == TC_PKI_ROLE_NODE      ? TC_PKI_OID_NODE
+                                                  : "");
     if ((rc = add_ext(ca->cert, x, NID_basic_constraints, "critical,CA:FALSE")) != 0 ||
         (rc = add_ext(ca->cert, x, NID_key_usage, "critical,digitalSignature")) != 0 ||
         (rc = add_ext(ca->cert, x, NID_ext_key_usage, eku)) != 0 ||

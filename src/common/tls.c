@@ -127,9 +127,15 @@ int tc_tls_peer_from_cert(X509 *cert, struct tc_peer *peer)
     if ((rc = tc_pki_cert_fingerprint(cert, peer->fingerprint)) != 0)
         return rc;
     tc_hex_encode(peer->fingerprint, sizeof(peer->fingerprint), peer->fingerprint_hex);
+    uint8_t spki[32];
+    if ((rc = tc_pki_cert_spki_hash(cert, spki)) != 0)
+        goto out;
+    tc_hex_encode(spki, sizeof(spki), peer->spki_hex);
     rc = tc_pki_cert_cn(cert, peer->cn, sizeof(peer->cn));
     if (rc == TC_ERR_NOT_FOUND)
         rc = 0;
+    peer->roles = tc_pki_cert_roles(cert);
+out:
     if (rc)
         memset(peer, 0, sizeof(*peer));
     return rc;
@@ -144,4 +150,33 @@ int tc_tls_peer(SSL *ssl, struct tc_peer *peer)
     if (SSL_get_verify_result(ssl) != X509_V_OK)
         return TC_ERR_SIGNATURE;
     return tc_tls_peer_from_cert(cert, peer);
+}
+
+int tc_tls_check_expected(X509 *cert, enum tc_tls_expect expect, char *detail, size_t cap)
+{
+    char cn[128] = "";
+    if (detail && cap)
+        detail[0] = '\0';
+    if (expect == TC_TLS_EXPECT_ANY)
+        return 0;
+    unsigned roles = tc_pki_cert_roles(cert);
+    if (cert)
+        tc_pki_cert_cn(cert, cn, sizeof(cn));
+    if (expect == TC_TLS_EXPECT_COORDINATOR && (roles & TC_PKI_ROLE_COORDINATOR) &&
+        !(roles & TC_PKI_ROLE_NODE))
+        return 0;
+    if (expect == TC_TLS_EXPECT_NOT_NODE && cert && !(roles & TC_PKI_ROLE_NODE))
+        return 0;
+    if (detail && cap) {
+        if (!cert)
+            snprintf(detail, cap, "no server certificate");
+        else if (expect == TC_TLS_EXPECT_COORDINATOR)
+            snprintf(detail, cap,
+                     "the server is not the coordinator: its certificate (CN \"%s\")%s lacks "
+                     "the coordinator role (EKU " TC_PKI_OID_COORDINATOR " with CN coordinator)",
+                     cn, (roles & TC_PKI_ROLE_NODE) ? " is a node's and" : "");
+        else
+            snprintf(detail, cap, "the server presents a node certificate (CN \"%s\")", cn);
+    }
+    return TC_ERR_SIGNATURE;
 }

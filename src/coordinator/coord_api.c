@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 
@@ -67,6 +68,32 @@ const char *coord_peer_tenant(const struct tc_http_request *req)
 static bool is_node(const struct tc_http_request *req)
 {
     return req->peer && strncmp(req->peer->cn, "node:", 5) == 0 && req->peer->cn[5];
+}
+
+/*
+ * A node certificate is only as good as the node's enrollment: the node must still be in the
+ * store and its key must be the one pinned at enrollment. A deleted node's certificate (still
+ * valid by date and chain) is refused on every request, also on a connection opened before the
+ * deletion; the store is the persistent revocation list. Takes c->lock.
+ */
+static bool is_current_node(struct coord *c, const struct tc_http_request *req)
+{
+    if (!is_node(req))
+        return false;
+    struct tc_store_node n;
+    memset(&n, 0, sizeof(n));
+    pthread_mutex_lock(&c->lock);
+    int rc = tc_store_node_get(c->store, req->peer->cn + 5, &n);
+    pthread_mutex_unlock(&c->lock);
+    bool ok = rc == 0 && strlen(n.tls_cert_fp) == 64 &&
+              strcasecmp(n.tls_cert_fp, req->peer->spki_hex) == 0;
+    if (!ok)
+        LOG_WARN("%s: refused the certificate of %s: %s", req->remote_addr, req->peer->cn,
+                 rc == TC_ERR_NOT_FOUND ? "no such node (deleted?)"
+                 : rc                   ? "store error"
+                                        : "not the key enrolled for that node");
+    tc_store_node_release(&n);
+    return ok;
 }
 
 /* Refuses non-operators; true when the handler may go on. */
@@ -647,7 +674,8 @@ out:
 /* ---- events -------------------------------------------------------------------------------- */
 
 /* Operators read every event, a tenant its VMs', a node its own (docs/protocol.md, "Events"). */
-static bool events_scope(const struct tc_http_request *req, struct coord_event_scope *scope)
+static bool events_scope(struct coord *c, const struct tc_http_request *req,
+                         struct coord_event_scope *scope)
 {
     const char *t;
     memset(scope, 0, sizeof(*scope));
@@ -655,7 +683,8 @@ static bool events_scope(const struct tc_http_request *req, struct coord_event_s
         scope->all = true;
     } else if ((t = coord_peer_tenant(req)) != NULL) {
         snprintf(scope->tenant, sizeof(scope->tenant), "%s", t);
-    } else if (is_node(req) && coord_valid_node_id(req->peer->cn + 5, strlen(req->peer->cn + 5))) {
+    } else if (is_node(req) && coord_valid_node_id(req->peer->cn + 5, strlen(req->peer->cn + 5)) &&
+               is_current_node(c, req)) { /* enrolled, with that very key */
         snprintf(scope->node, sizeof(scope->node), "%s", req->peer->cn + 5);
     } else {
         return false;
@@ -667,7 +696,7 @@ static void h_events(void *arg, const struct tc_http_request *req, struct tc_htt
 {
     struct coord *c = arg;
     struct coord_event_scope scope;
-    if (!events_scope(req, &scope)) {
+    if (!events_scope(c, req, &scope)) {
         coord_reply_error(resp, 403, "auth.events", "operators, tenants and nodes only");
         return;
     }

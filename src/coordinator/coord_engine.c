@@ -1270,6 +1270,8 @@ static void deliver_one(struct coord *c, const struct tc_store_delivery *d)
                              .len = strlen(body),
                              .timeout_ms = c->cfg->webhook_timeout_ms,
                              .headers = headers,
+                             /* A receiver with a certificate of our CA, never a node's. */
+                             .expect_peer = TC_TLS_EXPECT_NOT_NODE,
                              .cb = delivery_done_cb,
                              .arg = f};
     if (tc_httpc_submit_req(c->httpc, &r) != 0) {

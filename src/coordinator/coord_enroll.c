@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <openssl/bn.h>
@@ -22,6 +23,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <tss2/tss2_mu.h>
 
 #include "coordinator/coord.h"
@@ -329,6 +331,68 @@ out:
     return rc;
 }
 
+/* The port of an https URL coord_valid_url accepted (443 when it names none). */
+static unsigned url_port(const char *url)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    if (*p == '[')
+        p = strchr(p, ']');
+    while (p && *p && *p != ':' && *p != '/')
+        p++;
+    return p && *p == ':' ? (unsigned)strtoul(p + 1, NULL, 10) : 443;
+}
+
+static bool ip_is_loopback(const unsigned char *ip, int len)
+{
+    static const unsigned char v6[16] = {[15] = 1};
+    return (len == 4 && ip[0] == 127) || (len == 16 && memcmp(ip, v6, 16) == 0);
+}
+
+/*
+ * Whether the agent_url host is one of the coordinator's own names or addresses (its
+ * certificate's CN and subjectAltNames): the coordinator would be told to poll itself, and a
+ * client resolving that name must only ever find the coordinator. A loopback address names the
+ * machine, which local agents share with a local coordinator: it is the coordinator's only
+ * together with the coordinator's port.
+ */
+static int agent_url_not_coordinator(struct coord *c, const char *host, const char *url,
+                                     struct tc_reason *why)
+{
+    X509 *own = NULL;
+    GENERAL_NAMES *names = NULL;
+    unsigned char ip[16];
+    int iplen = inet_pton(AF_INET, host, ip) == 1 ? 4 : inet_pton(AF_INET6, host, ip) == 1 ? 16 : 0;
+    int rc = tc_pki_cert_load(c->cert_file, &own);
+    if (rc)
+        return tc_fail(why, rc, "enroll.coordinator_cert", -1, "cannot read %s", c->cert_file);
+    bool same = false;
+    char cn[256];
+    if (!iplen && tc_pki_cert_cn(own, cn, sizeof(cn)) == 0 && strcasecmp(cn, host) == 0)
+        same = true;
+    names = X509_get_ext_d2i(own, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; !same && names && i < sk_GENERAL_NAME_num(names); i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+        if (gn->type == GEN_DNS && !iplen) {
+            const ASN1_IA5STRING *d = gn->d.dNSName;
+            size_t hl = strlen(host);
+            while (hl > 0 && host[hl - 1] == '.')
+                hl--;
+            same = (size_t)d->length == hl && strncasecmp((const char *)d->data, host, hl) == 0;
+        } else if (gn->type == GEN_IPADD && iplen && gn->d.iPAddress->length == iplen &&
+                   memcmp(gn->d.iPAddress->data, ip, (size_t)iplen) == 0) {
+            same = !ip_is_loopback(ip, iplen) ||
+                   (c->httpd && url_port(url) == tc_httpd_port(c->httpd));
+        }
+    }
+    GENERAL_NAMES_free(names);
+    X509_free(own);
+    if (same)
+        return tc_fail(why, TC_ERR_POLICY, "enroll.agent_url_coordinator", -1,
+                       "agent_url names the coordinator itself (%s is in its certificate)", host);
+    return 0;
+}
+
 /* Optional base64 member: absent/null is fine (data NULL), anything else must decode. */
 static int b64_member(const json_t *body, const char *key, size_t max, bool required, uint8_t **out,
                       size_t *len, struct tc_reason *why)
@@ -408,6 +472,10 @@ void coord_enroll_handle(struct coord *c, const struct tc_http_request *req,
     if (!url || !coord_valid_url(url, false, p.host, sizeof(p.host))) {
         rc = tc_fail(&why, TC_ERR_FORMAT, "request.agent_url", -1,
                      "agent_url must be https://HOST[:PORT]");
+        goto fail;
+    }
+    if ((rc = agent_url_not_coordinator(c, p.host, url, &why)) != 0) {
+        status = rc == TC_ERR_POLICY ? 403 : 500;
         goto fail;
     }
     if (json_object_get(body, "group") && !json_is_null(json_object_get(body, "group")) &&
@@ -695,12 +763,20 @@ void coord_activate_handle(struct coord *c, const char *enrollment_id,
         goto fail;
     }
 
-    char cn[COORD_NODE_ID_MAX + 8];
+    /* The coordinator names the node, never the host it chose: CN "node:ID", the node EKU and
+     * (when the id is a DNS label sequence) DNS ID.node.invalid, a reserved name no coordinator
+     * or webhook receiver has. The node serves with it (serverAuth): the coordinator reaches it
+     * by its pinned key, not by a name. */
+    char cn[COORD_NODE_ID_MAX + 8], dns[COORD_NODE_ID_MAX + 24];
     snprintf(cn, sizeof(cn), "node:%s", p->node_id);
-    const char *sans[] = {p->host, NULL};
+    snprintf(dns, sizeof(dns), "DNS:%s.node.invalid", p->node_id);
+    const char *sans[] = {dns, NULL};
+    bool dns_ok = p->node_id[0] != '.' && p->node_id[0] != '-' && !strchr(p->node_id, '_') &&
+                  !strstr(p->node_id, "..");
     struct tc_pki_issue_req ir = {.cn = cn,
-                                  .sans = sans,
+                                  .sans = dns_ok ? sans : NULL,
                                   .usage = TC_PKI_USAGE_BOTH,
+                                  .role = TC_PKI_ROLE_NODE,
                                   .days = 365,
                                   .csr_pem = p->csr,
                                   .csr_len = strlen(p->csr)};

@@ -156,9 +156,12 @@ wait_state n1 trusted
 "$TC_BIN" lab measure --tcti "$TC_TCTI_a" --log node-a/ima.log --path /tmp/backdoor --content evil
 wait_state n1 untrusted
 wait_state n2 trusted
-n2_url="https://127.0.0.1:$(sed -n 's/^listen_port = //p' agent-n2.conf)"
+# The node's certificate names the node (n2.node.invalid), not the address it listens on.
+n2_port=$(sed -n 's/^listen_port = //p' agent-n2.conf)
+n2_url="https://n2.node.invalid:$n2_port"
 for _ in $(seq 50); do
-    peers=$(curl -sS --max-time 10 --cacert ca/ca.pem --cert op.pem --key op.key "$n2_url/v1/peers")
+    peers=$(curl -sS --max-time 10 --cacert ca/ca.pem --cert op.pem --key op.key \
+        --resolve "n2.node.invalid:$n2_port:127.0.0.1" "$n2_url/v1/peers")
     echo "$peers" | grep -q '"n1"' && break
     sleep 0.2
 done

@@ -14,6 +14,20 @@ D=$TC_TMP
 "$TC_BIN" ca init --dir "$D/ca" >/dev/null
 "$TC_BIN" ca issue --dir "$D/ca" --operator alice --out-cert "$D/op.pem" --out-key "$D/op.key" >/dev/null
 "$TC_BIN" ca issue --dir "$D/ca" --cn node:n1 --out-cert "$D/node.pem" --out-key "$D/node.key" >/dev/null
+# Role EKUs: the coordinator's (ca init, ca issue --coordinator, --cn coordinator), a node's.
+OID=2.25.277910308806770239075478762848318813545
+openssl x509 -in "$D/ca/coordinator.pem" -noout -ext extendedKeyUsage | grep -q "$OID\.1" ||
+    tc_fail "ca init: no coordinator EKU"
+"$TC_BIN" ca issue --dir "$D/ca" --coordinator --out-cert "$D/c2.pem" --out-key "$D/c2.key" >/dev/null
+openssl x509 -in "$D/c2.pem" -noout -ext extendedKeyUsage | grep -q "Server Authentication.*$OID\.1" ||
+    tc_fail "ca issue --coordinator"
+openssl x509 -in "$D/c2.pem" -noout -subject | grep -q 'CN *= *coordinator' || tc_fail "--coordinator CN"
+openssl x509 -in "$D/node.pem" -noout -ext extendedKeyUsage | grep -q "$OID\.2" ||
+    tc_fail "ca issue --cn node:n1: no node EKU"
+openssl x509 -in "$D/op.pem" -noout -ext extendedKeyUsage | grep -q "$OID" && tc_fail "operator with a role EKU"
+if "$TC_BIN" ca issue --dir "$D/ca" --cn node: --out-cert "$D/x.pem" --out-key "$D/x.key" 2>/dev/null; then
+    tc_fail "ca issue --cn node: accepted"
+fi
 # A second `ca init` on the same directory must refuse to overwrite the CA.
 if "$TC_BIN" ca init --dir "$D/ca" 2>/dev/null; then tc_fail "ca init overwrote a CA"; fi
 
@@ -83,7 +97,8 @@ echo "$LAST" | grep -q '"check":"auth.operator"' || tc_fail "403 without check: 
 expect 403 node GET /v1/policies
 expect 200 op GET /v1/nodes
 [ "$LAST" = '{"nodes":[]}' ] || tc_fail "empty node list: $LAST"
-expect 200 node GET '/v1/events?since=0'
+# A node certificate counts only for a node enrolled with that key: n1 is not.
+expect 403 node GET '/v1/events?since=0'
 
 # Load-test import is refused unless explicitly configured.
 expect 403 op POST /v1/nodes/import '{"node_id":"x","ak_pub":"AAAA","agent_url":"https://127.0.0.1:1"}'

@@ -3,9 +3,11 @@
 # Enrollment against the real daemon with a real (software) TPM driven by tpm2-tools, as an
 # agent would do it: EK + AK, POST /v1/enroll, TPM2_ActivateCredential of the coordinator's
 # credential, a quote over SHA-256(nonce || SHA-256(CSR key)), POST .../activate -> a node
-# certificate (CN node:ID, SAN = the agent's address). Refusals: no EK certificate without
+# certificate (CN node:ID, the node EKU, SAN ID.node.invalid: never the address the node chose).
+# Refusals: an agent_url naming the coordinator, no EK certificate without
 # allow_ek_without_cert, wrong secret, replayed activation, quote not bound to the CSR key.
-# Then the engine challenges the (absent) agent and the node becomes unreachable.
+# Then the engine challenges the (absent) agent and the node becomes unreachable; once the
+# node is deleted its certificate is refused, also after a restart.
 . "$TC_SRC/tests/lib/common.sh"
 COORD="$TC_BUILD/trustcloud-coordinator"
 [ -x "$COORD" ] || tc_skip "trustcloud-coordinator not built"
@@ -15,7 +17,7 @@ cd "$TC_TMP"
 tc_start_swtpm enr
 export TPM2TOOLS_TCTI=$TC_TCTI_enr
 
-"$TC_BIN" ca init --dir ca >/dev/null
+"$TC_BIN" ca init --dir ca --san DNS:coord.example >/dev/null
 "$TC_BIN" ca issue --dir ca --operator op --out-cert op.pem --out-key op.key >/dev/null
 
 start_coord() { # extra config lines on stdin
@@ -48,12 +50,12 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout agen
     -subj /CN=n1 -out agent.csr 2>/dev/null
 openssl pkey -in agent.key -pubout -outform DER -out agent.spki
 
-mkreq() { # NODE_ID -> enroll.json
-    python3 - "$1" <<'PY'
+mkreq() { # NODE_ID [AGENT_URL] -> enroll.json
+    python3 - "$1" "${2:-https://127.0.0.1:9}" <<'PY'
 import base64, json, sys
 b = lambda f: base64.b64encode(open(f, "rb").read()).decode()
 json.dump({"node_id": sys.argv[1], "ek_pub": b("ek.pub"), "ek_cert": None, "ak_pub": b("ak.pub"),
-           "csr": open("agent.csr").read(), "agent_url": "https://127.0.0.1:9", "group": "lab"},
+           "csr": open("agent.csr").read(), "agent_url": sys.argv[2], "group": "lab"},
           open("enroll.json", "w"))
 PY
 }
@@ -66,6 +68,16 @@ code=$(post /v1/enroll enroll.json)
 stop_coord
 
 start_coord <<<"allow_ek_without_cert = true"
+# The coordinator's own names and its address (a loopback one with its port) are not an agent's.
+for u in "https://127.0.0.1:$PORT" "https://coord.example:8443" "https://COORD.example.:1" \
+    "https://coordinator:443"; do
+    mkreq n1 "$u"
+    code=$(post /v1/enroll enroll.json)
+    [ "$code" = 403 ] && grep -q '"check":"enroll.agent_url_coordinator"' resp.json ||
+        tc_fail "agent_url $u: $code $(cat resp.json)"
+done
+tc_pass "an agent_url naming the coordinator is refused (enroll.agent_url_coordinator)"
+mkreq n1
 code=$(post /v1/enroll enroll.json)
 [ "$code" = 200 ] || tc_fail "enroll: $code $(cat resp.json)"
 
@@ -111,7 +123,12 @@ code=$(post "/v1/enroll/$EID/activate" act.json)
 [ "$code" = 200 ] || tc_fail "activate: $code $(cat resp.json)"
 python3 -c 'import json; r = json.load(open("resp.json")); open("node.pem", "w").write(r["certificate"]); assert r["state"] == "enrolled", r["state"]; assert r["node_id"] == "n1"'
 openssl x509 -in node.pem -noout -subject | grep -q 'CN *= *node:n1' || tc_fail "certificate CN"
-openssl x509 -in node.pem -noout -ext subjectAltName | grep -q '127.0.0.1' || tc_fail "certificate SAN"
+san=$(openssl x509 -in node.pem -noout -ext subjectAltName)
+echo "$san" | grep -q 'DNS:n1.node.invalid' || tc_fail "certificate SAN: $san"
+echo "$san" | grep -q '127.0.0.1' && tc_fail "the node's own address in its certificate: $san"
+eku=$(openssl x509 -in node.pem -noout -ext extendedKeyUsage)
+echo "$eku" | grep -q '2\.25\.277910308806770239075478762848318813545\.2' || tc_fail "node EKU: $eku"
+echo "$eku" | grep -q '2\.25\.277910308806770239075478762848318813545\.1' && tc_fail "coordinator EKU: $eku"
 openssl verify -CAfile ca/ca.pem node.pem >/dev/null || tc_fail "certificate does not chain"
 [ "$(openssl x509 -in node.pem -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum)" = \
   "$(sha256sum <agent.spki)" ] || tc_fail "certificate is not for the CSR key"
@@ -125,6 +142,12 @@ tc_pass "enrollment with credential activation and CSR-bound quote"
 code=$(curl -s -o /dev/null -w '%{http_code}' --cacert ca/ca.pem --cert node.pem --key agent.key \
     "https://127.0.0.1:$PORT/v1/nodes")
 [ "$code" = 403 ] || tc_fail "node certificate on an operator route: $code"
+nodeget() {
+    curl -s -o /dev/null -w '%{http_code}' --cacert ca/ca.pem --cert node.pem --key agent.key \
+        "https://127.0.0.1:$PORT$1"
+}
+code=$(nodeget '/v1/events?since=0')
+[ "$code" = 200 ] || tc_fail "enrolled node following events: $code"
 
 # Nobody answers at the agent's address: unreachable after unreachable_after misses.
 for _ in $(seq 50); do
@@ -133,5 +156,17 @@ for _ in $(seq 50); do
 done
 opget /v1/nodes/n1 | grep -q '"state":"unreachable"' || tc_fail "not unreachable: $(opget /v1/nodes/n1)"
 opget /v1/nodes/n1 | grep -q 'agent.unreachable' || tc_fail "reason"
-stop_coord
 tc_pass "enrolled node challenged, unreachable when its agent is absent"
+
+# Deleted: its certificate (valid by date and chain) no longer works, also after a restart.
+curl -sS --cacert ca/ca.pem --cert op.pem --key op.key -X DELETE -o /dev/null \
+    "https://127.0.0.1:$PORT/v1/nodes/n1" || tc_fail "delete n1"
+code=$(nodeget '/v1/events?since=0')
+[ "$code" = 403 ] || tc_fail "deleted node's certificate: $code"
+grep -q 'refused the certificate of node:n1: no such node' coord.log || tc_fail "no log of the refusal"
+stop_coord
+start_coord <<<"allow_ek_without_cert = true"
+code=$(nodeget '/v1/events?since=0')
+[ "$code" = 403 ] || tc_fail "deleted node's certificate after a restart: $code"
+stop_coord
+tc_pass "a deleted node's certificate is refused, also after a restart"

@@ -11,11 +11,20 @@ agent_alone_ca() {
         -addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign,cRLSign 2>/dev/null
 }
 
-# issue NAME CN [SAN]: NAME.key and NAME.pem from the test CA (server and client use).
+# The trustcloud role EKUs (include/trustcloud/pki.h): coordinator .1, node .2.
+TC_OID_ARC=2.25.277910308806770239075478762848318813545
+
+# issue NAME CN [SAN]: NAME.key and NAME.pem from the test CA (server and client use, plus the
+# role EKU that CN "coordinator" or "node:ID" has in certificates the coordinator issues).
 issue() {
+    local eku=serverAuth,clientAuth
+    case $2 in
+        coordinator) eku=$eku,$TC_OID_ARC.1 ;;
+        node:*) eku=$eku,$TC_OID_ARC.2 ;;
+    esac
     openssl ecparam -name prime256v1 -genkey -noout -out "$1.key" 2>/dev/null
     openssl req -new -key "$1.key" -subj "/CN=$2" -out "$1.csr" 2>/dev/null
-    printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n%s\n' \
+    printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=%s\n%s\n' "$eku" \
         "${3:+subjectAltName=$3}" >"$1.ext"
     openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
         -extfile "$1.ext" -out "$1.pem" 2>/dev/null

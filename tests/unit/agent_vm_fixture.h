@@ -103,6 +103,11 @@ static unsigned agent_vm_call(tc_http_handler h, const char *cn, const char *met
     struct tc_peer peer;
     memset(&peer, 0, sizeof(peer));
     snprintf(peer.cn, sizeof(peer.cn), "%s", cn ? cn : "");
+    /* What tc_tls_peer would find in a certificate issued for that role. */
+    if (cn && strcmp(cn, "coordinator") == 0)
+        peer.roles = TC_PKI_ROLE_COORDINATOR;
+    else if (cn && strncmp(cn, "node:", 5) == 0)
+        peer.roles = TC_PKI_ROLE_NODE;
     struct tc_http_request req = {.method = method,
                                   .path = path,
                                   .body = (const uint8_t *)(body ? body : ""),

@@ -55,9 +55,11 @@ static struct {
     struct fake_node *nodes;
     size_t n;
     unsigned webhooks_ok, webhooks_bad;
+    unsigned webhooks_at_node; /* deliveries that reached a server with a node certificate */
     char last_webhook[2048];
     struct tc_pcr_set pcrs;
     struct tc_httpd *srv;
+    struct tc_httpd *hook; /* the webhook receiver (a certificate of no trustcloud role) */
 } fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void answer_quote(struct fake_node *fn, const struct tc_http_request *req,
@@ -102,6 +104,11 @@ static void agent_handler(void *arg, const struct tc_http_request *req,
                           struct tc_http_response *resp)
 {
     pthread_mutex_lock(&fake.lock);
+    if (strcmp(req->path, "/nodehook") == 0) { /* must never be reached */
+        fake.webhooks_at_node++;
+        tc_http_response_bytes(resp, 204, "text/plain", "", 0);
+        goto out;
+    }
     if (strcmp(req->path, "/hook") == 0) {
         const char *h = tc_http_header(req, "X-Trustcloud-Signature");
         uint8_t mac[32];
@@ -214,6 +221,12 @@ static void engine_end_to_end(void **state)
                      400);
     char sub[256];
     snprintf(sub, sizeof(sub), "{\"url\":\"https://127.0.0.1:%u/hook\",\"secret\":\"" SECRET "\"}",
+             (unsigned)tc_httpd_port(fake.hook));
+    assert_int_equal(op(c, "POST", "/v1/subscribers", sub, NULL), 200);
+    /* A subscriber URL served with a node's certificate: deliveries are refused before the
+     * signed body leaves. */
+    snprintf(sub, sizeof(sub),
+             "{\"url\":\"https://127.0.0.1:%u/nodehook\",\"secret\":\"" SECRET "\"}",
              (unsigned)tc_httpd_port(fake.srv));
     assert_int_equal(op(c, "POST", "/v1/subscribers", sub, NULL), 200);
 
@@ -343,6 +356,7 @@ static void engine_end_to_end(void **state)
     if (nnodes <= 500)
         assert_true(noticed);
     assert_int_equal(fake.webhooks_bad, 0);
+    assert_int_equal(fake.webhooks_at_node, 0);
 
     /* A silent node: its requests time out, it becomes unreachable, the others keep going. */
     pthread_mutex_lock(&fake.lock);
@@ -416,6 +430,7 @@ static int setup(void **state)
     }
     coord_fixture_zero_pcrs(&fake.pcrs);
     fake.srv = coord_fixture_agent_start(&fx, agent_handler, 4096);
+    fake.hook = coord_fixture_server_start(&fx, fx.wh_cert, fx.wh_key, agent_handler, 64);
     return 0;
 }
 
@@ -431,6 +446,7 @@ static int teardown(void **state)
         }
     pthread_mutex_unlock(&fake.lock);
     tc_httpd_free(fake.srv);
+    tc_httpd_free(fake.hook);
     for (size_t i = 0; i < fake.n; i++)
         tc_softak_free(fake.nodes[i].ak);
     free(fake.nodes);

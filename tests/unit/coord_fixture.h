@@ -33,6 +33,7 @@
 struct coord_fixture {
     char dir[64]; /* the temporary directory, holding everything below */
     char ca_dir[512], cacert[512], op_cert[512], op_key[512], ag_cert[512], ag_key[512], conf[512];
+    char wh_cert[512], wh_key[512]; /* a webhook receiver: a server leaf of no trustcloud role */
     struct coord_settings settings; /* of the running coordinator (coord_fixture_start) */
 };
 
@@ -42,7 +43,8 @@ static inline void coord_fixture_path(const struct coord_fixture *f, char *buf, 
     snprintf(buf, 512, "%s/%s", f->dir, name);
 }
 
-/* A new key and a certificate for it from ca (SAN IP:127.0.0.1), written to certpath/keypath. */
+/* A new key and a certificate for it from ca (SAN IP:127.0.0.1, the role EKU its CN implies),
+ * written to certpath/keypath. */
 static inline void coord_fixture_issue(struct tc_pki_ca *ca, const char *cn, unsigned usage,
                                        const char *certpath, const char *keypath)
 {
@@ -50,7 +52,12 @@ static inline void coord_fixture_issue(struct tc_pki_ca *ca, const char *cn, uns
     char *pem = NULL;
     const char *sans[] = {"IP:127.0.0.1", NULL};
     assert_int_equal(tc_pki_key_generate(&key), 0);
-    struct tc_pki_issue_req req = {.cn = cn, .sans = sans, .usage = usage, .pubkey = key};
+    /* The role EKU as `trustcloud ca init|issue` gives it to these CNs. */
+    unsigned role = strcmp(cn, "coordinator") == 0 ? TC_PKI_ROLE_COORDINATOR
+                    : strncmp(cn, "node:", 5) == 0 ? TC_PKI_ROLE_NODE
+                                                   : TC_PKI_ROLE_NONE;
+    struct tc_pki_issue_req req = {
+        .cn = cn, .sans = sans, .usage = usage, .role = role, .pubkey = key};
     assert_int_equal(tc_pki_issue(ca, &req, &pem), 0);
     assert_int_equal(tc_file_write(certpath, pem, strlen(pem), 0644), 0);
     assert_int_equal(tc_pki_key_save(keypath, key), 0);
@@ -60,7 +67,8 @@ static inline void coord_fixture_issue(struct tc_pki_ca *ca, const char *cn, uns
 
 /*
  * Makes the temporary directory (/tmp/NAME.XXXXXX), the CA (ca/) with the coordinator's
- * certificate, an operator ("operator:test") and a fake agent ("node:fake") certificate, and
+ * certificate, an operator ("operator:test"), a fake agent ("node:fake") and a webhook receiver
+ * ("webhook-receiver") certificate, and
  * coord.conf: loopback on a free port, SQLite in the directory, software AKs allowed, warnings
  * only, plus `settings` (lines "key = value\n": interval, timeouts...). Returns 0 or -1.
  */
@@ -79,6 +87,8 @@ static inline int coord_fixture_setup(struct coord_fixture *f, const char *name,
     coord_fixture_path(f, f->op_key, "op.key");
     coord_fixture_path(f, f->ag_cert, "agent.pem");
     coord_fixture_path(f, f->ag_key, "agent.key");
+    coord_fixture_path(f, f->wh_cert, "webhook.pem");
+    coord_fixture_path(f, f->wh_key, "webhook.key");
     coord_fixture_path(f, f->conf, "coord.conf");
     coord_fixture_path(f, cc, "ca/coordinator.pem");
     coord_fixture_path(f, ck, "ca/coordinator.key");
@@ -86,6 +96,7 @@ static inline int coord_fixture_setup(struct coord_fixture *f, const char *name,
     coord_fixture_issue(ca, "coordinator", TC_PKI_USAGE_BOTH, cc, ck);
     coord_fixture_issue(ca, "operator:test", TC_PKI_USAGE_CLIENT, f->op_cert, f->op_key);
     coord_fixture_issue(ca, "node:fake", TC_PKI_USAGE_BOTH, f->ag_cert, f->ag_key);
+    coord_fixture_issue(ca, "webhook-receiver", TC_PKI_USAGE_BOTH, f->wh_cert, f->wh_key);
     tc_pki_ca_free(ca);
     snprintf(conf, sizeof(conf),
              "[coordinator]\nport = 0\ndb = sqlite:%s/c.db\nca_dir = ca\n"
@@ -188,6 +199,20 @@ static inline void coord_fixture_zero_pcrs(struct tc_pcr_set *pcrs)
 
 /* The fake agent's HTTPS server (the agent certificate, clients of the test CA), one handler
  * for every path, started. */
+static inline struct tc_httpd *coord_fixture_server_start(const struct coord_fixture *f,
+                                                          const char *cert, const char *key,
+                                                          tc_http_handler handler,
+                                                          unsigned max_connections)
+{
+    struct tc_httpd *srv = NULL;
+    struct tc_httpd_config hc = {.tls = {.cert_file = cert, .key_file = key, .ca_file = f->cacert},
+                                 .max_connections = max_connections};
+    assert_int_equal(tc_httpd_new(&hc, &srv), 0);
+    assert_int_equal(tc_httpd_route(srv, NULL, "/", handler, NULL, 0), 0);
+    assert_int_equal(tc_httpd_start(srv), 0);
+    return srv;
+}
+
 static inline struct tc_httpd *coord_fixture_agent_start(const struct coord_fixture *f,
                                                          tc_http_handler handler,
                                                          unsigned max_connections)
