@@ -23,6 +23,7 @@ export TPM2TOOLS_TCTI=$TC_TCTI_enr
 start_coord() { # extra config lines on stdin
     { printf '[coordinator]\nport = 0\ndb = sqlite:%s/c.db\nca_dir = ca\n' "$TC_TMP"
       printf 'interval = 300ms\nrequest_timeout = 500ms\nunreachable_after = 2\n'; cat; } >c.conf
+    : >coord.log # exists before the background job opens it (the loop below reads it at once)
     "$COORD" -c c.conf 2>coord.log &
     COORD_PID=$!
     TC_PIDS+=("$COORD_PID")
