@@ -176,8 +176,8 @@ int tc_gc_error_parse(const uint8_t *p, size_t len, struct tc_gc_error *out,
 void tc_gc_answer_release(struct tc_gc_answer *a);
 
 /* Encoders: one whole frame appended to out (the payload as the parsers above want it).
- * hello: agent NULL or "" for the host's; ak_pub may be NULL. request: selection_text must
- * parse (tc_pcrs_parse_selection). answer: pcrs may be empty; ima / eventlog NULL for none. */
+ * hello: agent NULL or "" and caps 0 for the host's; ak_pub may be NULL. request:
+ * selection_text must parse (tc_pcrs_parse_selection). answer: pcrs may be empty; ima / eventlog NULL for none. */
 int tc_gc_hello_encode(const char *agent, unsigned caps, const uint8_t *ak_pub, size_t ak_pub_len,
                        struct tc_buf *out);
 int tc_gc_request_encode(const struct tc_gc_request *req, struct tc_buf *out);

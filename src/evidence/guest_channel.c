@@ -637,9 +637,12 @@ int tc_gc_hello_encode(const char *agent, unsigned caps, const uint8_t *ak_pub, 
     if (o == NULL)
         return TC_ERR_ALLOC;
     int rc = 0;
-    if (agent != NULL && agent[0] != '\0') {
+    if (agent != NULL && agent[0] != '\0' &&
+        json_object_set_new(o, "agent", json_string(agent)) != 0)
+        rc = TC_ERR_ALLOC;
+    if (rc == 0 && caps != 0) {
         json_t *c = json_array();
-        if (json_object_set_new(o, "agent", json_string(agent)) != 0 || c == NULL ||
+        if (c == NULL ||
             ((caps & TC_GC_CAP_QUOTE) && json_array_append_new(c, json_string("quote")) != 0) ||
             ((caps & TC_GC_CAP_IMA) && json_array_append_new(c, json_string("ima")) != 0) ||
             ((caps & TC_GC_CAP_EVENTLOG) &&

@@ -123,6 +123,10 @@ static int guest_ak(struct guest *g)
                   tc_strerror(rc));
         return rc;
     }
+    /* The persistent object is the AK from now on: describe it as a later start will. */
+    tc_tpm_key_release(g->tpm, &g->ak);
+    if ((rc = tc_tpm_key_from_persistent(g->tpm, TC_GC_AK_HANDLE, &g->ak)) != 0)
+        return rc;
     LOG_INFO("AK: created under the EK, persistent at 0x%08x", TC_GC_AK_HANDLE);
     return 0;
 }
@@ -397,6 +401,9 @@ int main(int argc, char **argv)
     g.opts.ima_path = "/sys/kernel/security/ima/binary_runtime_measurements";
     g.opts.eventlog_path = "/sys/kernel/security/tpm0/binary_bios_measurements";
     g.opts.state_dir = "/var/lib/trustcloud-guest";
+    /* What it does is worth a line on the guest's console (TC_LOG_LEVEL still decides). */
+    if (getenv("TC_LOG_LEVEL") == NULL)
+        tc_log_set_level(TC_LOG_INFO);
     int c;
     while ((c = getopt_long(argc, argv, "p:t:i:e:s:ovhV", opts, NULL)) != -1) {
         switch (c) {
