@@ -40,7 +40,7 @@
 #define TC_GC_AK_HANDLE 0x81010003u
 
 enum tc_gc_type {
-    TC_GC_HELLO = 1,        /* both ways: the host opens a session, the guest says who it is */
+    TC_GC_HELLO = 1,         /* both ways: the host opens a session, the guest says who it is */
     TC_GC_QUOTE_REQUEST = 2, /* host -> guest */
     TC_GC_QUOTE_ANSWER = 3,  /* guest -> host */
     TC_GC_ERROR = 4,         /* both ways: a request that could not be answered */
@@ -48,12 +48,12 @@ enum tc_gc_type {
 
 /* Payload caps by type. The answer carries an IMA delta and a UEFI log (base64, so 16 MiB of
  * frame hold about 12 MiB of logs). */
-#define TC_GC_MAX_SMALL (4u << 10)    /* hello, request, error */
-#define TC_GC_MAX_ANSWER (16u << 20)  /* quote answer */
-#define TC_GC_MAX_NONCE 64            /* TPM2B_DATA limit for qualifyingData */
-#define TC_GC_MAX_SELECTION_TEXT 256  /* "sha256:0,1,...+sha1:..." */
-#define TC_GC_MAX_TEXT 256            /* agent, check, error texts */
-#define TC_GC_MAX_CAPS 16             /* capability strings in a hello */
+#define TC_GC_MAX_SMALL (4u << 10)       /* hello, request, error */
+#define TC_GC_MAX_ANSWER (16u << 20)     /* quote answer */
+#define TC_GC_MAX_NONCE 64               /* TPM2B_DATA limit for qualifyingData */
+#define TC_GC_MAX_SELECTION_TEXT 256     /* "sha256:0,1,...+sha1:..." */
+#define TC_GC_MAX_TEXT 256               /* agent, check, error texts */
+#define TC_GC_MAX_CAPS 16                /* capability strings in a hello */
 #define TC_GC_MAX_ID 0x1fffffffffffffULL /* request ids: exact in every JSON number parser */
 #define TC_GC_MAX_IMA_POS 100000000ULL   /* IMA positions, far above any real list */
 
@@ -125,7 +125,7 @@ struct tc_gc_hello {
 struct tc_gc_request {
     uint64_t id; /* 1..TC_GC_MAX_ID, echoed by the answer or error */
     uint8_t nonce[TC_GC_MAX_NONCE];
-    size_t nonce_len; /* 1..64 */
+    size_t nonce_len;            /* 1..64 */
     struct tc_pcr_set selection; /* banks and masks only */
     char selection_text[TC_GC_MAX_SELECTION_TEXT + 1];
     uint64_t ima_from;
@@ -164,20 +164,19 @@ struct tc_gc_error {
  * missing or unknown member), TC_ERR_TOO_LARGE (a member above its cap), TC_ERR_UNSUPPORTED
  * (hello version, PCR bank), TC_ERR_ALLOC; why's check is "guest.payload" (or
  * "guest.version") and its detail names the member. */
-int tc_gc_hello_parse(const uint8_t *p, size_t len, struct tc_gc_hello *out,
-                      struct tc_reason *why);
+int tc_gc_hello_parse(const uint8_t *p, size_t len, struct tc_gc_hello *out, struct tc_reason *why);
 int tc_gc_request_parse(const uint8_t *p, size_t len, struct tc_gc_request *out,
                         struct tc_reason *why);
 int tc_gc_answer_parse(const uint8_t *p, size_t len, struct tc_gc_answer *out,
                        struct tc_reason *why);
-int tc_gc_error_parse(const uint8_t *p, size_t len, struct tc_gc_error *out,
-                      struct tc_reason *why);
+int tc_gc_error_parse(const uint8_t *p, size_t len, struct tc_gc_error *out, struct tc_reason *why);
 /* Frees and clears; NULL is a no-op. */
 void tc_gc_answer_release(struct tc_gc_answer *a);
 
 /* Encoders: one whole frame appended to out (the payload as the parsers above want it).
  * hello: agent NULL or "" and caps 0 for the host's; ak_pub may be NULL. request:
- * selection_text must parse (tc_pcrs_parse_selection). answer: pcrs may be empty; ima / eventlog NULL for none. */
+ * selection_text must parse (tc_pcrs_parse_selection). answer: pcrs may be empty; ima / eventlog
+ * NULL for none. */
 int tc_gc_hello_encode(const char *agent, unsigned caps, const uint8_t *ak_pub, size_t ak_pub_len,
                        struct tc_buf *out);
 int tc_gc_request_encode(const struct tc_gc_request *req, struct tc_buf *out);

@@ -41,8 +41,8 @@ static int guest_connect(const char *path, int *fd_out, struct tc_reason *why)
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
         int e = errno;
         close(fd);
-        return tc_fail(why, TC_ERR_IO, "guest.connect", -1, "cannot connect to the guest's channel: %s",
-                       strerror(e));
+        return tc_fail(why, TC_ERR_IO, "guest.connect", -1,
+                       "cannot connect to the guest's channel: %s", strerror(e));
     }
     *fd_out = fd;
     return 0;
@@ -123,8 +123,8 @@ static int read_frame(int fd, struct tc_gc_decoder *dec, long long deadline, con
             off += used;
             if (fr == 1 && off < (size_t)n)
                 /* The guest speaks only when asked: bytes after the frame are not ours. */
-                return tc_fail(why, TC_ERR_POLICY, "guest.unexpected", -1,
-                               "%zu bytes after the %s", (size_t)n - off, waiting);
+                return tc_fail(why, TC_ERR_POLICY, "guest.unexpected", -1, "%zu bytes after the %s",
+                               (size_t)n - off, waiting);
             if (fr == 1)
                 break;
         }
@@ -196,8 +196,8 @@ int agent_guest_quote(const char *path, const struct tc_gc_request *req, int dea
         goto out;
     }
     if (type != TC_GC_QUOTE_ANSWER) {
-        rc = tc_fail(why, TC_ERR_POLICY, "guest.unexpected", -1,
-                     "a %s instead of a quote answer", tc_gc_type_name(type));
+        rc = tc_fail(why, TC_ERR_POLICY, "guest.unexpected", -1, "a %s instead of a quote answer",
+                     tc_gc_type_name(type));
         goto out;
     }
     if ((rc = tc_gc_answer_parse(p, len, answer, why)) != 0)

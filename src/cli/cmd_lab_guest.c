@@ -108,12 +108,15 @@ static void save(const char *dir, const char *sock_tag, long round, const char *
 
 int lab_guest_quote_main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"socket", required_argument, NULL, 's'},     {"nonce", required_argument, NULL, 'n'},
-        {"pcrs", required_argument, NULL, 'p'},       {"eventlog", no_argument, NULL, 'e'},
-        {"rounds", required_argument, NULL, 'r'},     {"timeout-ms", required_argument, NULL, 't'},
-        {"out", required_argument, NULL, 'o'},        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
+                                         {"nonce", required_argument, NULL, 'n'},
+                                         {"pcrs", required_argument, NULL, 'p'},
+                                         {"eventlog", no_argument, NULL, 'e'},
+                                         {"rounds", required_argument, NULL, 'r'},
+                                         {"timeout-ms", required_argument, NULL, 't'},
+                                         {"out", required_argument, NULL, 'o'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     struct gq_args a;
     memset(&a, 0, sizeof(a));
     a.selection = "sha256:0,1,2,3,4,5,6,7,8,9,10";
@@ -172,10 +175,9 @@ int lab_guest_quote_main(int argc, char **argv)
         fprintf(stderr, "trustcloud lab guest-quote: bad PCR selection '%s'\n", a.selection);
         return TC_EXIT_USAGE;
     }
-    if (a.nonce_hex != NULL &&
-        (tc_hex_decode(a.nonce_hex, strlen(a.nonce_hex), req.nonce, sizeof(req.nonce),
-                       &req.nonce_len) != 0 ||
-         req.nonce_len == 0)) {
+    if (a.nonce_hex != NULL && (tc_hex_decode(a.nonce_hex, strlen(a.nonce_hex), req.nonce,
+                                              sizeof(req.nonce), &req.nonce_len) != 0 ||
+                                req.nonce_len == 0)) {
         fprintf(stderr, "trustcloud lab guest-quote: --nonce: 1..64 bytes of hex\n");
         return TC_EXIT_USAGE;
     }
@@ -201,8 +203,8 @@ int lab_guest_quote_main(int argc, char **argv)
             tc_reason_clear(&why);
             memset(&res, 0, sizeof(res));
             json_t *line = json_pack("{s:s,s:i}", "socket", a.sockets[s], "round", (int)round);
-            int rc = agent_guest_quote(a.sockets[s], &req, (int)a.timeout_ms, &hello, &ans, &t,
-                                       &why);
+            int rc =
+                agent_guest_quote(a.sockets[s], &req, (int)a.timeout_ms, &hello, &ans, &t, &why);
             if (rc == 0) {
                 save(a.out_dir, tag, round, "attest", ans.attest, ans.attest_len);
                 save(a.out_dir, tag, round, "sig", ans.sig, ans.sig_len);
@@ -227,9 +229,8 @@ int lab_guest_quote_main(int argc, char **argv)
                 json_object_set_new(line, "answer_ms", json_real((double)t.answer_us / 1000));
                 json_object_set_new(line, "answer_bytes", json_integer((json_int_t)t.answer_bytes));
                 json_object_set_new(line, "ima",
-                                    json_pack("{s:I,s:I,s:I}", "first",
-                                              (json_int_t)ans.ima_first, "next",
-                                              (json_int_t)ans.ima_next, "verified",
+                                    json_pack("{s:I,s:I,s:I}", "first", (json_int_t)ans.ima_first,
+                                              "next", (json_int_t)ans.ima_next, "verified",
                                               (json_int_t)res.ima_entries));
                 json_object_set_new(line, "eventlog_bytes",
                                     json_integer((json_int_t)ans.eventlog_len));

@@ -53,11 +53,18 @@ int tc_gc_frame_encode(unsigned type, const void *payload, size_t len, struct tc
         return TC_ERR_INVALID_ARG;
     if (len > cap)
         return TC_ERR_TOO_LARGE;
-    uint8_t h[TC_GC_HEADER_LEN] = {
-        (uint8_t)(TC_GC_MAGIC >> 24), (uint8_t)(TC_GC_MAGIC >> 16), (uint8_t)(TC_GC_MAGIC >> 8),
-        (uint8_t)TC_GC_MAGIC,         TC_GC_VERSION,                (uint8_t)type,
-        0,                            0,                            (uint8_t)(len >> 24),
-        (uint8_t)(len >> 16),         (uint8_t)(len >> 8),          (uint8_t)len};
+    uint8_t h[TC_GC_HEADER_LEN] = {(uint8_t)(TC_GC_MAGIC >> 24),
+                                   (uint8_t)(TC_GC_MAGIC >> 16),
+                                   (uint8_t)(TC_GC_MAGIC >> 8),
+                                   (uint8_t)TC_GC_MAGIC,
+                                   TC_GC_VERSION,
+                                   (uint8_t)type,
+                                   0,
+                                   0,
+                                   (uint8_t)(len >> 24),
+                                   (uint8_t)(len >> 16),
+                                   (uint8_t)(len >> 8),
+                                   (uint8_t)len};
     int rc = tc_buf_put(out, h, sizeof(h));
     if (rc == 0 && len > 0)
         rc = tc_buf_put(out, payload, len);
@@ -100,16 +107,15 @@ static int check_header(struct tc_gc_decoder *d, struct tc_reason *why)
                        "protocol version %u (this side speaks %u)", version, TC_GC_VERSION);
     size_t cap = tc_gc_type_cap(type);
     if (cap == 0)
-        return tc_fail(why, TC_ERR_UNSUPPORTED, "guest.type", -1, "unknown message type %u",
-                       type);
+        return tc_fail(why, TC_ERR_UNSUPPORTED, "guest.type", -1, "unknown message type %u", type);
     if (reserved != 0)
         return tc_fail(why, TC_ERR_FORMAT, "guest.frame", -1, "reserved header bits 0x%04x set",
                        reserved);
     if (d->max_payload != 0 && d->max_payload < cap)
         cap = d->max_payload;
     if (length > cap)
-        return tc_fail(why, TC_ERR_TOO_LARGE, "guest.too_large", -1,
-                       "%s of %u bytes (at most %zu)", tc_gc_type_name(type), length, cap);
+        return tc_fail(why, TC_ERR_TOO_LARGE, "guest.too_large", -1, "%s of %u bytes (at most %zu)",
+                       tc_gc_type_name(type), length, cap);
     d->type = type;
     d->length = length;
     tc_buf_release(&d->payload);
@@ -202,15 +208,14 @@ int tc_gc_decoder_finish(const struct tc_gc_decoder *d, struct tc_reason *why)
 /* ---- Payload members --------------------------------------------------------------------- */
 
 /* The payload as one JSON object, refused unless every member is in allowed (NULL-ended). */
-static int load_object(const uint8_t *p, size_t len, const char *what,
-                       const char *const *allowed, json_t **out, struct tc_reason *why)
+static int load_object(const uint8_t *p, size_t len, const char *what, const char *const *allowed,
+                       json_t **out, struct tc_reason *why)
 {
     *out = NULL;
     json_error_t err;
     json_t *o = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, &err);
     if (o == NULL)
-        return tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1, "%s: not JSON: %s", what,
-                       err.text);
+        return tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1, "%s: not JSON: %s", what, err.text);
     if (!json_is_object(o)) {
         json_decref(o);
         return tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1, "%s: not a JSON object", what);
@@ -224,9 +229,11 @@ static int load_object(const uint8_t *p, size_t len, const char *what,
             if (strcmp(allowed[i], key) == 0)
                 break;
         if (allowed[i] == NULL) {
+            /* key lives in o: the reason first. */
+            int rc = tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1,
+                             "%s: unknown member \"%.40s\"", what, key);
             json_decref(o);
-            return tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1, "%s: unknown member \"%.40s\"",
-                           what, key);
+            return rc;
         }
     }
     *out = o;
@@ -234,8 +241,8 @@ static int load_object(const uint8_t *p, size_t len, const char *what,
 }
 
 /* An integer member in [lo, hi]. */
-static int get_uint(const json_t *o, const char *what, const char *name, bool required,
-                    uint64_t lo, uint64_t hi, uint64_t *out, struct tc_reason *why)
+static int get_uint(const json_t *o, const char *what, const char *name, bool required, uint64_t lo,
+                    uint64_t hi, uint64_t *out, struct tc_reason *why)
 {
     *out = 0;
     const json_t *v = json_object_get(o, name);
@@ -245,8 +252,7 @@ static int get_uint(const json_t *o, const char *what, const char *name, bool re
         return tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1, "%s.%s: missing", what, name);
     }
     if (!json_is_integer(v))
-        return tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1, "%s.%s: not an integer", what,
-                       name);
+        return tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1, "%s.%s: not an integer", what, name);
     json_int_t n = json_integer_value(v);
     if (n < 0 || (uint64_t)n < lo || (uint64_t)n > hi)
         return tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1, "%s.%s: %lld out of range", what,
@@ -274,16 +280,15 @@ static int get_string(const json_t *o, const char *what, const char *name, bool 
         return tc_fail(why, TC_ERR_TOO_LARGE, CHECK_PAYLOAD, -1,
                        "%s.%s: %zu characters (at most %zu)", what, name, n, max);
     if (memchr(json_string_value(v), '\0', n) != NULL)
-        return tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1, "%s.%s: contains a NUL", what,
-                       name);
+        return tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1, "%s.%s: contains a NUL", what, name);
     *s = json_string_value(v);
     *slen = n;
     return 0;
 }
 
 /* A text member copied into out[cap] (NUL-terminated). */
-static int get_text(const json_t *o, const char *what, const char *name, bool required,
-                    char *out, size_t cap, struct tc_reason *why)
+static int get_text(const json_t *o, const char *what, const char *name, bool required, char *out,
+                    size_t cap, struct tc_reason *why)
 {
     const char *s;
     size_t n;
@@ -297,8 +302,8 @@ static int get_text(const json_t *o, const char *what, const char *name, bool re
 }
 
 /* A base64 member decoded into at most max bytes (malloc'd). */
-static int get_b64(const json_t *o, const char *what, const char *name, bool required,
-                   size_t max, uint8_t **out, size_t *out_len, struct tc_reason *why)
+static int get_b64(const json_t *o, const char *what, const char *name, bool required, size_t max,
+                   uint8_t **out, size_t *out_len, struct tc_reason *why)
 {
     *out = NULL;
     *out_len = 0;
@@ -375,8 +380,8 @@ static int get_pcrs(const json_t *o, const char *what, struct tc_pcr_set *out,
             uint8_t d[TC_MAX_DIGEST];
             size_t dl;
             if (!json_is_string(val) ||
-                tc_hex_decode(json_string_value(val), json_string_length(val), d, sizeof(d),
-                              &dl) != 0 ||
+                tc_hex_decode(json_string_value(val), json_string_length(val), d, sizeof(d), &dl) !=
+                    0 ||
                 dl != alg->size)
                 return tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1,
                                "%s.pcrs.%s.%u: not %zu bytes of hex", what, bank, pcr, alg->size);
@@ -390,8 +395,7 @@ static int get_pcrs(const json_t *o, const char *what, struct tc_pcr_set *out,
 
 /* ---- Parsers ----------------------------------------------------------------------------- */
 
-int tc_gc_hello_parse(const uint8_t *p, size_t len, struct tc_gc_hello *out,
-                      struct tc_reason *why)
+int tc_gc_hello_parse(const uint8_t *p, size_t len, struct tc_gc_hello *out, struct tc_reason *why)
 {
     static const char *const allowed[] = {"version", "agent", "capabilities", "ak_pub", NULL};
     memset(out, 0, sizeof(*out));
@@ -417,8 +421,7 @@ int tc_gc_hello_parse(const uint8_t *p, size_t len, struct tc_gc_hello *out,
     if (caps != NULL) {
         if (!json_is_array(caps) || json_array_size(caps) > TC_GC_MAX_CAPS) {
             rc = tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1,
-                         "hello.capabilities: not an array of at most %d strings",
-                         TC_GC_MAX_CAPS);
+                         "hello.capabilities: not an array of at most %d strings", TC_GC_MAX_CAPS);
             goto out;
         }
         size_t i;
@@ -462,8 +465,8 @@ out:
 int tc_gc_request_parse(const uint8_t *p, size_t len, struct tc_gc_request *out,
                         struct tc_reason *why)
 {
-    static const char *const allowed[] = {"id", "nonce", "pcr_selection", "ima_from",
-                                          "want_eventlog", NULL};
+    static const char *const allowed[] = {"id",       "nonce",         "pcr_selection",
+                                          "ima_from", "want_eventlog", NULL};
     memset(out, 0, sizeof(*out));
     json_t *o;
     int rc = load_object(p, len, "request", allowed, &o, why);
@@ -476,8 +479,8 @@ int tc_gc_request_parse(const uint8_t *p, size_t len, struct tc_gc_request *out,
     if ((rc = get_string(o, "request", "nonce", true, 2 * TC_GC_MAX_NONCE, &s, &n, why)) != 0)
         goto out;
     if (n == 0 || tc_hex_decode(s, n, out->nonce, sizeof(out->nonce), &out->nonce_len) != 0) {
-        rc = tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1,
-                     "request.nonce: not 1..%d bytes of hex", TC_GC_MAX_NONCE);
+        rc = tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1, "request.nonce: not 1..%d bytes of hex",
+                     TC_GC_MAX_NONCE);
         goto out;
     }
     if ((rc = get_text(o, "request", "pcr_selection", true, out->selection_text,
@@ -485,9 +488,9 @@ int tc_gc_request_parse(const uint8_t *p, size_t len, struct tc_gc_request *out,
         goto out;
     if (tc_pcrs_parse_selection(out->selection_text, &out->selection) != 0 ||
         out->selection.nbanks == 0) {
-        rc = tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1,
-                     "request.pcr_selection: \"%.64s\" is not a PCR selection",
-                     out->selection_text);
+        rc =
+            tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1,
+                    "request.pcr_selection: \"%.64s\" is not a PCR selection", out->selection_text);
         goto out;
     }
     for (size_t i = 0; i < out->selection.nbanks; i++)
@@ -522,8 +525,8 @@ void tc_gc_answer_release(struct tc_gc_answer *a)
 int tc_gc_answer_parse(const uint8_t *p, size_t len, struct tc_gc_answer *out,
                        struct tc_reason *why)
 {
-    static const char *const allowed[] = {"id", "attest", "signature", "pcrs", "ima",
-                                          "eventlog", NULL};
+    static const char *const allowed[] = {"id",  "attest",   "signature", "pcrs",
+                                          "ima", "eventlog", NULL};
     static const char *const ima_allowed[] = {"first", "next", "list", NULL};
     memset(out, 0, sizeof(*out));
     json_t *o;
@@ -532,8 +535,7 @@ int tc_gc_answer_parse(const uint8_t *p, size_t len, struct tc_gc_answer *out,
         return rc;
     if ((rc = get_uint(o, "answer", "id", true, 1, TC_GC_MAX_ID, &out->id, why)) != 0)
         goto out;
-    if ((rc = get_b64(o, "answer", "attest", true, 1024, &out->attest, &out->attest_len, why)) !=
-        0)
+    if ((rc = get_b64(o, "answer", "attest", true, 1024, &out->attest, &out->attest_len, why)) != 0)
         goto out;
     if ((rc = get_b64(o, "answer", "signature", true, 1024, &out->sig, &out->sig_len, why)) != 0)
         goto out;
@@ -565,12 +567,12 @@ int tc_gc_answer_parse(const uint8_t *p, size_t len, struct tc_gc_answer *out,
         goto out;
     if (out->ima_next < out->ima_first) {
         rc = tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1,
-                     "answer.ima: next %llu before first %llu",
-                     (unsigned long long)out->ima_next, (unsigned long long)out->ima_first);
+                     "answer.ima: next %llu before first %llu", (unsigned long long)out->ima_next,
+                     (unsigned long long)out->ima_first);
         goto out;
     }
-    if ((rc = get_b64(ima, "answer.ima", "list", false, TC_GC_MAX_ANSWER, &out->ima,
-                      &out->ima_len, why)) != 0)
+    if ((rc = get_b64(ima, "answer.ima", "list", false, TC_GC_MAX_ANSWER, &out->ima, &out->ima_len,
+                      why)) != 0)
         goto out;
     if ((out->ima == NULL) != (out->ima_next == out->ima_first)) {
         rc = tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1,
@@ -586,8 +588,7 @@ out:
     return rc;
 }
 
-int tc_gc_error_parse(const uint8_t *p, size_t len, struct tc_gc_error *out,
-                      struct tc_reason *why)
+int tc_gc_error_parse(const uint8_t *p, size_t len, struct tc_gc_error *out, struct tc_reason *why)
 {
     static const char *const allowed[] = {"id", "check", "error", NULL};
     memset(out, 0, sizeof(*out));
@@ -676,8 +677,8 @@ int tc_gc_request_encode(const struct tc_gc_request *req, struct tc_buf *out)
 int tc_gc_answer_encode(const struct tc_gc_answer *a, struct tc_buf *out)
 {
     json_t *pcrs = tc_pcrs_to_json(&a->pcrs);
-    json_t *ima = json_pack("{s:I,s:I}", "first", (json_int_t)a->ima_first, "next",
-                            (json_int_t)a->ima_next);
+    json_t *ima =
+        json_pack("{s:I,s:I}", "first", (json_int_t)a->ima_first, "next", (json_int_t)a->ima_next);
     json_t *o = json_pack("{s:I,s:o,s:o}", "id", (json_int_t)a->id, "pcrs", pcrs, "ima", ima);
     if (o == NULL)
         return TC_ERR_ALLOC;
@@ -701,6 +702,5 @@ int tc_gc_error_encode(uint64_t id, const char *check, const char *error, struct
     snprintf(c, sizeof(c), "%s", check);
     snprintf(e, sizeof(e), "%s", error);
     return put_frame(TC_GC_ERROR,
-                     json_pack("{s:I,s:s,s:s}", "id", (json_int_t)id, "check", c, "error", e),
-                     out);
+                     json_pack("{s:I,s:s,s:s}", "id", (json_int_t)id, "check", c, "error", e), out);
 }

@@ -119,8 +119,7 @@ static int guest_ak(struct guest *g)
         return rc;
     }
     if ((rc = tc_tpm_key_persist(g->tpm, &g->ak, TC_GC_AK_HANDLE)) != 0) {
-        LOG_ERROR("cannot make the AK persistent at 0x%08x: %s", TC_GC_AK_HANDLE,
-                  tc_strerror(rc));
+        LOG_ERROR("cannot make the AK persistent at 0x%08x: %s", TC_GC_AK_HANDLE, tc_strerror(rc));
         return rc;
     }
     /* The persistent object is the AK from now on: describe it as a later start will. */
@@ -212,13 +211,13 @@ static int answer_request(struct guest *g, const struct tc_gc_request *req, stru
         access(g->opts.eventlog_path, F_OK) == 0) {
         rc = tc_file_read(g->opts.eventlog_path, GUEST_LOG_BUDGET, &evlog, &evlog_len);
         if (rc) {
-            tc_fail(&why, rc, "guest.eventlog", -1, "cannot read %s: %s",
-                    g->opts.eventlog_path, tc_strerror(rc));
+            tc_fail(&why, rc, "guest.eventlog", -1, "cannot read %s: %s", g->opts.eventlog_path,
+                    tc_strerror(rc));
             goto out;
         }
     }
-    if ((rc = ima_delta(g->opts.ima_path, req->ima_from, GUEST_LOG_BUDGET - evlog_len,
-                        &a.ima_first, &a.ima_next, &ima, &why)) != 0)
+    if ((rc = ima_delta(g->opts.ima_path, req->ima_from, GUEST_LOG_BUDGET - evlog_len, &a.ima_first,
+                        &a.ima_next, &ima, &why)) != 0)
         goto out;
     a.id = req->id;
     a.attest = q.attest;
@@ -454,7 +453,7 @@ int main(int argc, char **argv)
 
     /* The kernel started a device TPM already; anything else (a swtpm in a test) gets Startup. */
     int rc = strncmp(g.opts.tcti, "device", 6) == 0 ? tc_tpm_open_started(g.opts.tcti, &g.tpm)
-                                                     : tc_tpm_open(g.opts.tcti, &g.tpm);
+                                                    : tc_tpm_open(g.opts.tcti, &g.tpm);
     if (rc) {
         LOG_ERROR("cannot open the TPM at %s: %s", g.opts.tcti, tc_strerror(rc));
         return 1;

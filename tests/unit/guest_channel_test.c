@@ -294,8 +294,9 @@ static void test_hello(void **state)
     assert_int_equal(h.caps, 0);
     tc_buf_release(&b);
 
-    expect_payload(TC_GC_HELLO, "{\"version\":1,\"capabilities\":[\"quote\",\"teleport\"],"
-                                "\"ak_pub\":\"AAEC\"}",
+    expect_payload(TC_GC_HELLO,
+                   "{\"version\":1,\"capabilities\":[\"quote\",\"teleport\"],"
+                   "\"ak_pub\":\"AAEC\"}",
                    0, NULL); /* unknown capability ignored */
     expect_payload(TC_GC_HELLO, "{\"version\":2}", TC_ERR_UNSUPPORTED, "version");
     expect_payload(TC_GC_HELLO, "{}", TC_ERR_FORMAT, "version");
@@ -363,19 +364,20 @@ static void test_request(void **state)
                    TC_ERR_FORMAT, "id");
     expect_payload(TC_GC_QUOTE_REQUEST, "{\"id\":1,\"nonce\":\"\",\"pcr_selection\":\"sha256:10\"}",
                    TC_ERR_FORMAT, "nonce");
-    expect_payload(TC_GC_QUOTE_REQUEST, "{\"id\":1,\"nonce\":\"0\",\"pcr_selection\":\"sha256:10\"}",
-                   TC_ERR_FORMAT, "nonce");
-    expect_payload(TC_GC_QUOTE_REQUEST, "{\"id\":1,\"nonce\":\"zz\",\"pcr_selection\":\"sha256:10\"}",
-                   TC_ERR_FORMAT, "nonce");
+    expect_payload(TC_GC_QUOTE_REQUEST,
+                   "{\"id\":1,\"nonce\":\"0\",\"pcr_selection\":\"sha256:10\"}", TC_ERR_FORMAT,
+                   "nonce");
+    expect_payload(TC_GC_QUOTE_REQUEST,
+                   "{\"id\":1,\"nonce\":\"zz\",\"pcr_selection\":\"sha256:10\"}", TC_ERR_FORMAT,
+                   "nonce");
     char nonce65[256];
     snprintf(nonce65, sizeof(nonce65),
              "{\"id\":1,\"nonce\":\"%0130d\",\"pcr_selection\":\"sha256:10\"}", 0);
     expect_payload(TC_GC_QUOTE_REQUEST, nonce65, TC_ERR_TOO_LARGE, "nonce");
     expect_payload(TC_GC_QUOTE_REQUEST, "{\"id\":1,\"nonce\":\"00\"}", TC_ERR_FORMAT,
                    "pcr_selection");
-    expect_payload(TC_GC_QUOTE_REQUEST,
-                   "{\"id\":1,\"nonce\":\"00\",\"pcr_selection\":\"md5:10\"}", TC_ERR_FORMAT,
-                   "pcr_selection");
+    expect_payload(TC_GC_QUOTE_REQUEST, "{\"id\":1,\"nonce\":\"00\",\"pcr_selection\":\"md5:10\"}",
+                   TC_ERR_FORMAT, "pcr_selection");
     expect_payload(TC_GC_QUOTE_REQUEST,
                    "{\"id\":1,\"nonce\":\"00\",\"pcr_selection\":\"sha256:10\",\"ima_from\":-5}",
                    TC_ERR_FORMAT, "ima_from");
@@ -466,12 +468,14 @@ static void test_answer(void **state)
     expect_payload(TC_GC_QUOTE_ANSWER,
                    ANSWER("\"pcrs\":{\"SHA256\":{}},\"ima\":{\"first\":0,\"next\":0}}"),
                    TC_ERR_UNSUPPORTED, "SHA256");
-    expect_payload(TC_GC_QUOTE_ANSWER,
-                   ANSWER("\"pcrs\":{\"sha256\":{\"24\":\"00\"}},\"ima\":{\"first\":0,\"next\":0}}"),
-                   TC_ERR_FORMAT, "index");
-    expect_payload(TC_GC_QUOTE_ANSWER,
-                   ANSWER("\"pcrs\":{\"sha256\":{\"01\":\"00\"}},\"ima\":{\"first\":0,\"next\":0}}"),
-                   TC_ERR_FORMAT, "index");
+    expect_payload(
+        TC_GC_QUOTE_ANSWER,
+        ANSWER("\"pcrs\":{\"sha256\":{\"24\":\"00\"}},\"ima\":{\"first\":0,\"next\":0}}"),
+        TC_ERR_FORMAT, "index");
+    expect_payload(
+        TC_GC_QUOTE_ANSWER,
+        ANSWER("\"pcrs\":{\"sha256\":{\"01\":\"00\"}},\"ima\":{\"first\":0,\"next\":0}}"),
+        TC_ERR_FORMAT, "index");
     expect_payload(TC_GC_QUOTE_ANSWER,
                    ANSWER("\"pcrs\":{\"sha256\":{\"1\":\"00\"}},\"ima\":{\"first\":0,\"next\":0}}"),
                    TC_ERR_FORMAT, "32 bytes");
@@ -534,10 +538,14 @@ static void test_error(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_encode_matches_text), cmocka_unit_test(test_decode_pieces),
-        cmocka_unit_test(test_header_refusals),     cmocka_unit_test(test_truncation_everywhere),
-        cmocka_unit_test(test_hello),               cmocka_unit_test(test_request),
-        cmocka_unit_test(test_answer),              cmocka_unit_test(test_error),
+        cmocka_unit_test(test_encode_matches_text),
+        cmocka_unit_test(test_decode_pieces),
+        cmocka_unit_test(test_header_refusals),
+        cmocka_unit_test(test_truncation_everywhere),
+        cmocka_unit_test(test_hello),
+        cmocka_unit_test(test_request),
+        cmocka_unit_test(test_answer),
+        cmocka_unit_test(test_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
