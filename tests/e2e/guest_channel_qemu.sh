@@ -10,7 +10,7 @@
 # The saved quote is checked again with `trustcloud quote verify` (and refused under another
 # nonce). Hostile guests (garbage, an oversized length, silence, half a frame, a payload with
 # an unknown member) are refused with their checks in the same host process, which goes on to
-# quote the real guest. Skips (77) only without QEMU, busybox-static, tpm2-tools or a kernel.
+# quote the real guest; the real guest refuses a host that sends no frame and still answers. Skips (77) only without QEMU, busybox-static, tpm2-tools or a kernel.
 . "$TC_SRC/tests/lib/common.sh"
 . "$TC_SRC/tests/lib/qemu_guest.sh"
 
@@ -138,6 +138,28 @@ if "$T" quote verify --ak "$out/$real_tag.1.akpub" --message "$out/$real_tag.1.a
     --nonce "$(echo "$r2" | jq -r .nonce)" >/dev/null 2>&1; then
     tc_fail "the guest's quote verified under another round's nonce"
 fi
+
+# A hostile host towards the guest: bytes that are no frame get an error frame back (the guest
+# then ignores that connection's bytes until it closes).
+python3 - "$sock" >"$TC_TMP/hostile_host.out" 2>&1 <<'PY' || { cat "$TC_TMP/hostile_host.out" >&2; tc_fail "the guest did not refuse a hostile host with an error frame"; }
+import json, socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(15)
+s.connect(sys.argv[1])
+s.sendall(b"NOT A FRAME AT ALL\n")
+buf = b""
+while len(buf) < 12:
+    chunk = s.recv(4096)
+    if not chunk:
+        sys.exit("closed")
+    buf += chunk
+magic, version, mtype, _, length = struct.unpack(">4sBBHI", buf[:12])
+while len(buf) < 12 + length:
+    buf += s.recv(4096)
+body = json.loads(buf[12:12 + length])
+print(mtype, body)
+assert magic == b"TCGC" and mtype == 4 and body["check"] == "guest.frame", body
+PY
 
 # The guest agent survived everything and still answers.
 "$T" lab guest-quote --socket "$sock" --timeout-ms 10000 >"$TC_TMP/last.json" ||
