@@ -161,7 +161,8 @@ static int ima_delta(const char *path, uint64_t from, size_t budget, uint64_t *f
         free(data);
         return 0;
     }
-    struct tc_ima_parse_opts po = {.format = TC_IMA_FMT_BINARY};
+    /* The kernel's list is binary; an ASCII one (a test's) is detected and sent as binary. */
+    struct tc_ima_parse_opts po = {.format = tc_ima_detect_format(data, len)};
     struct tc_ima_log *log = NULL;
     rc = tc_ima_log_parse(data, len, &po, &log, why);
     free(data);
