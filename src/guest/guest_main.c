@@ -320,17 +320,15 @@ static int serve(struct guest *g)
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n <= 0) {
-            /* No host connected (a virtio-serial port reads 0 and polls POLLHUP then): start
-             * afresh for the next one, without spinning. */
+            /* No host connected: a virtio-serial port then polls POLLIN|POLLHUP and reads 0 at
+             * once. Start afresh for the next host, without spinning while there is none. */
             if (dec.header_have > 0 || broken)
                 LOG_INFO("host disconnected");
             tc_gc_decoder_release(&dec);
             tc_gc_decoder_init(&dec, TC_GC_MAX_SMALL);
             broken = false;
-            if (n < 0 || !(pfd.revents & POLLIN)) {
-                struct timespec ts = {0, 200 * 1000 * 1000};
-                nanosleep(&ts, NULL);
-            }
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
             if (n < 0) {
                 close(fd);
                 fd = -1;
