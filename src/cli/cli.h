@@ -47,5 +47,6 @@ int cmd_subscriber(int argc, char **argv); /* cmd_subscriber.c */
 int policy_mb_create_main(int argc, char **argv); /* cmd_policy_mb.c */
 int policy_mb_check_main(int argc, char **argv);  /* cmd_policy_mb.c */
 int tpm_quote_main(int argc, char **argv);        /* cmd_tpm_quote.c */
+int lab_guest_quote_main(int argc, char **argv);  /* cmd_lab_guest.c */
 
 #endif

@@ -6,6 +6,7 @@
  *   lab measure --tcti T --log FILE --path P (--content STR | --file F)
  *   lab guest-boot --tcti T [--eventlog FILE] --dir VMDIR     a simulated guest on a vTPM
  *   lab guest-measure --tcti T --dir VMDIR PATH [CONTENT]     one more guest measurement
+ *   lab guest-quote --socket SOCK ...    a real guest's quote over its channel (cmd_lab_guest.c)
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -37,6 +38,10 @@ static const struct cli_cmd lab_cmds[] = {
     {"guest-measure", lab_guest_measure,
      "[--tcti T] --dir VMDIR PATH [CONTENT]  one more guest measurement (content defaults to "
      "\"contents of PATH\"), appended to VMDIR/guest_ima and extended into the vTPM's PCR 10"},
+    {"guest-quote", lab_guest_quote_main,
+     "--socket SOCK [--socket ...] [--nonce HEX] [--pcrs SEL] [--eventlog] [--rounds N] "
+     "[--timeout-ms MS] [--out DIR]  quote a real guest over its guest channel (trustcloud-guest "
+     "on a virtio-serial port) and appraise the answer; one JSON line per round"},
 };
 
 struct lab_args {

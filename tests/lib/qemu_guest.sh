@@ -8,6 +8,10 @@
 #   qg_need                         skip (exit 77) unless qemu-system-x86_64 and busybox exist
 #   qg_kernel                       sets QG_KERNEL (a bzImage) from QG_CACHE, fetching Debian's
 #                                   kernel package once; returns 1 with QG_ERROR when it can't
+#   qg_modules NAME...              extracts kernel modules (e.g. virtio_console, which Debian
+#                                   builds as a module) from the cached kernel package into
+#                                   QG_CACHE/modules; sets QG_MODULE_FILES ("SRC:lib/modules/NAME.ko"
+#                                   for QG_FILES, in the order given: load them in that order)
 #   qg_initramfs OUT INIT [BIN...]  a newc cpio: INIT as /init, busybox with its applets, each BIN
 #                                   (e.g. tpm2_nvread) with the libraries ldd resolves, the loader
 #                                   and the tpm2-tss device TCTI (loaded with dlopen, so ldd misses it)
@@ -19,6 +23,8 @@
 #                                   serial console to the file CONSOLE; kills QEMU after SECONDS
 #                                   (default QG_TIMEOUT or 120). Sets QG_BOOT_MS and QG_EXIT
 #                                   ("poweroff", "timeout" or "exit N"). Returns 0 after a poweroff.
+#   qg_start CTRL CONSOLE [INITRD]  starts the same guest in the background (QG_QEMU_ARGS: extra
+#                                   QEMU arguments, e.g. a virtio-serial port); sets QG_PID
 #   qg_extract CONSOLE NAME         prints the base64 body between "-----BEGIN NAME-----" and
 #                                   "-----END NAME-----" lines of the console (CRs and kernel
 #                                   messages dropped)
@@ -106,6 +112,24 @@ qg_kernel() {
     *) QG_ERROR="no /boot/vmlinuz-* in the kernel package" ;;
     esac
     return 1
+}
+
+# qg_modules NAME...: after qg_kernel (which keeps the .deb unless QG_KERNEL was given).
+qg_modules() {
+    local deb name dir=$QG_CACHE/modules path
+    QG_MODULE_FILES=
+    deb=$(ls "$QG_CACHE"/"$(cat "$QG_CACHE/vmlinuz.pkg" 2>/dev/null)"_*.deb 2>/dev/null | head -1)
+    [ -n "$deb" ] || { QG_ERROR="no cached kernel package for modules"; return 1; }
+    mkdir -p "$dir"
+    for name in "$@"; do
+        if [ ! -s "$dir/$name.ko" ]; then
+            path=$(dpkg-deb -c "$deb" | awk '{print $NF}' | grep "/$name\.ko$" | head -1)
+            [ -n "$path" ] || { QG_ERROR="no module $name in $deb"; return 1; }
+            dpkg-deb --fsys-tarfile "$deb" | tar -x -O "$path" >"$dir/$name.ko.tmp" &&
+                mv "$dir/$name.ko.tmp" "$dir/$name.ko" || { QG_ERROR="cannot extract $name"; return 1; }
+        fi
+        QG_MODULE_FILES="$QG_MODULE_FILES $dir/$name.ko:lib/modules/$name.ko"
+    done
 }
 
 # qg_copy_with_libs ROOT FILE: FILE (symlinks resolved) into ROOT at the same path, and every
@@ -293,6 +317,24 @@ qg_boot() {
     fi
     QG_EXIT="exit $rc"
     return 1
+}
+
+# qg_start CTRL CONSOLE [INITRD]: the guest of qg_boot, left running (the caller stops it by
+# QG_PID, which is in TC_PIDS for the exit trap as well).
+qg_start() {
+    local ctrl=$1 console=$2 initrd=${3:-$QG_INITRD}
+    : >"$console"
+    # shellcheck disable=SC2086 # QG_QEMU_ARGS is a list of arguments
+    "$QG_QEMU" -accel tcg -machine pc -m "$QG_MEM" -smp 1 -nodefaults -nographic -no-reboot \
+        -monitor none -serial "file:$console" \
+        -kernel "$QG_KERNEL" -initrd "$initrd" \
+        -append "console=ttyS0 panic=-1 quiet loglevel=3 ${QG_APPEND:-}" \
+        -chardev "socket,id=chrtpm,path=$ctrl" -tpmdev emulator,id=tpm0,chardev=chrtpm \
+        -device tpm-tis,tpmdev=tpm0 ${QG_QEMU_ARGS:-} \
+        </dev/null >"$console.qemu" 2>&1 &
+    QG_PID=$!
+    TC_PIDS+=("$QG_PID")
+    [ -z "${LAB_PIDFILE:-}" ] || echo "$QG_PID" >>"$LAB_PIDFILE"
 }
 
 # qg_console_text CONSOLE: the console without CRs and the terminal control sequences SeaBIOS
