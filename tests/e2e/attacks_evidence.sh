@@ -39,10 +39,13 @@ grep -q '^port ' evil.log || { cat evil.log; tc_fail "malicious agent did not st
 
 reason() { lab_node_field v 'j["reason"]["check"] if j["reason"] else ""'; }
 # attack MODE CHECK_REGEX WHAT [STATES]: the lie must make v untrusted (or one of STATES) with
-# CHECK_REGEX; honest answers afterwards must make it trusted again.
+# CHECK_REGEX; honest answers afterwards must make it trusted again. With GROW=N, N new IMA
+# entries are measured once the lie is on (an IMA lie needs entries the coordinator has not seen:
+# grown before, an honest round could take them first).
 attack() {
     local m=$1 want=$2 what=$3 states=${4:-untrusted} got st detail
     echo "$m" >mode
+    for _ in $(seq "${GROW:-0}"); do lab_node_grow v; done
     lab_node_wait v "$states" 6 || { tail -3 evil.log; tc_fail "$what: v not untrusted ($(reason))"; }
     got=$(reason)
     [[ $got =~ ^($want)$ ]] || { lab_node_field v 'j["reason"]'; tc_fail "$what: check $got, expected $want"; }
@@ -67,10 +70,8 @@ attack replay 'quote\.nonce|quote\.(clock|counter|replay).*' "replayed quote"
 attack nonce 'quote\.nonce' "quote over another nonce"
 attack relay 'quote\.(signature|ak|key).*' "quote signed by another node's TPM"
 attack pcrs 'quote\.pcr.*' "PCR values that do not match the quote"
-for _ in 1 2 3; do lab_node_grow v; done
-attack truncate 'ima\..*' "truncated IMA list"
-for _ in 1 2 3; do lab_node_grow v; done
-attack reorder 'ima\..*' "reordered IMA list"
+GROW=3 attack truncate 'ima\..*' "truncated IMA list"
+GROW=4 attack reorder 'ima\..*' "reordered IMA list"
 lab_node_grow v
 attack rollback 'ima\..*|quote\..*' "IMA list rolled back to an older, shorter one"
 attack alg '(quote|agent|pcrs?)\..*' "unknown hash algorithm"
