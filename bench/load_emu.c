@@ -268,7 +268,8 @@ int load_emu_new(const struct tc_tls_config *tls, size_t nodes_cap, unsigned per
     /* Connections are what the coordinator keeps open: allow plenty, and never time them out
      * between two rounds. */
     struct tc_httpd_config hc = {
-        .tls = *tls, .max_body = REQUEST_MAX, .max_connections = 8192, .idle_timeout_s = 600};
+        .tls = *tls, .max_body = REQUEST_MAX, .max_connections = 8192, .max_unauth = 8192,
+        .idle_timeout_s = 600};
     if ((rc = tc_httpd_new(&hc, &e->srv)) != 0 ||
         (rc = tc_httpd_route(e->srv, NULL, "/n/", emu_handle, e, 0)) != 0 ||
         (rc = tc_httpd_start(e->srv)) != 0)
