@@ -1,0 +1,188 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# A real guest through libvirt, driven by the platform: a coordinator and one lab node whose
+# agent talks to libvirtd (qemu:///system). `trustcloud vm create --kernel --initrd --cmdline`
+# makes the agent create the vTPM (qemu mode: EK certificate from the host's TPM-resident vTPM
+# CA key, sealed state) and define a libvirt domain (TCG) whose TPM is that swtpm (backend
+# external) with a virtio-serial channel for trustcloud-guest. Then: `vm start` runs the domain;
+# the guest finds its TPM (its EK certificate chains to the host's vTPM CA and certifies the EK
+# its TPM holds) and its guest agent answers a quote over the channel socket; a restarted host
+# agent adopts the running domain (same QEMU process, not started twice); `vm stop` shuts the
+# guest down through ACPI (no destroy); `vm start` boots it again; `vm delete` undefines the
+# domain and removes the vTPM. Starts virtlogd and libvirtd when they are not running; skips
+# (77) only where libvirt or QEMU cannot run at all.
+. "$TC_SRC/tests/lib/lab.sh"
+. "$TC_SRC/tests/lib/qemu_guest.sh"
+
+qg_need
+for b in virsh libvirtd virtlogd jq tpm2_nvread; do
+    command -v "$b" >/dev/null || tc_skip "$b not installed (scripts/install-deps.sh)"
+done
+URI=qemu:///system
+if ! virsh -c "$URI" version >/dev/null 2>&1; then
+    [ "$(id -u)" = 0 ] || tc_skip "libvirtd is not running and starting it needs root"
+    pgrep -x virtlogd >/dev/null || virtlogd -d || tc_skip "virtlogd does not start"
+    pgrep -x libvirtd >/dev/null || libvirtd -d || tc_skip "libvirtd does not start"
+    for _ in $(seq 100); do virsh -c "$URI" version >/dev/null 2>&1 && break; sleep 0.1; done
+    virsh -c "$URI" version >/dev/null 2>&1 || tc_skip "libvirtd does not answer on $URI"
+fi
+pgrep -x virtlogd >/dev/null || virtlogd -d || tc_fail "virtlogd does not start"
+virsh -c "$URI" domcapabilities --virttype qemu 2>/dev/null | grep -q "<value>external</value>" ||
+    tc_skip "this libvirt has no external TPM backend"
+qg_kernel || tc_skip "no guest kernel: $QG_ERROR"
+qg_modules virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci \
+    virtio_console button evdev || tc_skip "no modules for the guest: $QG_ERROR"
+T=$TC_BIN
+
+guest_bin=$TC_BUILD/trustcloud-guest
+# A sanitizer build's guest agent would carry the sanitizer runtime into the guest.
+if grep -q '^TC_SANITIZE:BOOL=ON' "$TC_BUILD/CMakeCache.txt" 2>/dev/null &&
+    [ -x "$TC_SRC/build/trustcloud-guest" ]; then
+    guest_bin=$TC_SRC/build/trustcloud-guest
+fi
+[ -x "$guest_bin" ] || tc_fail "no trustcloud-guest at $guest_bin"
+
+# QEMU runs as libvirt-qemu: it must be able to walk to the VM's directory (the agent opens
+# vm_dir and the VM's own directory to it, search only) and to read the kernel and initramfs.
+chmod 0711 "$TC_TMP" "$LAB_DIR"
+boot=$TC_TMP/boot
+mkdir -p "$boot"
+chmod 0755 "$boot"
+cp "$QG_KERNEL" "$boot/vmlinuz"
+QG_FILES="$guest_bin:usr/bin/trustcloud-guest $QG_MODULE_FILES" qg_initramfs "$boot/initrd" \
+    "$TC_SRC/tests/data/qemu/guest_libvirt_init" "$guest_bin" tpm2_nvread tpm2_readpublic ||
+    tc_fail "initramfs"
+chmod 0644 "$boot/vmlinuz" "$boot/initrd"
+
+lab_coordinator_start
+lab_node_prepare n1
+cat >>"$LAB_DIR/n1/agent.conf" <<CONF
+libvirt_uri = $URI
+libvirt_stop_timeout = 20s
+CONF
+chmod 0711 "$LAB_DIR/n1" "$LAB_DIR/n1/state"
+lab_node_run n1
+lab_node_wait n1 trusted 60 || tc_fail "node n1 not trusted"
+
+vm=lv-$$
+dom=trustcloud-n1-$vm
+vmdir=$(lab_vm_dir n1 "$vm")
+# Whatever happens, the domain does not outlive the test.
+gl_cleanup() {
+    local rc=$?
+    virsh -c "$URI" destroy "$dom" >/dev/null 2>&1 || true
+    virsh -c "$URI" undefine --nvram "$dom" >/dev/null 2>&1 || true
+    (exit "$rc")
+    lab_cleanup
+}
+trap gl_cleanup EXIT
+
+# Refused before anything is made: a kernel that is not on the node, a bad firmware, both a
+# kernel and a disk.
+if $T vm create bad1 --node n1 --tenant t1 --kernel /nonexistent/vmlinuz >"$TC_TMP/bad1" 2>&1; then
+    tc_fail "a guest kernel that is not on the node was accepted"
+fi
+grep -q "vm.guest" "$TC_TMP/bad1" || { cat "$TC_TMP/bad1" >&2; tc_fail "no vm.guest refusal"; }
+$T vm create bad2 --node n1 --tenant t1 --kernel "$boot/vmlinuz" --firmware coreboot \
+    >/dev/null 2>&1 && tc_fail "firmware coreboot accepted"
+$T vm create bad3 --node n1 --tenant t1 --kernel "$boot/vmlinuz" --disk "$boot/initrd" \
+    >/dev/null 2>&1 && tc_fail "a kernel and a disk accepted"
+[ ! -e "$(lab_vm_dir n1 bad1)" ] || tc_fail "a refused VM left a directory"
+
+t0=$(qg_now_ms)
+$T vm create "$vm" --node n1 --tenant t1 --kernel "$boot/vmlinuz" --initrd "$boot/initrd" \
+    --cmdline "console=ttyS0 panic=-1 quiet loglevel=3 rootfstype=ramfs" --memory 256 --vcpus 1 \
+    --json >"$TC_TMP/vm.json" || tc_fail "trustcloud vm create"
+create_ms=$(($(qg_now_ms) - t0))
+jq -e --arg d "$dom" '.domain == $d and .mode == "qemu" and (.channel_path | length > 0)' \
+    "$TC_TMP/vm.json" >/dev/null || { cat "$TC_TMP/vm.json" >&2; tc_fail "vm create: no domain"; }
+chan=$(jq -r .channel_path "$TC_TMP/vm.json")
+virsh -c "$URI" dumpxml "$dom" >"$TC_TMP/dom.xml" || tc_fail "libvirt has no domain $dom"
+grep -q "<backend type='external'>" "$TC_TMP/dom.xml" &&
+    grep -q "path='$vmdir/ctrl.sock'" "$TC_TMP/dom.xml" &&
+    grep -q "name='org.trustcloud.guest.0'" "$TC_TMP/dom.xml" &&
+    grep -q "<acpi/>" "$TC_TMP/dom.xml" || { cat "$TC_TMP/dom.xml" >&2; tc_fail "domain XML"; }
+[ "$(virsh -c "$URI" domstate "$dom")" = "shut off" ] || tc_fail "the domain runs before vm start"
+[ "$(cat "$vmdir/domain")" = "$(virsh -c "$URI" domuuid "$dom" | head -1)" ] ||
+    tc_fail "the VM directory does not name the domain's UUID"
+
+wait_guest() { # CONSOLE: until the guest agent is up
+    for _ in $(seq 600); do
+        qg_console_text "$1" 2>/dev/null | grep -q "trustcloud-guest .* ready" && return 0
+        qg_console_text "$1" 2>/dev/null | grep -q "^TC-GUEST: FAIL" && break
+        sleep 0.2
+    done
+    qg_show_console "$1"
+    return 1
+}
+console=$vmdir/console.log
+t0=$(qg_now_ms)
+$T vm start "$vm" >/dev/null || tc_fail "trustcloud vm start"
+[ "$(virsh -c "$URI" domstate "$dom")" = running ] || tc_fail "the domain is not running"
+wait_guest "$console" || tc_fail "the guest agent did not come up"
+ready_ms=$(($(qg_now_ms) - t0))
+qg_console_text "$console" | grep -q "^TC-GUEST: tpm0 present: 2$" || tc_fail "no TPM 2.0 in the guest"
+
+# The guest's TPM is the platform's vTPM: its EK certificate chains to the node's vTPM CA and
+# certifies the EK the guest's TPM holds.
+openssl x509 -inform DER -in "$LAB_DIR/n1/state/vtpm_ca.crt" -out "$TC_TMP/ca.pem" ||
+    tc_fail "vTPM CA certificate"
+qg_extract "$console" "TC EK CERTIFICATE" | base64 -d >"$TC_TMP/ekcert.der" 2>/dev/null
+qg_extract "$console" "TC EK PUBLIC KEY" | base64 -d >"$TC_TMP/ek.der" 2>/dev/null
+openssl x509 -inform DER -in "$TC_TMP/ekcert.der" -out "$TC_TMP/ekcert.pem" 2>/dev/null ||
+    { qg_show_console "$console"; tc_fail "no EK certificate from the guest"; }
+openssl verify -CAfile "$TC_TMP/ca.pem" "$TC_TMP/ekcert.pem" >/dev/null ||
+    tc_fail "the guest's EK certificate does not chain to the node's vTPM CA"
+[ "$(openssl x509 -in "$TC_TMP/ekcert.pem" -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum)" = \
+    "$(openssl pkey -pubin -inform DER -in "$TC_TMP/ek.der" -outform DER | sha256sum)" ] ||
+    tc_fail "the EK certificate is not for the guest TPM's EK"
+
+# The guest agent answers over the channel libvirt made.
+[ -S "$chan" ] || tc_fail "no guest channel socket at $chan"
+t0=$(qg_now_ms)
+$T lab guest-quote --socket "$chan" --timeout-ms 20000 >"$TC_TMP/q1.json" ||
+    { cat "$TC_TMP/q1.json" >&2; tc_fail "the guest agent did not answer a quote"; }
+quote_ms=$(($(qg_now_ms) - t0))
+jq -e '.valid == true and .appraisal.valid == true' "$TC_TMP/q1.json" >/dev/null ||
+    { cat "$TC_TMP/q1.json" >&2; tc_fail "the guest's quote did not verify"; }
+
+# The host agent restarts: the domain keeps running and is adopted, not started again.
+qpid=$(pgrep -f "guest=$dom" | head -1)
+[ -n "$qpid" ] || tc_fail "no QEMU process for $dom"
+domid=$(virsh -c "$URI" domid "$dom" | head -1)
+lab_node_restart n1
+lab_node_wait n1 trusted 60 || tc_fail "node n1 not trusted after its agent restarted"
+for _ in $(seq 50); do grep -q "VM $vm: domain .* running, adopted" "$LAB_DIR/n1/agent.log" && break; sleep 0.1; done
+grep -q "VM $vm: domain .* running, adopted" "$LAB_DIR/n1/agent.log" || tc_fail "the agent did not adopt the domain"
+$T vm start "$vm" >/dev/null || tc_fail "vm start of a running VM"
+[ "$(virsh -c "$URI" domid "$dom" | head -1)" = "$domid" ] &&
+    [ "$(pgrep -f "guest=$dom" | head -1)" = "$qpid" ] || tc_fail "the domain was started again"
+$T lab guest-quote --socket "$chan" --timeout-ms 20000 >"$TC_TMP/q2.json" ||
+    tc_fail "the guest agent no longer answers after the host agent restarted"
+
+# A graceful stop: the guest powers off on the ACPI power button (no destroy).
+t0=$(qg_now_ms)
+$T vm stop "$vm" >/dev/null || tc_fail "trustcloud vm stop"
+stop_ms=$(($(qg_now_ms) - t0))
+[ "$(virsh -c "$URI" domstate "$dom")" = "shut off" ] || tc_fail "the domain still runs after vm stop"
+grep -q "VM $vm: domain shut down" "$LAB_DIR/n1/agent.log" ||
+    { grep "VM $vm" "$LAB_DIR/n1/agent.log" | tail >&2; tc_fail "the stop was not graceful"; }
+qg_console_text "$console" | grep -q "power button: poweroff" || tc_fail "the guest saw no power button"
+
+# Started again (the vTPM through the state guard: its state was recorded at the stop).
+$T vm start "$vm" >/dev/null || tc_fail "the second vm start"
+[ "$(virsh -c "$URI" domstate "$dom")" = running ] || tc_fail "the domain did not start again"
+wait_guest "$console" || tc_fail "the guest agent did not come up after the second start"
+$T lab guest-quote --socket "$chan" --timeout-ms 20000 >"$TC_TMP/q3.json" ||
+    tc_fail "the guest agent does not answer after the second start"
+
+# Deleted: the domain undefined, the vTPM and its directory gone.
+$T vm delete "$vm" >/dev/null || tc_fail "trustcloud vm delete"
+virsh -c "$URI" dominfo "$dom" >/dev/null 2>&1 && tc_fail "the domain is still defined"
+[ ! -e "$vmdir" ] || tc_fail "the VM directory is still there"
+pgrep -f "guest=$dom" >/dev/null && tc_fail "QEMU still runs"
+
+echo "vm create (vTPM with EK certificate, verified, domain defined): ${create_ms} ms"
+echo "vm start to guest agent ready (TCG, SeaBIOS): ${ready_ms} ms; one guest quote over the channel: ${quote_ms} ms"
+echo "vm stop (ACPI shutdown, vTPM state recorded): ${stop_ms} ms"
+tc_pass "a libvirt domain on the platform's vTPM: created, started, its TPM verified and its guest agent answering, adopted by a restarted agent, stopped gracefully, started again, deleted"
