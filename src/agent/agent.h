@@ -55,8 +55,9 @@ struct agent_config {
     char *vm_seal_pcrs; /* host PCRs the vTPM state keys are sealed to */
     long long max_vms;  /* VMs this agent hosts at most */
     char *swtpm;        /* swtpm binary for the vTPMs (default: "swtpm" from PATH) */
-    char *libvirt_uri;  /* libvirt connection for VMs with a guest definition */
-    char *libvirt_qemu_user;      /* the user QEMU runs as ("": the agent's own) */
+    /* VMs with a guest definition (agent_libvirt.c) */
+    char *libvirt_uri;              /* libvirt connection their domains are defined on */
+    char *libvirt_qemu_user;        /* the user QEMU runs as ("": the agent's own) */
     long long libvirt_stop_timeout; /* ms: graceful (ACPI) shutdown before destroy */
     /* Tests only, not a setting: the step of a VM creation where the agent stops itself
      * (agent_test_point); empty unless agent_test_hooks_from_env found test hooks enabled. */

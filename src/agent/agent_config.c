@@ -67,8 +67,8 @@ const struct tc_config_setting agent_config_table[] = {
      NULL,
      "user QEMU runs as under libvirt: it is given the vTPM socket and the guest channel "
      "directory of its VM (empty: no ownership change, as for qemu:///session)"},
-    {"agent", "libvirt_stop_timeout", TC_CFG_DURATION, "30s", OFF(libvirt_stop_timeout), 0,
-     45000, NULL,
+    {"agent", "libvirt_stop_timeout", TC_CFG_DURATION, "30s", OFF(libvirt_stop_timeout), 0, 45000,
+     NULL,
      "vm stop: wait this long for the guest's ACPI shutdown, then destroy it (at most 45s: the "
      "coordinator waits 60s for the agent's answer)"},
     {"agent", "max_connections", TC_CFG_INT, "64", OFF(max_connections), 4, 65536, NULL,

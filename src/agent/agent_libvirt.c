@@ -59,8 +59,7 @@ static int lv_open(const struct agent_config *cfg, virConnectPtr *conn, struct t
 }
 
 /* The domain of uuid; TC_ERR_NOT_FOUND when libvirt does not know it. */
-static int lv_domain(virConnectPtr conn, const char *uuid, virDomainPtr *dom,
-                     struct tc_reason *why)
+static int lv_domain(virConnectPtr conn, const char *uuid, virDomainPtr *dom, struct tc_reason *why)
 {
     *dom = virDomainLookupByUUIDString(conn, uuid);
     if (*dom != NULL)
@@ -126,12 +125,12 @@ static int write_domain(xmlTextWriterPtr w, const struct agent_domain_def *d)
      * (Debian's ovmf package installs them), without secure boot. */
     if (open_el(w, "os") < 0 || (ovmf && attr(w, "firmware", "efi") < 0) ||
         open_el(w, "type") < 0 || attr(w, "arch", "x86_64") < 0 ||
-        attr(w, "machine", ovmf ? "q35" : "pc") < 0 || xmlTextWriterWriteString(w, BAD_CAST "hvm") < 0 ||
-        close_el(w) < 0)
+        attr(w, "machine", ovmf ? "q35" : "pc") < 0 ||
+        xmlTextWriterWriteString(w, BAD_CAST "hvm") < 0 || close_el(w) < 0)
         return -1;
-    if (ovmf && (open_el(w, "firmware") < 0 || open_el(w, "feature") < 0 ||
-                 attr(w, "enabled", "no") < 0 || attr(w, "name", "secure-boot") < 0 ||
-                 close_el(w) < 0 || close_el(w) < 0))
+    if (ovmf &&
+        (open_el(w, "firmware") < 0 || open_el(w, "feature") < 0 || attr(w, "enabled", "no") < 0 ||
+         attr(w, "name", "secure-boot") < 0 || close_el(w) < 0 || close_el(w) < 0))
         return -1;
     if (g->kernel[0] != 0) {
         if (el_text(w, "kernel", g->kernel) < 0 ||
@@ -154,16 +153,15 @@ static int write_domain(xmlTextWriterPtr w, const struct agent_domain_def *d)
     if (g->disk[0] != 0 &&
         (open_el(w, "disk") < 0 || attr(w, "type", "file") < 0 || attr(w, "device", "disk") < 0 ||
          open_el(w, "driver") < 0 || attr(w, "name", "qemu") < 0 ||
-         attr(w, "type", disk_format(g->disk)) < 0 || close_el(w) < 0 ||
-         open_el(w, "source") < 0 || attr(w, "file", g->disk) < 0 || close_el(w) < 0 ||
-         open_el(w, "target") < 0 || attr(w, "dev", "vda") < 0 || attr(w, "bus", "virtio") < 0 ||
-         close_el(w) < 0 || close_el(w) < 0))
+         attr(w, "type", disk_format(g->disk)) < 0 || close_el(w) < 0 || open_el(w, "source") < 0 ||
+         attr(w, "file", g->disk) < 0 || close_el(w) < 0 || open_el(w, "target") < 0 ||
+         attr(w, "dev", "vda") < 0 || attr(w, "bus", "virtio") < 0 || close_el(w) < 0 ||
+         close_el(w) < 0))
         return -1;
     /* The serial console goes to a pty, logged by virtlogd into the VM directory. */
     if (open_el(w, "serial") < 0 || attr(w, "type", "pty") < 0 || open_el(w, "log") < 0 ||
         attr(w, "file", d->console_log) < 0 || attr(w, "append", "off") < 0 || close_el(w) < 0 ||
-        open_el(w, "target") < 0 || attr(w, "port", "0") < 0 || close_el(w) < 0 ||
-        close_el(w) < 0)
+        open_el(w, "target") < 0 || attr(w, "port", "0") < 0 || close_el(w) < 0 || close_el(w) < 0)
         return -1;
     if (open_el(w, "console") < 0 || attr(w, "type", "pty") < 0 || open_el(w, "target") < 0 ||
         attr(w, "type", "serial") < 0 || attr(w, "port", "0") < 0 || close_el(w) < 0 ||
@@ -171,16 +169,15 @@ static int write_domain(xmlTextWriterPtr w, const struct agent_domain_def *d)
         return -1;
     /* The guest agent's virtio-serial port. */
     if (open_el(w, "channel") < 0 || attr(w, "type", "unix") < 0 || open_el(w, "source") < 0 ||
-        attr(w, "mode", "bind") < 0 || attr(w, "path", d->channel_socket) < 0 ||
-        close_el(w) < 0 || open_el(w, "target") < 0 || attr(w, "type", "virtio") < 0 ||
+        attr(w, "mode", "bind") < 0 || attr(w, "path", d->channel_socket) < 0 || close_el(w) < 0 ||
+        open_el(w, "target") < 0 || attr(w, "type", "virtio") < 0 ||
         attr(w, "name", TC_GC_PORT_NAME) < 0 || close_el(w) < 0 || close_el(w) < 0)
         return -1;
     /* The platform's vTPM: the swtpm the agent runs, reached on its control socket. */
     if (open_el(w, "tpm") < 0 || attr(w, "model", "tpm-tis") < 0 || open_el(w, "backend") < 0 ||
         attr(w, "type", "external") < 0 || open_el(w, "source") < 0 ||
         attr(w, "type", "unix") < 0 || attr(w, "mode", "connect") < 0 ||
-        attr(w, "path", d->tpm_socket) < 0 || close_el(w) < 0 || close_el(w) < 0 ||
-        close_el(w) < 0)
+        attr(w, "path", d->tpm_socket) < 0 || close_el(w) < 0 || close_el(w) < 0 || close_el(w) < 0)
         return -1;
     if (open_el(w, "memballoon") < 0 || attr(w, "model", "none") < 0 || close_el(w) < 0 ||
         close_el(w) < 0 /* devices */ || close_el(w) < 0 /* domain */ ||
@@ -314,8 +311,7 @@ out:
     return rc;
 }
 
-int agent_libvirt_undefine(const struct agent_config *cfg, const char *uuid,
-                           struct tc_reason *why)
+int agent_libvirt_undefine(const struct agent_config *cfg, const char *uuid, struct tc_reason *why)
 {
     virConnectPtr conn = NULL;
     virDomainPtr dom = NULL;

@@ -282,8 +282,7 @@ static int qemu_ids(const struct agent_config *cfg, uid_t *uid, gid_t *gid, bool
         return 0;
     if (getpwnam_r(cfg->libvirt_qemu_user, &pw, buf, sizeof(buf), &res) != 0 || res == NULL)
         return tc_fail(why, TC_ERR_NOT_FOUND, "vm.libvirt", -1,
-                       "libvirt_qemu_user '%s': no such user on this node",
-                       cfg->libvirt_qemu_user);
+                       "libvirt_qemu_user '%s': no such user on this node", cfg->libvirt_qemu_user);
     *uid = pw.pw_uid;
     *gid = pw.pw_gid;
     return 0;
@@ -314,9 +313,10 @@ static int libvirt_grant(struct agent_vms *vms, struct vm_entry *e, struct tc_re
     const char *ctrl = tc_vtpm_ctrl_path(e->vtpm);
     const char *what = vms->cfg->vm_dir;
     if (chmod(what, 0711) != 0 || chmod((what = dir), 0711) != 0 ||
-        lchown((what = chan), uid, gid) != 0 || (ctrl != NULL && lchown((what = ctrl), uid, gid) != 0))
-        return tc_fail(why, TC_ERR_IO, "vm.files", -1, "cannot give %s to QEMU's user %s: %s",
-                       what, vms->cfg->libvirt_qemu_user, strerror(errno));
+        lchown((what = chan), uid, gid) != 0 ||
+        (ctrl != NULL && lchown((what = ctrl), uid, gid) != 0))
+        return tc_fail(why, TC_ERR_IO, "vm.files", -1, "cannot give %s to QEMU's user %s: %s", what,
+                       vms->cfg->libvirt_qemu_user, strerror(errno));
     return 0;
 }
 
@@ -384,8 +384,8 @@ static bool guest_files_ok(const struct vm_op *op, struct tc_http_response *resp
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
         struct stat st;
         if (f[i].path[0] != 0 && (stat(f[i].path, &st) != 0 || !S_ISREG(st.st_mode))) {
-            answer_fail(resp, 400, "vm.guest", "guest.%s %s: no such file on this node",
-                        f[i].name, f[i].path);
+            answer_fail(resp, 400, "vm.guest", "guest.%s %s: no such file on this node", f[i].name,
+                        f[i].path);
             return false;
         }
     }

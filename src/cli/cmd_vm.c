@@ -244,8 +244,11 @@ static int vm_create(int argc, char **argv)
             goto out;
         }
     }
-    body = json_pack("{s:s, s:s, s:s, s:s}", "vm_id", a.id, "node", a.node, "tenant", a.tenant,
-                     "mode", a.mode ? a.mode : a.guest ? "qemu" : "tcp");
+    body =
+        json_pack("{s:s, s:s, s:s, s:s}", "vm_id", a.id, "node", a.node, "tenant", a.tenant, "mode",
+                  a.mode    ? a.mode
+                  : a.guest ? "qemu"
+                            : "tcp");
     if (body != NULL && a.guest != NULL && json_object_set(body, "guest", a.guest) != 0) {
         ret = TC_EXIT_USAGE;
         goto out;

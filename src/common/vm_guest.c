@@ -66,8 +66,8 @@ static int uint_member(const json_t *o, const char *key, unsigned lo, unsigned h
         return 0;
     if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)lo ||
         json_integer_value(v) > (json_int_t)hi)
-        return tc_fail(why, TC_ERR_FORMAT, "request.guest", -1, "guest.%s: an integer %u..%u",
-                       key, lo, hi);
+        return tc_fail(why, TC_ERR_FORMAT, "request.guest", -1, "guest.%s: an integer %u..%u", key,
+                       lo, hi);
     *out = (unsigned)json_integer_value(v);
     return 0;
 }
@@ -83,7 +83,8 @@ int tc_vm_guest_from_json(const json_t *o, struct tc_vm_guest *g, struct tc_reas
     memset(g, 0, sizeof(*g));
     if (!json_is_object(o))
         return tc_fail(why, TC_ERR_FORMAT, "request.guest", -1, "guest: an object");
-    json_object_foreach((json_t *)o, key, v) {
+    json_object_foreach((json_t *)o, key, v)
+    {
         size_t i = 0;
         while (known[i] != NULL && strcmp(known[i], key) != 0)
             i++;
@@ -128,8 +129,8 @@ json_t *tc_vm_guest_to_json(const struct tc_vm_guest *g)
                           "memory_mb", (json_int_t)g->memory_mb, "vcpus", (json_int_t)g->vcpus);
     const struct {
         const char *key, *val;
-    } s[] = {{"kernel", g->kernel}, {"initrd", g->initrd}, {"cmdline", g->cmdline},
-             {"disk", g->disk}};
+    } s[] = {
+        {"kernel", g->kernel}, {"initrd", g->initrd}, {"cmdline", g->cmdline}, {"disk", g->disk}};
     for (size_t i = 0; o != NULL && i < sizeof(s) / sizeof(s[0]); i++) {
         if (s[i].val[0] != 0 && json_object_set_new(o, s[i].key, json_string(s[i].val)) != 0) {
             json_decref(o);

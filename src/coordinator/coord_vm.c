@@ -586,7 +586,8 @@ static void vm_create(struct coord *c, const struct tc_http_request *req,
         goto out;
     }
     if (jg != NULL && mode != NULL && strcmp(mode, "qemu") != 0) {
-        coord_reply_error(resp, 400, "request.mode", "a VM with a guest definition is in qemu mode");
+        coord_reply_error(resp, 400, "request.mode",
+                          "a VM with a guest definition is in qemu mode");
         goto out;
     }
     struct tc_store_node existing;
@@ -631,7 +632,11 @@ static void vm_create(struct coord *c, const struct tc_http_request *req,
         json_decref(call);
         call = NULL;
     }
-    rc = agent_call(op, "POST", "/v1/vms", call);
+    rc = call ? agent_call(op, "POST", "/v1/vms", call) : TC_ERR_ALLOC;
+    if (rc == TC_ERR_ALLOC) {
+        finish_error(op, 500, "internal", "out of memory");
+        goto out;
+    }
     if (rc) {
         finish_error(op, 502, "vm.agent", "cannot reach node %s: %s", node, tc_strerror(rc));
         goto out;

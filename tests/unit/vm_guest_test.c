@@ -70,29 +70,29 @@ static void refused(void **state)
     (void)state;
     static const char *const bad[] = {
         "[]",
-        "{}",                                                    /* neither kernel nor disk */
-        "{\"kernel\": \"/k\", \"disk\": \"/d\"}",                /* both */
-        "{\"disk\": \"/d\", \"initrd\": \"/i\"}",                /* initrd without kernel */
-        "{\"disk\": \"/d\", \"cmdline\": \"x\"}",                /* cmdline without kernel */
-        "{\"kernel\": \"vmlinuz\"}",                             /* relative */
-        "{\"kernel\": \"/boot/../etc/shadow\"}",                 /* .. component */
-        "{\"kernel\": \"/boot//vmlinuz\"}",                      /* empty component */
-        "{\"kernel\": \"/boot/./vmlinuz\"}",                     /* . component */
-        "{\"kernel\": \"/boot/\"}",                              /* trailing slash */
-        "{\"kernel\": \"/boot/vm linuz\"}",                      /* space */
-        "{\"kernel\": \"/boot/vm\\u0000linuz\"}",                /* NUL inside */
-        "{\"kernel\": \"/k\", \"cmdline\": \"a\\nb\"}",          /* control character */
-        "{\"kernel\": \"/k\", \"cmdline\": \"caf\\u00e9\"}",     /* not ASCII */
-        "{\"kernel\": 7}",                                       /* type */
-        "{\"kernel\": \"/k\", \"firmware\": \"coreboot\"}",      /* enum */
+        "{}",                                                /* neither kernel nor disk */
+        "{\"kernel\": \"/k\", \"disk\": \"/d\"}",            /* both */
+        "{\"disk\": \"/d\", \"initrd\": \"/i\"}",            /* initrd without kernel */
+        "{\"disk\": \"/d\", \"cmdline\": \"x\"}",            /* cmdline without kernel */
+        "{\"kernel\": \"vmlinuz\"}",                         /* relative */
+        "{\"kernel\": \"/boot/../etc/shadow\"}",             /* .. component */
+        "{\"kernel\": \"/boot//vmlinuz\"}",                  /* empty component */
+        "{\"kernel\": \"/boot/./vmlinuz\"}",                 /* . component */
+        "{\"kernel\": \"/boot/\"}",                          /* trailing slash */
+        "{\"kernel\": \"/boot/vm linuz\"}",                  /* space */
+        "{\"kernel\": \"/boot/vm\\u0000linuz\"}",            /* NUL inside */
+        "{\"kernel\": \"/k\", \"cmdline\": \"a\\nb\"}",      /* control character */
+        "{\"kernel\": \"/k\", \"cmdline\": \"caf\\u00e9\"}", /* not ASCII */
+        "{\"kernel\": 7}",                                   /* type */
+        "{\"kernel\": \"/k\", \"firmware\": \"coreboot\"}",  /* enum */
         "{\"kernel\": \"/k\", \"firmware\": 1}",
-        "{\"kernel\": \"/k\", \"memory_mb\": 63}",               /* bounds */
+        "{\"kernel\": \"/k\", \"memory_mb\": 63}", /* bounds */
         "{\"kernel\": \"/k\", \"memory_mb\": 65537}",
         "{\"kernel\": \"/k\", \"memory_mb\": 256.0}",
         "{\"kernel\": \"/k\", \"vcpus\": 0}",
         "{\"kernel\": \"/k\", \"vcpus\": 65}",
         "{\"kernel\": \"/k\", \"vcpus\": \"2\"}",
-        "{\"kernel\": \"/k\", \"network\": \"default\"}",        /* unknown member */
+        "{\"kernel\": \"/k\", \"network\": \"default\"}", /* unknown member */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct tc_vm_guest g;
