@@ -9,7 +9,8 @@ libtss2-dev tpm2-tools swtpm swtpm-tools libtpms-dev
 libssl-dev openssl libcmocka-dev libjansson-dev libmicrohttpd-dev
 libcurl4-openssl-dev libsqlite3-dev libinih-dev libpq-dev
 python3 iproute2 procps curl xxd jq
-qemu-system-x86 busybox-static cpio"
+qemu-system-x86 busybox-static cpio
+libvirt-dev libvirt-daemon-system libvirt-clients ovmf"
 
 missing=""
 for p in $PKGS; do

@@ -55,6 +55,10 @@ struct agent_config {
     char *vm_seal_pcrs; /* host PCRs the vTPM state keys are sealed to */
     long long max_vms;  /* VMs this agent hosts at most */
     char *swtpm;        /* swtpm binary for the vTPMs (default: "swtpm" from PATH) */
+    /* VMs with a guest definition (agent_libvirt.c) */
+    char *libvirt_uri;              /* libvirt connection their domains are defined on */
+    char *libvirt_qemu_user;        /* the user QEMU runs as ("": the agent's own) */
+    long long libvirt_stop_timeout; /* ms: graceful (ACPI) shutdown before destroy */
     /* Tests only, not a setting: the step of a VM creation where the agent stops itself
      * (agent_test_point); empty unless agent_test_hooks_from_env found test hooks enabled. */
     char test_pause_at[32];
@@ -327,6 +331,11 @@ struct tc_http_response;
 #define AGENT_VM_FILE_AK "ak.ctx"             /* the vTPM AK (tcp mode), in <vm_dir>/<vm_id> */
 #define AGENT_VM_FILE_TCTI "tcti"             /* the running vTPM's TCTI string (tcp mode) */
 #define AGENT_VM_FILE_MODE "mode"             /* "tcp" or "qemu" */
+#define AGENT_VM_FILE_GUEST "guest.json"      /* the guest definition (libvirt VMs) */
+#define AGENT_VM_FILE_DOMAIN "domain"         /* the libvirt domain's UUID (libvirt VMs) */
+#define AGENT_VM_CHANNEL_DIR "channel"        /* QEMU's directory: the guest channel socket */
+#define AGENT_VM_CHANNEL_SOCK "channel/guest.sock"
+#define AGENT_VM_CONSOLE_LOG "console.log" /* the guest's serial console (virtlogd) */
 
 /* The VM table of cfg->vm_dir (created if missing), with routes served through srv's TPM
  * worker. Scans the VMs already on disk; those that were running before (a pid file whose
@@ -381,6 +390,37 @@ void agent_vm_vtpm_learned(struct agent_vms *vms, const char *vm_id,
 /* <vm_dir>/<vm_id> (where guest_ima and guest_eventlog are) into buf; TC_ERR_INVALID_ARG for an
  * invalid id, TC_ERR_TOO_LARGE when it does not fit. */
 int agent_vm_dir(const struct agent_config *cfg, const char *vm_id, char *buf, size_t cap);
+
+/* ---- libvirt domains (agent_libvirt.c) --------------------------------------------------- */
+/* One connection to cfg->libvirt_uri per call; failures fill why ("vm.libvirt": libvirt not
+ * reachable or failing, "vm.domain": the domain refused or missing, with libvirt's message).
+ * TPM worker thread only. */
+#define AGENT_UUID_LEN 36
+struct tc_vm_guest;
+struct agent_domain_def {
+    const char *name;           /* trustcloud-<node_id>-<vm_id> */
+    const char *uuid;           /* NULL or "": libvirt picks one */
+    const struct tc_vm_guest *guest;
+    const char *tpm_socket;     /* the vTPM's control socket (qemu mode) */
+    const char *channel_socket; /* where QEMU listens for the host side of the guest channel */
+    const char *console_log;
+};
+/* The domain XML (malloc'd) for def: TC_ERR_ALLOC only. */
+int agent_libvirt_xml(const struct agent_domain_def *def, char **xml);
+/* Defines (persistently) the domain; its UUID into uuid. */
+int agent_libvirt_define(const struct agent_config *cfg, const struct agent_domain_def *def,
+                         char uuid[AGENT_UUID_LEN + 1], struct tc_reason *why);
+/* TC_ERR_NOT_FOUND when libvirt has no such domain. */
+int agent_libvirt_active(const struct agent_config *cfg, const char *uuid, bool *active,
+                         struct tc_reason *why);
+/* Starts it unless it runs already (never twice). */
+int agent_libvirt_start(const struct agent_config *cfg, const char *uuid, struct tc_reason *why);
+/* Asks for an ACPI shutdown (destroy: pulls the plug); a domain that is not running is fine. */
+int agent_libvirt_shutdown(const struct agent_config *cfg, const char *uuid, bool destroy,
+                           struct tc_reason *why);
+/* Destroys it if it runs, then undefines it (and its NVRAM); an unknown domain is fine. */
+int agent_libvirt_undefine(const struct agent_config *cfg, const char *uuid,
+                           struct tc_reason *why);
 
 /* Work for the TPM worker thread (agent_serve.c). run answers resp and returns AGENT_JOB_DONE,
  * or leaves resp alone and returns AGENT_JOB_AGAIN to be queued again at the tail, so that a

@@ -61,6 +61,16 @@ const struct tc_config_setting agent_config_table[] = {
      "VMs (vTPMs) this agent hosts at most"},
     {"agent", "swtpm", TC_CFG_PATH, NULL, OFF(swtpm), 0, 0, NULL,
      "swtpm binary that runs the vTPMs (default: swtpm from PATH)"},
+    {"agent", "libvirt_uri", TC_CFG_STRING, "qemu:///system", OFF(libvirt_uri), 0, 0, NULL,
+     "libvirt connection the VMs with a guest definition are defined and run on"},
+    {"agent", "libvirt_qemu_user", TC_CFG_STRING, "libvirt-qemu", OFF(libvirt_qemu_user), 0, 0,
+     NULL,
+     "user QEMU runs as under libvirt: it is given the vTPM socket and the guest channel "
+     "directory of its VM (empty: no ownership change, as for qemu:///session)"},
+    {"agent", "libvirt_stop_timeout", TC_CFG_DURATION, "30s", OFF(libvirt_stop_timeout), 0, 45000,
+     NULL,
+     "vm stop: wait this long for the guest's ACPI shutdown, then destroy it (at most 45s: the "
+     "coordinator waits 60s for the agent's answer)"},
     {"agent", "max_connections", TC_CFG_INT, "64", OFF(max_connections), 4, 65536, NULL,
      "concurrent HTTPS connections (the open-file limit is raised to fit, else this is lowered)"},
     {"agent", "max_unauthenticated", TC_CFG_INT, "0", OFF(max_unauthenticated), 0, 65536, NULL,

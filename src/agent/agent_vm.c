@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@
 #include "trustcloud/tpm_certify.h"
 #include "trustcloud/tpm_credential.h"
 #include "trustcloud/tpm_nv.h"
+#include "trustcloud/vm_guest.h"
 #include "trustcloud/vtpm.h"
 #include "trustcloud/vtpm_ca.h"
 #include "trustcloud/vtpm_guard.h"
@@ -60,6 +62,9 @@ struct vm_entry {
     uint8_t ak_name[TC_TPM_MAX_NAME];
     size_t ak_name_len; /* 0: not known yet (read from ak.ctx at the next quote) */
     bool ak_persistent; /* at AGENT_VM_AK_HANDLE */
+    /* A VM with a guest definition: its libvirt domain (AGENT_VM_FILE_DOMAIN). */
+    bool libvirt;
+    char uuid[AGENT_UUID_LEN + 1];
 };
 
 struct agent_vms {
@@ -97,6 +102,11 @@ struct vm_op {
     size_t ek_pub_len;
     uint8_t ak_pub[TC_TPM_MAX_PUBLIC];
     size_t ak_pub_len;
+    /* A libvirt VM: its guest definition (create), the stop's deadline (stop). */
+    bool has_guest;
+    struct tc_vm_guest guest;
+    struct timespec stop_t0;
+    bool stop_destroyed;
 };
 
 /* ---- small helpers ----------------------------------------------------------------------- */
@@ -252,6 +262,181 @@ static void write_tcti_file(const struct agent_vms *vms, const struct vm_entry *
     int n = snprintf(line, sizeof(line), "%s\n", tcti);
     if (n > 0 && (size_t)n < sizeof(line) && tc_file_write(path, line, (size_t)n, 0600) != 0)
         LOG_WARN("VM %s: cannot write %s", e->id, path);
+}
+
+/* ---- libvirt VMs ------------------------------------------------------------------------- */
+
+static void domain_name(const struct agent_vms *vms, const char *id, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "trustcloud-%s-%s", vms->cfg->node_id, id);
+}
+
+/* QEMU's user under libvirt; *none when the setting is empty (QEMU runs as the agent does). */
+static int qemu_ids(const struct agent_config *cfg, uid_t *uid, gid_t *gid, bool *none,
+                    struct tc_reason *why)
+{
+    struct passwd pw, *res = NULL;
+    char buf[2048];
+    *none = cfg->libvirt_qemu_user == NULL || cfg->libvirt_qemu_user[0] == 0;
+    if (*none)
+        return 0;
+    if (getpwnam_r(cfg->libvirt_qemu_user, &pw, buf, sizeof(buf), &res) != 0 || res == NULL)
+        return tc_fail(why, TC_ERR_NOT_FOUND, "vm.libvirt", -1,
+                       "libvirt_qemu_user '%s': no such user on this node", cfg->libvirt_qemu_user);
+    *uid = pw.pw_uid;
+    *gid = pw.pw_gid;
+    return 0;
+}
+
+/* What QEMU, as its own user, must reach: vm_dir and the VM's directory searchable (not
+ * listable: everything else in them stays the agent's, 0600/0700), the vTPM's control socket
+ * its own, and the channel directory, where the guest channel socket is bound. Run before every
+ * start: the control socket is made anew with each swtpm. */
+static int libvirt_grant(struct agent_vms *vms, struct vm_entry *e, struct tc_reason *why)
+{
+    char dir[PATH_MAX], chan[PATH_MAX];
+    uid_t uid = 0;
+    gid_t gid = 0;
+    bool none = true;
+    int rc;
+
+    if ((rc = qemu_ids(vms->cfg, &uid, &gid, &none, why)) != 0)
+        return rc;
+    if ((rc = agent_vm_dir(vms->cfg, e->id, dir, sizeof(dir))) != 0 ||
+        (rc = vm_file(vms, e->id, AGENT_VM_CHANNEL_DIR, chan, sizeof(chan))) != 0)
+        return tc_fail(why, rc, "vm.files", -1, "VM directory path too long");
+    if (mkdir(chan, 0700) != 0 && errno != EEXIST)
+        return tc_fail(why, TC_ERR_IO, "vm.files", -1, "cannot create %s: %s", chan,
+                       strerror(errno));
+    if (none)
+        return 0;
+    const char *ctrl = tc_vtpm_ctrl_path(e->vtpm);
+    const char *what = vms->cfg->vm_dir;
+    if (chmod(what, 0711) != 0 || chmod((what = dir), 0711) != 0 ||
+        lchown((what = chan), uid, gid) != 0 ||
+        (ctrl != NULL && lchown((what = ctrl), uid, gid) != 0))
+        return tc_fail(why, TC_ERR_IO, "vm.files", -1, "cannot give %s to QEMU's user %s: %s", what,
+                       vms->cfg->libvirt_qemu_user, strerror(errno));
+    return 0;
+}
+
+/* The domain of a libvirt VM, or false (logged) when libvirt cannot say. */
+static bool domain_active(const struct agent_vms *vms, const struct vm_entry *e)
+{
+    struct tc_reason why;
+    bool active = false;
+    tc_reason_clear(&why);
+    if (agent_libvirt_active(vms->cfg, e->uuid, &active, &why) != 0)
+        LOG_WARN("VM %s: %s: %s", e->id, why.check, why.detail);
+    return active;
+}
+
+/* A VM runs: its domain (libvirt VM) or its vTPM. */
+static bool vm_running(const struct agent_vms *vms, const struct vm_entry *e)
+{
+    return e->libvirt ? domain_active(vms, e) : tc_vtpm_running(e->vtpm);
+}
+
+static bool uuid_ok(const char *u, size_t len)
+{
+    if (len != AGENT_UUID_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? u[i] != '-' : !((u[i] >= '0' && u[i] <= '9') || (u[i] >= 'a' && u[i] <= 'f')))
+            return false;
+    }
+    return true;
+}
+
+/* <vm>/domain: the UUID of the VM's domain; TC_ERR_NOT_FOUND for a VM without one. */
+static int read_domain(const struct agent_vms *vms, struct vm_entry *e)
+{
+    char path[PATH_MAX];
+    uint8_t *s = NULL;
+    size_t len = 0;
+    int rc;
+    if ((rc = vm_file(vms, e->id, AGENT_VM_FILE_DOMAIN, path, sizeof(path))) != 0)
+        return rc;
+    if (access(path, F_OK) != 0)
+        return TC_ERR_NOT_FOUND;
+    if ((rc = tc_file_read(path, AGENT_UUID_LEN + 2, &s, &len)) != 0)
+        return rc;
+    if (len > 0 && s[len - 1] == '\n')
+        len--;
+    if (uuid_ok((const char *)s, len)) {
+        memcpy(e->uuid, s, AGENT_UUID_LEN);
+        e->uuid[AGENT_UUID_LEN] = 0;
+        e->libvirt = true;
+    } else {
+        rc = TC_ERR_FORMAT;
+    }
+    free(s);
+    return rc;
+}
+
+/* The guest's files must be on this node (the paths are the host's). */
+static bool guest_files_ok(const struct vm_op *op, struct tc_http_response *resp)
+{
+    const struct {
+        const char *name, *path;
+    } f[] = {{"kernel", op->guest.kernel}, {"initrd", op->guest.initrd}, {"disk", op->guest.disk}};
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        struct stat st;
+        if (f[i].path[0] != 0 && (stat(f[i].path, &st) != 0 || !S_ISREG(st.st_mode))) {
+            answer_fail(resp, 400, "vm.guest", "guest.%s %s: no such file on this node", f[i].name,
+                        f[i].path);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Creation, last step before the mode file: guest.json, the files QEMU needs, the domain. */
+static int libvirt_define(struct vm_op *op, struct tc_reason *why)
+{
+    struct agent_vms *vms = op->vms;
+    struct vm_entry *e = op->e;
+    char path[PATH_MAX], chan[PATH_MAX], console[PATH_MAX], name[160], uuid[AGENT_UUID_LEN + 2];
+    char *text = NULL;
+    json_t *gj = NULL;
+    int rc;
+
+    if ((rc = vm_file(vms, e->id, AGENT_VM_FILE_GUEST, path, sizeof(path))) != 0 ||
+        (rc = vm_file(vms, e->id, AGENT_VM_CHANNEL_SOCK, chan, sizeof(chan))) != 0 ||
+        (rc = vm_file(vms, e->id, AGENT_VM_CONSOLE_LOG, console, sizeof(console))) != 0) {
+        tc_fail(why, rc, "vm.files", -1, "VM directory path too long");
+        goto out;
+    }
+    if ((gj = tc_vm_guest_to_json(&op->guest)) == NULL ||
+        (text = json_dumps(gj, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
+        rc = tc_fail(why, TC_ERR_ALLOC, "vm.files", -1, "out of memory");
+        goto out;
+    }
+    if ((rc = tc_file_write(path, text, strlen(text), 0600)) != 0) {
+        tc_fail(why, rc, "vm.files", -1, "cannot write %s", path);
+        goto out;
+    }
+    if ((rc = libvirt_grant(vms, e, why)) != 0)
+        goto out;
+    domain_name(vms, e->id, name, sizeof(name));
+    struct agent_domain_def def = {.name = name,
+                                   .guest = &op->guest,
+                                   .tpm_socket = tc_vtpm_ctrl_path(e->vtpm),
+                                   .channel_socket = chan,
+                                   .console_log = console};
+    if ((rc = agent_libvirt_define(vms->cfg, &def, e->uuid, why)) != 0)
+        goto out;
+    e->libvirt = true; /* from here on, a failure undefines it (vm_destroy) */
+    agent_test_point(vms->cfg, "domain_defined");
+    snprintf(uuid, sizeof(uuid), "%s\n", e->uuid);
+    if ((rc = vm_file(vms, e->id, AGENT_VM_FILE_DOMAIN, path, sizeof(path))) != 0 ||
+        (rc = tc_file_write(path, uuid, strlen(uuid), 0600)) != 0)
+        tc_fail(why, rc, "vm.files", -1, "cannot write the VM's domain file");
+out:
+    free(text);
+    json_decref(gj);
+    return rc;
 }
 
 /* ---- the host TPM ------------------------------------------------------------------------ */
@@ -496,6 +681,12 @@ static int vm_destroy(struct agent_vms *vms, struct vm_entry *e, struct tc_reaso
     struct host h;
     int rc = 0;
 
+    /* The domain goes first: a vTPM is never deleted under a guest that may still use it. */
+    if (e->libvirt && (rc = agent_libvirt_undefine(vms->cfg, e->uuid, why)) != 0) {
+        LOG_ERROR("VM %s: %s: %s", e->id, why->check, why->detail);
+        return rc;
+    }
+    e->libvirt = false;
     if (e->vtpm != NULL) {
         rc = tc_vtpm_delete(e->vtpm); /* frees the handle in every case */
         e->vtpm = NULL;
@@ -564,6 +755,8 @@ static int create_step0(struct vm_op *op, struct tc_http_response *resp)
             return AGENT_JOB_DONE;
         }
     }
+    if (op->has_guest && !guest_files_ok(op, resp))
+        return AGENT_JOB_DONE;
     if (vms->n >= (size_t)vms->cfg->max_vms) {
         answer_fail(resp, 503, "vm.limit", "this node hosts its maximum of %lld VMs",
                     vms->cfg->max_vms);
@@ -751,6 +944,19 @@ static int create_step3(struct vm_op *op, struct tc_http_response *resp)
         rc = tc_fail(&why, rc ? rc : TC_ERR_ALLOC, "agent.answer", -1, "cannot build the answer");
         goto out;
     }
+    if (op->has_guest) {
+        char name[160], chan[PATH_MAX];
+        domain_name(vms, op->id, name, sizeof(name));
+        if ((rc = libvirt_define(op, &why)) != 0)
+            goto out;
+        if ((rc = vm_file(vms, op->id, AGENT_VM_CHANNEL_SOCK, chan, sizeof(chan))) != 0 ||
+            json_object_set_new(ans, "domain", json_string(name)) != 0 ||
+            json_object_set_new(ans, "channel_path", json_string(chan)) != 0) {
+            rc = tc_fail(&why, rc ? rc : TC_ERR_ALLOC, "agent.answer", -1,
+                         "cannot build the answer");
+            goto out;
+        }
+    }
     /* The mode file comes last: a VM directory without one is a creation that did not finish
      * (the agent was killed during it), which the next start removes (purge_incomplete). */
     const char *m = op->mode == TC_VTPM_QEMU ? "qemu\n" : "tcp\n";
@@ -841,10 +1047,10 @@ out:
     agent_tpm_close(vt, rc);
 }
 
-static void answer_running(struct tc_http_response *resp, const struct vm_entry *e)
+static void answer_running(struct tc_http_response *resp, const struct agent_vms *vms,
+                           const struct vm_entry *e)
 {
-    answer_json(resp, 200,
-                json_pack("{s:s, s:b}", "vm_id", e->id, "running", tc_vtpm_running(e->vtpm)));
+    answer_json(resp, 200, json_pack("{s:s, s:b}", "vm_id", e->id, "running", vm_running(vms, e)));
 }
 
 /* Through the guard: state hash as recorded at the last stop, key unsealed, swtpm started. */
@@ -889,35 +1095,169 @@ out:
     return rc;
 }
 
+static void answer_start_failed(struct tc_http_response *resp, int rc, const struct tc_reason *why);
+
+/* The vTPM stopped and its state recorded as cleanly stopped (the guard checks it at the next
+ * start); a vTPM that is not running is only cleaned up after. */
+static int vtpm_stop_recorded(struct agent_vms *vms, struct vm_entry *e, struct tc_reason *why)
+{
+    char dir[PATH_MAX];
+    struct host h;
+    int rc;
+
+    tc_vtpm_stop(e->vtpm);
+    write_tcti_file(vms, e);
+    if ((rc = agent_vm_dir(vms->cfg, e->id, dir, sizeof(dir))) != 0 ||
+        (rc = host_open(vms, true, &h, why)) != 0) {
+        if (why->check[0] == 0)
+            tc_fail(why, rc, "vm.files", -1, "bad VM directory");
+        return rc;
+    }
+    if ((rc = tc_vtpm_guard_stopped(h.guard, e->id, dir)) != 0) {
+        tc_fail(why, rc, "vtpm.registry", -1, "cannot record the stopped state (%s)",
+                tc_strerror(rc));
+        LOG_ERROR("VM %s: %s", e->id, why->detail);
+    }
+    host_close(&h, rc);
+    return rc;
+}
+
+/* A libvirt VM: its vTPM through the guard (unless it runs, as after the creation), then its
+ * domain, unless that runs already (a VM is never started twice). */
+static void start_domain(struct vm_op *op, struct tc_http_response *resp)
+{
+    struct agent_vms *vms = op->vms;
+    struct vm_entry *e = op->e;
+    struct tc_reason why;
+    bool active = false;
+    int rc;
+
+    tc_reason_clear(&why);
+    if ((rc = agent_libvirt_active(vms->cfg, e->uuid, &active, &why)) != 0) {
+        answer_reason(resp, 500, &why);
+        return;
+    }
+    if (active) {
+        answer_running(resp, vms, e);
+        return;
+    }
+    if (!tc_vtpm_running(e->vtpm) && (rc = vm_start(vms, e, op->force, &why)) != 0) {
+        answer_start_failed(resp, rc, &why);
+        return;
+    }
+    if ((rc = libvirt_grant(vms, e, &why)) != 0 ||
+        (rc = agent_libvirt_start(vms->cfg, e->uuid, &why)) != 0) {
+        /* Nothing ran on the vTPM: stopped cleanly, as it was. */
+        struct tc_reason w2;
+        tc_reason_clear(&w2);
+        LOG_ERROR("VM %s: not started: %s: %s", e->id, why.check, why.detail);
+        if (vtpm_stop_recorded(vms, e, &w2) != 0)
+            LOG_ERROR("VM %s: %s: %s", e->id, w2.check, w2.detail);
+        answer_reason(resp, 500, &why);
+        return;
+    }
+    LOG_INFO("VM %s: domain started", e->id);
+    answer_running(resp, vms, e);
+}
+
+/* A libvirt VM's stop, in steps so that host quotes go on meanwhile: an ACPI shutdown, polls
+ * every 100 ms until the domain is down or libvirt_stop_timeout has passed (then it is
+ * destroyed), then the vTPM, which ends when QEMU lets go of it, is recorded as stopped. */
+static int stop_domain(struct vm_op *op, struct tc_http_response *resp)
+{
+    struct agent_vms *vms = op->vms;
+    struct vm_entry *e = op->e;
+    struct tc_reason why;
+    bool active = false;
+    int rc;
+
+    tc_reason_clear(&why);
+    if ((rc = agent_libvirt_active(vms->cfg, e->uuid, &active, &why)) != 0) {
+        answer_reason(resp, 500, &why);
+        return AGENT_JOB_DONE;
+    }
+    if (op->step == 0 && !active) {
+        /* Down already (the guest powered off): like a vTPM that exited on its own, only a
+         * forced start accepts the state it left. */
+        tc_vtpm_stop(e->vtpm);
+        answer_running(resp, vms, e);
+        return AGENT_JOB_DONE;
+    }
+    if (op->step == 0) {
+        if ((rc = agent_libvirt_shutdown(vms->cfg, e->uuid, false, &why)) != 0) {
+            answer_reason(resp, 500, &why);
+            return AGENT_JOB_DONE;
+        }
+        LOG_INFO("VM %s: ACPI shutdown requested", e->id);
+        clock_gettime(CLOCK_MONOTONIC, &op->stop_t0);
+        op->step = 1;
+        return AGENT_JOB_AGAIN;
+    }
+    if (active) {
+        if (elapsed_us(&op->stop_t0) / 1000 < vms->cfg->libvirt_stop_timeout) {
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000000L};
+            nanosleep(&ts, NULL);
+            return AGENT_JOB_AGAIN;
+        }
+        LOG_WARN("VM %s: no shutdown within %lld ms: destroying the domain", e->id,
+                 vms->cfg->libvirt_stop_timeout);
+        if ((rc = agent_libvirt_shutdown(vms->cfg, e->uuid, true, &why)) != 0) {
+            answer_reason(resp, 500, &why);
+            return AGENT_JOB_DONE;
+        }
+        op->stop_destroyed = true;
+    }
+    for (int i = 0; i < 40 && tc_vtpm_running(e->vtpm); i++) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if ((rc = vtpm_stop_recorded(vms, e, &why)) != 0) {
+        answer_reason(resp, 500, &why);
+        return AGENT_JOB_DONE;
+    }
+    LOG_INFO("VM %s: domain %s, vTPM state recorded", e->id,
+             op->stop_destroyed ? "destroyed after the timeout" : "shut down");
+    answer_json(resp, 200,
+                json_pack("{s:s, s:b, s:b}", "vm_id", e->id, "running", 0, "destroyed",
+                          op->stop_destroyed));
+    return AGENT_JOB_DONE;
+}
+
 static void do_start(struct vm_op *op, struct tc_http_response *resp)
 {
     struct tc_reason why;
     tc_reason_clear(&why);
+    if (op->e->libvirt) {
+        start_domain(op, resp);
+        return;
+    }
     if (tc_vtpm_running(op->e->vtpm)) {
-        answer_running(resp, op->e);
+        answer_running(resp, op->vms, op->e);
         return;
     }
     int rc = vm_start(op->vms, op->e, op->force, &why);
     if (rc == 0) {
-        answer_running(resp, op->e);
+        answer_running(resp, op->vms, op->e);
         return;
     }
+    answer_start_failed(resp, rc, &why);
+}
+
+static void answer_start_failed(struct tc_http_response *resp, int rc, const struct tc_reason *why)
+{
     unsigned status = 500;
-    if (strcmp(why.check, "vtpm.unseal") == 0)
+    if (strcmp(why->check, "vtpm.unseal") == 0)
         status = 403;
-    else if (rc == TC_ERR_ROLLBACK || rc == TC_ERR_POLICY || strncmp(why.check, "vtpm.", 5) == 0)
+    else if (rc == TC_ERR_ROLLBACK || rc == TC_ERR_POLICY || strncmp(why->check, "vtpm.", 5) == 0)
         status = 409;
-    if (strcmp(why.check, "vtpm.start") == 0 || strcmp(why.check, "agent.tpm") == 0)
+    if (strcmp(why->check, "vtpm.start") == 0 || strcmp(why->check, "agent.tpm") == 0)
         status = 500;
-    answer_reason(resp, status, &why);
+    answer_reason(resp, status, why);
 }
 
 static void do_stop(struct vm_op *op, struct tc_http_response *resp)
 {
     struct tc_reason why;
-    char dir[PATH_MAX];
-    struct host h;
-    int rc;
 
     tc_reason_clear(&why);
     if (!tc_vtpm_running(op->e->vtpm)) {
@@ -925,29 +1265,15 @@ static void do_stop(struct vm_op *op, struct tc_http_response *resp)
          * only a forced start accepts that state). */
         tc_vtpm_stop(op->e->vtpm); /* reaps an exited child, removes stale files */
         write_tcti_file(op->vms, op->e);
-        answer_running(resp, op->e);
+        answer_running(resp, op->vms, op->e);
         return;
     }
-    tc_vtpm_stop(op->e->vtpm);
-    write_tcti_file(op->vms, op->e);
-    if ((rc = agent_vm_dir(op->vms->cfg, op->id, dir, sizeof(dir))) != 0 ||
-        (rc = host_open(op->vms, true, &h, &why)) != 0) {
-        if (why.check[0] == 0)
-            tc_fail(&why, rc, "vm.files", -1, "bad VM directory");
+    if (vtpm_stop_recorded(op->vms, op->e, &why) != 0) {
         answer_reason(resp, 500, &why);
         return;
     }
-    if ((rc = tc_vtpm_guard_stopped(h.guard, op->id, dir)) != 0) {
-        tc_fail(&why, rc, "vtpm.registry", -1, "cannot record the stopped state (%s)",
-                tc_strerror(rc));
-        LOG_ERROR("VM %s: %s", op->id, why.detail);
-        host_close(&h, rc);
-        answer_reason(resp, 500, &why);
-        return;
-    }
-    host_close(&h, rc);
     LOG_INFO("VM %s: vTPM stopped, state recorded", op->id);
-    answer_running(resp, op->e);
+    answer_running(resp, op->vms, op->e);
 }
 
 static void do_delete(struct vm_op *op, struct tc_http_response *resp)
@@ -955,6 +1281,11 @@ static void do_delete(struct vm_op *op, struct tc_http_response *resp)
     struct tc_reason why;
     tc_reason_clear(&why);
     int rc = vm_destroy(op->vms, op->e, &why);
+    if (rc != 0 && op->e->libvirt) {
+        /* The domain is still there: so is everything else, for another attempt. */
+        answer_reason(resp, 500, &why);
+        return;
+    }
     vm_remove(op->vms, op->e);
     op->e = NULL;
     if (rc != 0) {
@@ -974,9 +1305,11 @@ static void do_list(struct vm_op *op, struct tc_http_response *resp)
         const struct vm_entry *e = op->vms->vms[i];
         if (!e->ready)
             continue;
-        if (json_array_append_new(list, json_pack("{s:s, s:b, s:s}", "id", e->id, "running",
-                                                  tc_vtpm_running(e->vtpm), "mode",
-                                                  mode_name(e->mode))) != 0) {
+        json_t *one = json_pack("{s:s, s:b, s:s}", "id", e->id, "running", vm_running(op->vms, e),
+                                "mode", mode_name(e->mode));
+        if (one != NULL && e->libvirt)
+            json_object_set_new(one, "domain_uuid", json_string(e->uuid));
+        if (json_array_append_new(list, one) != 0) {
             json_decref(list);
             list = NULL;
         }
@@ -1010,15 +1343,25 @@ static int op_run(void *arg, struct tc_http_response *resp)
         if (e != NULL && !e->busy && !tc_vtpm_running(e->vtpm)) {
             e->busy = true;
             op->e = e;
-            if (vm_start(op->vms, e, op->force, &why) != 0)
+            int rc = vm_start(op->vms, e, op->force, &why);
+            /* A libvirt VM whose domain went down with its vTPM (a host restart): both again. */
+            if (rc == 0 && e->libvirt && !domain_active(op->vms, e) &&
+                ((rc = libvirt_grant(op->vms, e, &why)) != 0 ||
+                 (rc = agent_libvirt_start(op->vms->cfg, e->uuid, &why)) != 0))
+                LOG_ERROR("VM %s: its domain cannot be started again", e->id);
+            if (rc != 0)
                 LOG_ERROR("VM %s was running before the agent stopped and cannot be restarted: "
                           "%s: %s",
                           e->id, why.check, why.detail);
         }
         return AGENT_JOB_DONE;
     }
+    if (op->kind == OP_STOP && op->step > 0)
+        return stop_domain(op, resp); /* holds its entry since step 0 */
     if (!op_claim(op, resp))
         return AGENT_JOB_DONE;
+    if (op->kind == OP_STOP && op->e->libvirt)
+        return stop_domain(op, resp);
     switch (op->kind) {
     case OP_ACTIVATE:
         do_activate(op, resp);
@@ -1174,6 +1517,20 @@ static void h_vms(void *arg, const struct tc_http_request *req, struct tc_http_r
     else {
         answer_fail(resp, 400, "request.mode", "mode: \"tcp\" or \"qemu\"");
         goto out;
+    }
+    v = json_object_get(j, "guest");
+    if (v != NULL) {
+        struct tc_reason why;
+        tc_reason_clear(&why);
+        if (tc_vm_guest_from_json(v, &op->guest, &why) != 0) {
+            answer_reason(resp, 400, &why);
+            goto out;
+        }
+        if (op->mode != TC_VTPM_QEMU) {
+            answer_fail(resp, 400, "request.mode", "a VM with a guest definition is in qemu mode");
+            goto out;
+        }
+        op->has_guest = true;
     }
     submit(vms, req, resp, op);
     op = NULL;
@@ -1373,6 +1730,21 @@ static int scan(struct agent_vms *vms)
             break;
         }
         e->ready = true;
+        int drc = read_domain(vms, e);
+        if (drc != 0 && drc != TC_ERR_NOT_FOUND)
+            LOG_ERROR("VM %s: unreadable %s (%s): its domain is not managed", e->id,
+                      AGENT_VM_FILE_DOMAIN, tc_strerror(drc));
+        if (e->libvirt) {
+            struct tc_reason why;
+            bool active = false;
+            tc_reason_clear(&why);
+            if (agent_libvirt_active(vms->cfg, e->uuid, &active, &why) != 0)
+                LOG_ERROR("VM %s: domain %s: %s: %s", e->id, e->uuid, why.check, why.detail);
+            else if (active)
+                LOG_INFO("VM %s: domain %s running, adopted", e->id, e->uuid);
+            if (active && !tc_vtpm_running(e->vtpm))
+                LOG_ERROR("VM %s: its domain runs without its vTPM", e->id);
+        }
         if (tc_vtpm_running(e->vtpm)) {
             LOG_INFO("VM %s: vTPM running (pid %d), adopted", e->id, (int)tc_vtpm_pid(e->vtpm));
             write_tcti_file(vms, e);

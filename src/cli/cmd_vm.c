@@ -16,6 +16,7 @@
 #include "trustcloud/buf.h"
 #include "trustcloud/error.h"
 #include "trustcloud/vm_evidence.h"
+#include "trustcloud/vm_guest.h"
 
 static int vm_create(int argc, char **argv);
 static int vm_start(int argc, char **argv);
@@ -30,12 +31,19 @@ static int vm_check(int argc, char **argv);
 
 static const struct cli_cmd vm_cmds[] = {
     {"create", vm_create,
-     "ID --node NODE --tenant TENANT [--mode tcp|qemu] " COORD_CLIENT_HELP
-     "  a VM with a vTPM on a trusted node (its EK chains to that node's TPM)"},
+     "ID --node NODE --tenant TENANT [--mode tcp|qemu] [--kernel K [--initrd I] [--cmdline C] "
+     "| --disk IMAGE] [--firmware seabios|ovmf] [--memory MB] [--vcpus N] " COORD_CLIENT_HELP
+     "  a VM with a vTPM on a trusted node (its EK chains to that node's TPM); with a guest "
+     "definition (paths on the node), the node's agent also defines a libvirt domain for it"},
     {"start", vm_start,
-     "ID " COORD_CLIENT_HELP "  start its vTPM (sealed state, rollback-checked)"},
-    {"stop", vm_stop, "ID " COORD_CLIENT_HELP "  stop its vTPM (state recorded against rollback)"},
-    {"delete", vm_delete, "ID " COORD_CLIENT_HELP "  stop it and destroy its vTPM and state"},
+     "ID " COORD_CLIENT_HELP
+     "  start its vTPM (sealed state, rollback-checked), then its libvirt domain if it has one"},
+    {"stop", vm_stop,
+     "ID " COORD_CLIENT_HELP
+     "  shut its domain down (ACPI, destroyed after the node's timeout), stop its vTPM (state "
+     "recorded against rollback)"},
+    {"delete", vm_delete,
+     "ID " COORD_CLIENT_HELP "  stop it, undefine its domain, destroy its vTPM and state"},
     {"list", vm_list,
      "[--node NODE] [--tenant T] [--state S] " COORD_CLIENT_HELP "  VMs and states"},
     {"show", vm_show, "ID " COORD_CLIENT_HELP "  one VM: state, reason, host and its state"},
@@ -66,6 +74,13 @@ enum {
     OPT_LIMIT,
     OPT_TIMEOUT,
     OPT_FORCE,
+    OPT_KERNEL,
+    OPT_INITRD,
+    OPT_CMDLINE,
+    OPT_DISK,
+    OPT_FIRMWARE,
+    OPT_MEMORY,
+    OPT_VCPUS,
 };
 
 struct vm_args {
@@ -74,8 +89,18 @@ struct vm_args {
     long long limit;
     double timeout;
     bool force;
+    json_t *guest; /* create: the guest definition options, NULL without any */
     char cmdname[32];
 };
+
+/* --memory/--vcpus: a positive integer (bounds are the guest definition's). */
+static bool guest_int(json_t *g, const char *key, const char *arg)
+{
+    char *end;
+    long long v = strtoll(arg, &end, 10);
+    return *arg != '\0' && *end == '\0' && v > 0 && v <= 1000000 &&
+           json_object_set_new(g, key, json_integer(v)) == 0;
+}
 
 static int parse_args(int argc, char **argv, const struct cli_cmd *cmd, bool want_id,
                       struct vm_args *a)
@@ -89,6 +114,13 @@ static int parse_args(int argc, char **argv, const struct cli_cmd *cmd, bool wan
         {"limit", required_argument, NULL, OPT_LIMIT},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"force", no_argument, NULL, OPT_FORCE},
+        {"kernel", required_argument, NULL, OPT_KERNEL},
+        {"initrd", required_argument, NULL, OPT_INITRD},
+        {"cmdline", required_argument, NULL, OPT_CMDLINE},
+        {"disk", required_argument, NULL, OPT_DISK},
+        {"firmware", required_argument, NULL, OPT_FIRMWARE},
+        {"memory", required_argument, NULL, OPT_MEMORY},
+        {"vcpus", required_argument, NULL, OPT_VCPUS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -131,6 +163,26 @@ static int parse_args(int argc, char **argv, const struct cli_cmd *cmd, bool wan
         case OPT_FORCE:
             a->force = true;
             break;
+        case OPT_KERNEL:
+        case OPT_INITRD:
+        case OPT_CMDLINE:
+        case OPT_DISK:
+        case OPT_FIRMWARE:
+        case OPT_MEMORY:
+        case OPT_VCPUS: {
+            static const char *const keys[] = {"kernel",   "initrd",    "cmdline", "disk",
+                                               "firmware", "memory_mb", "vcpus"};
+            const char *key = keys[c - OPT_KERNEL];
+            if (strcmp(cmd->name, "create") != 0 ||
+                (a->guest == NULL && (a->guest = json_object()) == NULL))
+                return cli_usage("vm", cmd);
+            bool ok = c == OPT_MEMORY || c == OPT_VCPUS
+                          ? guest_int(a->guest, key, optarg)
+                          : json_object_set_new(a->guest, key, json_string(optarg)) == 0;
+            if (!ok)
+                return cli_usage("vm", cmd);
+            break;
+        }
         case 'h':
             printf("usage: trustcloud vm %s %s\n", cmd->name, cmd->help);
             return -1;
@@ -168,12 +220,39 @@ static int vm_create(int argc, char **argv)
     struct vm_args a;
     json_t *resp = NULL, *body = NULL;
     int ret = parse_args(argc, argv, &vm_cmds[0], true, &a);
-    if (ret)
+    if (ret) {
+        json_decref(a.guest);
         return ret < 0 ? TC_EXIT_OK : ret;
-    if (!a.node || !a.tenant)
+    }
+    if (!a.node || !a.tenant) {
+        json_decref(a.guest);
         return cli_usage("vm", &vm_cmds[0]);
-    body = json_pack("{s:s, s:s, s:s, s:s}", "vm_id", a.id, "node", a.node, "tenant", a.tenant,
-                     "mode", a.mode ? a.mode : "tcp");
+    }
+    if (a.guest != NULL) {
+        /* The coordinator and the agent check it again; this gives the error before a call. */
+        struct tc_vm_guest g;
+        struct tc_reason why;
+        tc_reason_clear(&why);
+        if (a.mode != NULL && strcmp(a.mode, "qemu") != 0) {
+            fprintf(stderr, "trustcloud vm create: a guest definition needs --mode qemu\n");
+            ret = TC_EXIT_USAGE;
+            goto out;
+        }
+        if (tc_vm_guest_from_json(a.guest, &g, &why) != 0) {
+            fprintf(stderr, "trustcloud vm create: %s\n", why.detail);
+            ret = TC_EXIT_USAGE;
+            goto out;
+        }
+    }
+    body =
+        json_pack("{s:s, s:s, s:s, s:s}", "vm_id", a.id, "node", a.node, "tenant", a.tenant, "mode",
+                  a.mode    ? a.mode
+                  : a.guest ? "qemu"
+                            : "tcp");
+    if (body != NULL && a.guest != NULL && json_object_set(body, "guest", a.guest) != 0) {
+        ret = TC_EXIT_USAGE;
+        goto out;
+    }
     ret = coord_client_call(&a.c, "POST", "/v1/vms", body, 120000, &resp, NULL);
     if (ret)
         goto out;
@@ -183,10 +262,15 @@ static int vm_create(int argc, char **argv)
         printf("%s: %s on %s for tenant %s\n", a.id, coord_client_str(resp, "state", "created"),
                coord_client_str(resp, "node", a.node), coord_client_str(resp, "tenant", a.tenant));
         const char *ctrl = coord_client_str(resp, "ctrl_path", NULL);
-        if (ctrl)
+        const char *dom = coord_client_str(resp, "domain", NULL);
+        if (dom)
+            printf("libvirt domain %s, guest channel %s\n", dom,
+                   coord_client_str(resp, "channel_path", "?"));
+        else if (ctrl)
             printf("vTPM control socket (QEMU -chardev socket,path=...): %s\n", ctrl);
     }
 out:
+    json_decref(a.guest);
     json_decref(body);
     json_decref(resp);
     return ret;

@@ -36,6 +36,7 @@
 #include "trustcloud/error.h"
 #include "trustcloud/log.h"
 #include "trustcloud/pki.h"
+#include "trustcloud/vm_guest.h"
 #include "trustcloud/vtpm_ca.h"
 
 #define VM_AGENT_TIMEOUT_MS 60000 /* vTPM creation on a loaded host */
@@ -59,6 +60,10 @@ struct vm_op {
     uint8_t *ek_pub, *ek_cert, *ak_pub, *ak_name;
     size_t ek_pub_len, ek_cert_len, ak_pub_len, ak_name_len;
     char ctrl_path[512];
+    /* A libvirt guest (POST /v1/vms "guest", validated and forwarded): what the agent answered. */
+    json_t *guest;
+    char domain[160];
+    char channel_path[512];
 };
 
 static void op_free(struct vm_op *op)
@@ -69,6 +74,7 @@ static void op_free(struct vm_op *op)
     free(op->ek_cert);
     free(op->ak_pub);
     free(op->ak_name);
+    json_decref(op->guest);
     OPENSSL_cleanse(op->secret_hash, sizeof(op->secret_hash));
     free(op);
 }
@@ -298,6 +304,10 @@ static unsigned vm_created(struct vm_op *op, json_t *j, struct tc_reason *why)
     memset(&id, 0, sizeof(id));
     const char *cp = coord_json_str(j, "ctrl_path", sizeof(op->ctrl_path) - 1, NULL);
     snprintf(op->ctrl_path, sizeof(op->ctrl_path), "%s", cp ? cp : "");
+    const char *dn = coord_json_str(j, "domain", sizeof(op->domain) - 1, NULL);
+    snprintf(op->domain, sizeof(op->domain), "%s", dn ? dn : "");
+    const char *ch = coord_json_str(j, "channel_path", sizeof(op->channel_path) - 1, NULL);
+    snprintf(op->channel_path, sizeof(op->channel_path), "%s", ch ? ch : "");
     /* The host must still be trusted, and its AK is what vouches for the CA key. */
     struct vm_op tmp;
     memset(&tmp, 0, sizeof(tmp));
@@ -388,6 +398,10 @@ static unsigned vm_record(struct vm_op *op, struct tc_reason *why)
                   op->tenant, "mode", op->mode, "state", tc_node_state_name(n.state));
     if (j && op->ctrl_path[0])
         json_object_set_new(j, "ctrl_path", json_string(op->ctrl_path));
+    if (j && op->domain[0])
+        json_object_set_new(j, "domain", json_string(op->domain));
+    if (j && op->channel_path[0])
+        json_object_set_new(j, "channel_path", json_string(op->channel_path));
     finish_json(op, 201, j);
     return 0;
 }
@@ -564,6 +578,18 @@ static void vm_create(struct coord *c, const struct tc_http_request *req,
         coord_reply_error(resp, 400, "request.mode", "mode is \"tcp\" or \"qemu\"");
         goto out;
     }
+    /* A guest definition (the agent boots it through libvirt): a qemu-mode vTPM. */
+    struct tc_vm_guest guest;
+    json_t *jg = json_object_get(body, "guest");
+    if (jg != NULL && tc_vm_guest_from_json(jg, &guest, &why) != 0) {
+        coord_reply_error(resp, 400, why.check, "%s", why.detail);
+        goto out;
+    }
+    if (jg != NULL && mode != NULL && strcmp(mode, "qemu") != 0) {
+        coord_reply_error(resp, 400, "request.mode",
+                          "a VM with a guest definition is in qemu mode");
+        goto out;
+    }
     struct tc_store_node existing;
     memset(&existing, 0, sizeof(existing));
     int rc = tc_store_node_get(c->store, id, &existing);
@@ -580,7 +606,11 @@ static void vm_create(struct coord *c, const struct tc_http_request *req,
     op->stage = VM_CREATE;
     snprintf(op->vm_id, sizeof(op->vm_id), "%s", id);
     snprintf(op->tenant, sizeof(op->tenant), "%s", tenant);
-    snprintf(op->mode, sizeof(op->mode), "%s", mode ? mode : "tcp");
+    snprintf(op->mode, sizeof(op->mode), "%s", mode ? mode : jg ? "qemu" : "tcp");
+    if (jg != NULL && (op->guest = tc_vm_guest_to_json(&guest)) == NULL) {
+        coord_reply_error(resp, 500, "internal", "out of memory");
+        goto out;
+    }
     unsigned status = 500;
     if ((rc = load_host(c, node, op, NULL, true, &status, &why)) != 0) {
         coord_reply_error(resp, status, why.check, "%s", why.detail);
@@ -596,9 +626,17 @@ static void vm_create(struct coord *c, const struct tc_http_request *req,
         coord_reply_error(resp, 503, "busy", "cannot hold the request");
         goto out;
     }
-    rc = agent_call(
-        op, "POST", "/v1/vms",
-        json_pack("{s:s, s:s, s:s}", "vm_id", op->vm_id, "nonce", nonce_hex, "mode", op->mode));
+    json_t *call =
+        json_pack("{s:s, s:s, s:s}", "vm_id", op->vm_id, "nonce", nonce_hex, "mode", op->mode);
+    if (call && op->guest && json_object_set(call, "guest", op->guest) != 0) {
+        json_decref(call);
+        call = NULL;
+    }
+    rc = call ? agent_call(op, "POST", "/v1/vms", call) : TC_ERR_ALLOC;
+    if (rc == TC_ERR_ALLOC) {
+        finish_error(op, 500, "internal", "out of memory");
+        goto out;
+    }
     if (rc) {
         finish_error(op, 502, "vm.agent", "cannot reach node %s: %s", node, tc_strerror(rc));
         goto out;

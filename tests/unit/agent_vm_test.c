@@ -25,6 +25,7 @@
 
 /* The agent is an executable, not a library: its modules are compiled into the test. */
 #include "agent/agent_config.c"
+#include "agent/agent_libvirt.c"
 #include "agent/agent_request.c"
 #include "agent/agent_tpm.c"
 #include "agent/agent_vm.c"
