@@ -139,8 +139,9 @@ struct tc_tpm_quote {
 
 /* Quotes the PCRs selected in sel (banks in the order of sel) with qualifyingData = nonce (at
  * most 64 bytes, else TC_ERR_INVALID_ARG), using the AK's own scheme. out->pcrs holds the same
- * selection read right after the quote (a concurrent extend can make them differ). Release out
- * with tc_tpm_quote_release (also on error: out is cleared). */
+ * selection read right after the quote; when a concurrent extend made them differ from what the
+ * TPM signed, the quote is taken again (up to 4 quotes; the last one is returned all the same).
+ * Release out with tc_tpm_quote_release (also on error: out is cleared). */
 int tc_tpm_quote(struct tc_tpm *tpm, const struct tc_tpm_key *ak, const struct tc_pcr_set *sel,
                  const uint8_t *nonce, size_t nonce_len, struct tc_tpm_quote *out);
 void tc_tpm_quote_release(struct tc_tpm_quote *q);
