@@ -71,6 +71,35 @@ static int lv_domain(virConnectPtr conn, const char *uuid, virDomainPtr *dom, st
                    lv_error());
 }
 
+/* A connection and the domain one operation works on (either may be NULL). */
+struct lv_handle {
+    virConnectPtr conn;
+    virDomainPtr dom;
+};
+
+/* Connects and looks the domain of uuid up (TC_ERR_NOT_FOUND when libvirt does not know it).
+ * Release h with lv_close in any case. */
+static int lv_open_domain(const struct agent_config *cfg, const char *uuid, struct lv_handle *h,
+                          struct tc_reason *why)
+{
+    int rc;
+    h->conn = NULL;
+    h->dom = NULL;
+    if ((rc = lv_open(cfg, &h->conn, why)) != 0)
+        return rc;
+    return lv_domain(h->conn, uuid, &h->dom, why);
+}
+
+static void lv_close(struct lv_handle *h)
+{
+    if (h->dom != NULL)
+        virDomainFree(h->dom);
+    if (h->conn != NULL)
+        virConnectClose(h->conn);
+    h->dom = NULL;
+    h->conn = NULL;
+}
+
 /* qcow2 images start with "QFI\xfb"; everything else is given to QEMU as raw. */
 static const char *disk_format(const char *path)
 {
@@ -208,8 +237,7 @@ int agent_libvirt_xml(const struct agent_domain_def *def, char **xml)
 int agent_libvirt_define(const struct agent_config *cfg, const struct agent_domain_def *def,
                          char uuid[AGENT_UUID_LEN + 1], struct tc_reason *why)
 {
-    virConnectPtr conn = NULL;
-    virDomainPtr dom = NULL;
+    struct lv_handle h = {NULL, NULL};
     char *xml = NULL;
     int rc;
 
@@ -218,26 +246,23 @@ int agent_libvirt_define(const struct agent_config *cfg, const struct agent_doma
         tc_fail(why, rc, "vm.domain", -1, "cannot write the domain XML");
         goto out;
     }
-    if ((rc = lv_open(cfg, &conn, why)) != 0)
+    if ((rc = lv_open(cfg, &h.conn, why)) != 0)
         goto out;
-    if ((dom = virDomainDefineXMLFlags(conn, xml, VIR_DOMAIN_DEFINE_VALIDATE)) == NULL) {
+    if ((h.dom = virDomainDefineXMLFlags(h.conn, xml, VIR_DOMAIN_DEFINE_VALIDATE)) == NULL) {
         rc = tc_fail(why, TC_ERR_INVALID_ARG, "vm.domain", -1, "libvirt refused the domain: %s",
                      lv_error());
         goto out;
     }
     char u[VIR_UUID_STRING_BUFLEN];
-    if (virDomainGetUUIDString(dom, u) != 0 || strlen(u) != AGENT_UUID_LEN) {
+    if (virDomainGetUUIDString(h.dom, u) != 0 || strlen(u) != AGENT_UUID_LEN) {
         rc = tc_fail(why, TC_ERR_IO, "vm.domain", -1, "no UUID for domain %s", def->name);
-        virDomainUndefine(dom);
+        virDomainUndefine(h.dom);
         goto out;
     }
     memcpy(uuid, u, AGENT_UUID_LEN + 1);
     LOG_INFO("libvirt: defined domain %s (%s)", def->name, uuid);
 out:
-    if (dom != NULL)
-        virDomainFree(dom);
-    if (conn != NULL)
-        virConnectClose(conn);
+    lv_close(&h);
     free(xml);
     return rc;
 }
@@ -245,100 +270,82 @@ out:
 int agent_libvirt_active(const struct agent_config *cfg, const char *uuid, bool *active,
                          struct tc_reason *why)
 {
-    virConnectPtr conn = NULL;
-    virDomainPtr dom = NULL;
+    struct lv_handle h;
     int rc;
 
     *active = false;
-    if ((rc = lv_open(cfg, &conn, why)) != 0 || (rc = lv_domain(conn, uuid, &dom, why)) != 0)
+    if ((rc = lv_open_domain(cfg, uuid, &h, why)) != 0)
         goto out;
-    int a = virDomainIsActive(dom);
+    int a = virDomainIsActive(h.dom);
     if (a < 0)
         rc = tc_fail(why, TC_ERR_IO, "vm.libvirt", -1, "domain %s: %s", uuid, lv_error());
     *active = a == 1;
 out:
-    if (dom != NULL)
-        virDomainFree(dom);
-    if (conn != NULL)
-        virConnectClose(conn);
+    lv_close(&h);
     return rc;
 }
 
 int agent_libvirt_start(const struct agent_config *cfg, const char *uuid, struct tc_reason *why)
 {
-    virConnectPtr conn = NULL;
-    virDomainPtr dom = NULL;
+    struct lv_handle h;
     int rc;
 
-    if ((rc = lv_open(cfg, &conn, why)) != 0 || (rc = lv_domain(conn, uuid, &dom, why)) != 0)
+    if ((rc = lv_open_domain(cfg, uuid, &h, why)) != 0)
         goto out;
-    if (virDomainIsActive(dom) == 1) {
+    if (virDomainIsActive(h.dom) == 1) {
         LOG_INFO("libvirt: domain %s is running already", uuid);
         goto out;
     }
-    if (virDomainCreate(dom) != 0)
+    if (virDomainCreate(h.dom) != 0)
         rc = tc_fail(why, TC_ERR_IO, "vm.domain", -1, "libvirt cannot start the domain: %s",
                      lv_error());
 out:
-    if (dom != NULL)
-        virDomainFree(dom);
-    if (conn != NULL)
-        virConnectClose(conn);
+    lv_close(&h);
     return rc;
 }
 
 int agent_libvirt_shutdown(const struct agent_config *cfg, const char *uuid, bool destroy,
                            struct tc_reason *why)
 {
-    virConnectPtr conn = NULL;
-    virDomainPtr dom = NULL;
+    struct lv_handle h;
     int rc;
 
-    if ((rc = lv_open(cfg, &conn, why)) != 0 || (rc = lv_domain(conn, uuid, &dom, why)) != 0)
+    if ((rc = lv_open_domain(cfg, uuid, &h, why)) != 0)
         goto out;
-    if (virDomainIsActive(dom) != 1)
+    if (virDomainIsActive(h.dom) != 1)
         goto out;
-    int r = destroy ? virDomainDestroy(dom)
-                    : virDomainShutdownFlags(dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN);
-    if (r != 0 && virDomainIsActive(dom) == 1)
+    int r = destroy ? virDomainDestroy(h.dom)
+                    : virDomainShutdownFlags(h.dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN);
+    if (r != 0 && virDomainIsActive(h.dom) == 1)
         rc = tc_fail(why, TC_ERR_IO, "vm.domain", -1, "libvirt cannot %s the domain: %s",
                      destroy ? "destroy" : "shut down", lv_error());
 out:
-    if (dom != NULL)
-        virDomainFree(dom);
-    if (conn != NULL)
-        virConnectClose(conn);
+    lv_close(&h);
     return rc;
 }
 
 int agent_libvirt_undefine(const struct agent_config *cfg, const char *uuid, struct tc_reason *why)
 {
-    virConnectPtr conn = NULL;
-    virDomainPtr dom = NULL;
+    struct lv_handle h;
     int rc;
 
-    if ((rc = lv_open(cfg, &conn, why)) != 0)
-        goto out;
-    if ((rc = lv_domain(conn, uuid, &dom, why)) != 0) {
+    if ((rc = lv_open_domain(cfg, uuid, &h, why)) != 0) {
         if (rc == TC_ERR_NOT_FOUND)
             rc = 0; /* gone already */
         goto out;
     }
-    if (virDomainIsActive(dom) == 1 && virDomainDestroy(dom) != 0) {
+    if (virDomainIsActive(h.dom) == 1 && virDomainDestroy(h.dom) != 0) {
         rc = tc_fail(why, TC_ERR_IO, "vm.domain", -1, "libvirt cannot destroy the domain: %s",
                      lv_error());
         goto out;
     }
-    if (virDomainUndefineFlags(dom, VIR_DOMAIN_UNDEFINE_NVRAM) != 0) {
+    if (virDomainUndefineFlags(h.dom, VIR_DOMAIN_UNDEFINE_NVRAM) != 0) {
         rc = tc_fail(why, TC_ERR_IO, "vm.domain", -1, "libvirt cannot undefine the domain: %s",
                      lv_error());
         goto out;
     }
     LOG_INFO("libvirt: undefined domain %s", uuid);
 out:
-    if (dom != NULL)
-        virDomainFree(dom);
-    if (conn != NULL)
-        virConnectClose(conn);
+    lv_close(&h);
     return rc;
 }
