@@ -6,7 +6,7 @@ set -eu
 
 PKGS="build-essential cmake pkg-config clang-14 libclang-rt-14-dev
 libtss2-dev tpm2-tools swtpm swtpm-tools libtpms-dev
-libssl-dev openssl libcmocka-dev libjansson-dev libmicrohttpd-dev
+libssl-dev openssl libcmocka-dev libjansson-dev libevent-dev
 libcurl4-openssl-dev libsqlite3-dev libinih-dev libpq-dev
 python3 iproute2 procps curl xxd jq
 qemu-system-x86 busybox-static cpio

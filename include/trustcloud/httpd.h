@@ -1,34 +1,35 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * HTTPS server for the coordinator and agents: OpenSSL terminates TLS (mutual
- * TLS by default, see tls.h) and libmicrohttpd parses HTTP.
+ * HTTPS server for the coordinator and agents: libevent's evhttp parses HTTP
+ * over an OpenSSL bufferevent per connection, made from our SSL_CTX (mutual
+ * TLS by default, see tls.h).
  *
- * One loop thread accepts TCP connections and runs the TLS handshakes
- * (non-blocking, epoll). Each established connection gets a socketpair whose
- * other end is handed to libmicrohttpd (MHD_add_connection); the loop thread
- * shuttles bytes between the TLS session and the socketpair with bounded
- * buffers (a slow reader stops the other side from being read). libmicrohttpd
- * runs its own polling thread and calls the handlers there.
+ * One loop thread (an event_base) accepts connections, runs the TLS
+ * handshakes, reads requests and calls the handlers.
  *
- * Threading: handlers all run on libmicrohttpd's single polling thread, one at
- * a time, so they must be quick (no blocking I/O, no TPM calls). A handler
- * that has to wait (long poll, event stream) calls tc_http_defer() and answers
- * later, from any thread, with tc_http_deferred_finish().
+ * Threading: handlers all run on the loop thread, one at a time, so they must
+ * be quick (no blocking I/O, no TPM calls). A handler that has to wait (long
+ * poll, event stream) calls tc_http_defer() and answers later, from any
+ * thread, with tc_http_deferred_finish() (the answer is handed to the loop
+ * thread, which sends it).
  *
  * Errors the server produces itself have a JSON body {"error": "..."}: 404
  * (no route), 405 (route exists, other method), 401 (route needs a client
- * certificate and none was presented), 413 (body above max_body; the handler
- * is not called), 500 (handler set no status). Requests that are not HTTP at
- * all are refused by libmicrohttpd with 400 (its own short body) and the
- * connection is closed; the server keeps serving everyone else.
+ * certificate and none was presented), 400 (path that is not an absolute
+ * path or decodes to a NUL byte), 500 (handler set no status). Requests that
+ * libevent refuses before a handler could see them get its own short HTML
+ * body and the connection is closed: 400 (not HTTP, a malformed or over 32 KiB
+ * head), 413 (a body above max_body: read and dropped first, so that a client
+ * still sending reads the answer), 501 (unknown method). The server keeps
+ * serving everyone else.
  *
- * Limits (TLS mode; plain_http has only max_connections and idle_timeout_s).
+ * Limits (TLS mode; plain_http has only idle_timeout_s).
  * A connection is "unauthenticated" while its handshake runs and, after it,
  * when the client presented no certificate (allow_anonymous). Unauthenticated
  * connections are counted per client address (IPv4 address; IPv6 /64 prefix;
  * IPv4-mapped IPv6 as IPv4) and in all:
  *  - a new connection from an address that already holds max_unauth_per_addr
- *    of them is closed at once (nothing is read from it, no slot is held);
+ *    of them is closed at once (reset; nothing is read from it, no slot is held);
  *  - when max_unauth of them are open, or max_connections connections of any
  *    kind, one unauthenticated connection is closed to make room: among the
  *    64 oldest that are not in the middle of a request, the oldest of those
@@ -37,13 +38,14 @@
  *    a verified client certificate are thus never evicted and not subject to
  *    the per-address cap, only to max_connections;
  *  - deadlines, for every connection: the handshake within handshake_timeout_s
- *    of accept, a complete first request head within header_timeout_s of
- *    accept, each further request head within idle_timeout_s of the previous
- *    answer (a client trickling bytes does not extend them). A request being
- *    handled or deferred has no deadline here.
+ *    of accept, a complete first request (head and body) within
+ *    header_timeout_s of accept, each further request within idle_timeout_s of
+ *    the previous answer (a client trickling bytes does not extend them), and
+ *    no byte read or written for idle_timeout_s. A request being handled or
+ *    deferred has no deadline here.
  * Refusals and evictions are logged once per second with their counts.
  * tc_httpd_new raises the process's RLIMIT_NOFILE soft limit to the hard limit
- * when max_connections needs more descriptors (3 per TLS connection) and lowers
+ * when max_connections needs more descriptors (1 per connection) and lowers
  * max_connections, with a warning, when even the hard limit is too small.
  */
 #ifndef TRUSTCLOUD_HTTPD_H
@@ -131,7 +133,7 @@ int tc_httpd_new(const struct tc_httpd_config *cfg, struct tc_httpd **out);
 int tc_httpd_route(struct tc_httpd *srv, const char *method, const char *prefix,
                    tc_http_handler handler, void *arg, unsigned flags);
 
-/* Starts the loop thread and libmicrohttpd. */
+/* Starts the loop thread. */
 int tc_httpd_start(struct tc_httpd *srv);
 /* Stops serving and closes every connection (pending deferred requests get 503). Idempotent. */
 void tc_httpd_stop(struct tc_httpd *srv);

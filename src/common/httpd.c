@@ -1,66 +1,74 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#define _GNU_SOURCE /* accept4 */
+#define _GNU_SOURCE
 #define LOGMODULE "httpd"
 #include "trustcloud/httpd.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/queue.h> /* TAILQ_INIT for a query's evkeyvalq */
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <microhttpd.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
 
-#include "trustcloud/buf.h"
 #include "trustcloud/error.h"
 #include "trustcloud/log.h"
 
-/* Per-direction shuttle buffer: bounds what one connection holds between TLS and HTTP. */
-#define SHUTTLE_BUF 16384
 #define DEFAULT_MAX_BODY (1024 * 1024)
-/* Descriptors per TLS connection (TCP socket, both socketpair ends) and kept for the rest of
- * the process when sizing max_connections to RLIMIT_NOFILE. */
-#define FDS_PER_CONN 3
+/* Request line and headers together (libevent answers 400 above it). */
+#define MAX_HEADERS (32 * 1024)
+/* Answers up to this size are sent as one TLS record (the most one record holds). */
+#define ONE_RECORD 16384
+/* Descriptors per connection (its TCP socket) and kept for the rest of the process when sizing
+ * max_connections to RLIMIT_NOFILE. */
+#define FDS_PER_CONN 1
 #define FDS_RESERVE 256
 /* How far from the oldest an eviction looks for a connection that is not inside a request. */
 #define EVICT_SCAN 64
 /* Deadlines are checked this often (so they hold to within this). */
 #define SWEEP_MS 250
+/* After tc_httpd_stop answered the deferred requests: how long their answers may take to leave. */
+#define STOP_FLUSH_MS 50
 
-enum ep_kind { EP_LISTEN, EP_WAKE, EP_TCP, EP_PAIR };
-
-struct conn;
-
-/* What an epoll event points at. */
-struct endpoint {
-    enum ep_kind kind;
-    struct conn *c;
-};
-
-/* Identity of a TLS connection, handed to the HTTP side through the socketpair fd. Shared by
- * the TLS loop's struct conn and libmicrohttpd's socket context (reference counted): the HTTP
- * side tells the loop whether a request is under way, for the header and keep-alive deadlines. */
-struct conn_ident {
-    bool has_peer;
+/*
+ * One TLS connection as the limits see it. libevent owns the connection (evhttp_connection, its
+ * bufferevent and the SSL); this record hangs on the SSL (ex_data) and is freed with it, so it
+ * lives exactly as long as the connection's descriptor. Loop thread only.
+ */
+struct conn {
+    struct tc_httpd *srv;
+    struct bufferevent *bev;
+    bool pending;     /* on the admission queue (accepted, limits not applied yet) */
+    bool linked;      /* on srv->conns and counted; false once closed by the limits */
+    bool established; /* TLS handshake done */
+    bool has_peer;    /* ... with a verified client certificate */
     struct tc_peer peer;
-    atomic_int refs;
-    atomic_bool busy;        /* a request head arrived and its answer is not complete */
-    atomic_llong idle_since; /* monotonic ms of the last completed answer; 0 = none yet */
+    bool busy;            /* a request was read and its answer has not left completely */
+    long long accepted;   /* monotonic ms */
+    long long idle_since; /* monotonic ms of the last completed answer; 0 = none yet */
+    bool unauth;          /* on the server's unauthenticated list */
+    struct addr_count *ac; /* its address's count while unauthenticated (per-address cap on) */
+    struct conn *uprev, *unext;
+    struct conn *prev, *next;   /* srv->conns, or the admission queue while pending */
 };
 
 /* Unauthenticated connections of one client address (key: see addr_key). */
@@ -68,43 +76,6 @@ struct addr_count {
     uint8_t key[16];
     unsigned n;
     struct addr_count *next;
-};
-
-/* Identity waiting for libmicrohttpd to start its side of a connection (keyed by its fd). */
-struct pending_ident {
-    int fd;
-    struct conn_ident *id;
-    struct pending_ident *next;
-};
-
-struct conn {
-    struct tc_httpd *srv;
-    int fd;  /* TCP socket */
-    int pfd; /* our end of the socketpair; -1 during the handshake */
-    SSL *ssl;
-    bool established;
-    bool closed;
-    bool tls_eof;          /* client finished sending */
-    bool pair_eof;         /* HTTP side finished sending (closed) */
-    bool pair_wr_shut;     /* we told the HTTP side the client finished */
-    bool pair_wr_dead;     /* HTTP side stopped reading: drop further client bytes */
-    bool lingering;        /* response sent and close_notify out: draining the client */
-    size_t drained;        /* bytes discarded while lingering */
-    long long deadline;    /* monotonic ms: handshake deadline, or linger deadline once closing */
-    long long accepted;    /* monotonic ms */
-    struct conn_ident *id; /* once established (one reference) */
-    bool unauth;           /* on the server's unauthenticated list */
-    struct addr_count *ac; /* its address's count while unauthenticated (per-address cap on) */
-    struct conn *uprev, *unext;
-    uint32_t ev_tcp, ev_pair;
-    struct endpoint ep_tcp, ep_pair;
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
-    uint8_t in[SHUTTLE_BUF]; /* client -> HTTP */
-    size_t in_off, in_len;
-    uint8_t out[SHUTTLE_BUF]; /* HTTP -> client */
-    size_t out_off, out_len;
-    struct conn *prev, *next;
 };
 
 struct route {
@@ -117,52 +88,67 @@ struct route {
     unsigned flags;
 };
 
+/* Fields under deferred_lock, except req (loop thread). */
 struct tc_http_deferred {
-    struct tc_httpd *srv;         /* NULL once the request is gone */
-    struct MHD_Connection *mconn; /* valid while srv != NULL */
+    struct tc_httpd *srv;        /* NULL once the server let go of it (answered or stopped) */
+    struct evhttp_request *req;  /* libevent's request; answered exactly once */
     struct tc_http_response resp;
-    bool answered;
-    int refs; /* the handler's caller + the request */
-    struct tc_http_deferred *prev, *next;
+    bool finished;               /* tc_http_deferred_finish was called */
+    int refs;                    /* the handle's owner + the server */
+    struct tc_http_deferred *prev, *next; /* srv->deferred: all not yet answered */
+    struct tc_http_deferred *done_next;   /* srv->done: finished, to answer on the loop */
 };
 
 struct tc_httpd {
     struct tc_httpd_config cfg;
     char bind_addr[64];
     SSL_CTX *ssl_ctx;
-    int lfd, epfd, wakefd;
+    int lfd; /* until libevent's listener owns it */
+    int wakefd;
     uint16_t port;
-    struct endpoint ep_listen, ep_wake;
-    struct MHD_Daemon *mhd;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evconnlistener *listener;
+    struct event *wake_ev, *sweep_ev, *admit_ev;
     pthread_t thread;
-    bool running, stopping;
+    bool running; /* tc_httpd_start..tc_httpd_stop (caller's side) */
+    /* Loop thread only. */
+    bool closing; /* stopping: no more handlers run */
     struct conn *conns;
-    struct conn *dead; /* closed during the current epoll batch */
     unsigned nconns;
+    struct conn *admit_head, *admit_tail; /* accepted, waiting for the limits */
     /* Unauthenticated connections, oldest first; per-address counts (hash table). */
     struct conn *unauth_head, *unauth_tail;
     unsigned nunauth;
     struct addr_count **addrs;
     size_t naddr_buckets;
-    bool listen_paused; /* out of descriptors: accept again at the next sweep */
     uint32_t addr_seed; /* of the address hash (random: clients choose their addresses) */
+    bool listen_paused; /* out of descriptors: accept again at the next sweep */
+    long long last_log;
     /* Since the last log line (at most one per second). */
     unsigned n_refused_addr, n_refused_full, n_evicted, n_deadline, n_nofile;
     struct route *routes;
     size_t nroutes;
-    pthread_mutex_t lock; /* pending identities and deferred requests */
-    struct pending_ident *pending;
+    /* Under deferred_lock. */
+    bool stopping;
+    struct tc_http_deferred *deferred;
+    struct tc_http_deferred *done_head, *done_tail;
+};
+
+/* Per-request state behind tc_http_request.internal; lives on the handler's caller's stack. */
+struct req_state {
+    struct tc_httpd *srv;
+    struct evhttp_request *req;
+    struct evkeyvalq query;
+    bool query_parsed;
     struct tc_http_deferred *deferred;
 };
 
-/* Per-request state, MHD's con_cls. */
-struct req_state {
-    struct tc_httpd *srv;
-    struct MHD_Connection *mconn;
-    struct tc_buf body;
-    bool too_large;
-    struct tc_http_deferred *deferred;
-};
+/* Deferred handles may outlive their server: one process-wide lock for their state. */
+static pthread_mutex_t deferred_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static int conn_ex_index = -1; /* SSL ex_data slot holding a struct conn */
 
 /* Monotonic milliseconds (never 0). */
 static long long mono_ms(void)
@@ -170,20 +156,6 @@ static long long mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1;
-}
-
-static void ident_unref(struct conn_ident *id)
-{
-    if (id && atomic_fetch_sub(&id->refs, 1) == 1)
-        free(id);
-}
-
-/* The identity libmicrohttpd holds for a connection (NULL in plain mode). */
-static struct conn_ident *mhd_ident(struct MHD_Connection *mc)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return ci ? ci->socket_context : NULL;
 }
 
 /* ---------- responses ---------- */
@@ -241,8 +213,14 @@ int tc_http_response_error(struct tc_http_response *resp, unsigned status, const
     return rc;
 }
 
-/* Queues resp on an MHD connection; takes over resp->body. */
-static enum MHD_Result queue(struct MHD_Connection *mc, struct tc_http_response *resp)
+static void free_body(const void *data, size_t len, void *extra)
+{
+    free((void *)data);
+}
+
+/* Answers req with resp (whose body it takes over). req is libevent's from then on: it frees it
+ * once the answer is written, or at once when the client is already gone. Loop thread. */
+static void send_response(struct evhttp_request *req, struct tc_http_response *resp)
 {
     unsigned status = resp->status;
     if (status < 100 || status > 599) {
@@ -250,45 +228,54 @@ static enum MHD_Result queue(struct MHD_Connection *mc, struct tc_http_response 
         tc_http_response_error(resp, 500, "handler produced no response");
         status = 500;
     }
-    struct MHD_Response *r;
-    if (resp->body_len)
-        r = MHD_create_response_from_buffer(resp->body_len, resp->body, MHD_RESPMEM_MUST_FREE);
-    else
-        r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-    if (!r) {
-        resp_reset(resp);
-        return MHD_NO;
-    }
-    if (resp->body_len)
-        resp->body = NULL; /* MHD owns it now */
-    resp->body_len = 0;
     if (resp->content_type[0])
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
-    enum MHD_Result ret = MHD_queue_response(mc, status, r);
-    MHD_destroy_response(r);
-    return ret;
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                          resp->content_type);
+    if (resp->body_len) {
+        struct evbuffer *out = evhttp_request_get_output_buffer(req);
+        if (evbuffer_add_reference(out, resp->body, resp->body_len, free_body, NULL) == 0)
+            resp->body = NULL; /* the buffer frees it */
+        else
+            status = 500; /* out of memory: no body rather than a truncated one */
+    }
+    resp_reset(resp);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    evhttp_send_reply(req, (int)status, NULL, NULL);
+    /* The answer is queued (written later, from the loop). Each buffer chain (head, body) would
+     * leave as a TLS record of its own: a small answer goes as one, in one packet. */
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    struct evbuffer *out = bev ? bufferevent_get_output(bev) : NULL;
+    if (out && evbuffer_get_length(out) <= ONE_RECORD)
+        evbuffer_pullup(out, -1);
 }
 
-static enum MHD_Result queue_error(struct MHD_Connection *mc, unsigned status, const char *msg)
+static void send_error(struct evhttp_request *req, unsigned status, const char *msg, bool close)
 {
     struct tc_http_response resp = {0};
-    if (tc_http_response_error(&resp, status, "%s", msg) != 0)
-        return MHD_NO;
-    return queue(mc, &resp);
+    tc_http_response_error(&resp, status, "%s", msg);
+    if (close)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    send_response(req, &resp);
 }
-
-/* ---------- requests ---------- */
 
 const char *tc_http_query(const struct tc_http_request *req, const char *key)
 {
-    const struct req_state *rs = req->internal;
-    return MHD_lookup_connection_value(rs->mconn, MHD_GET_ARGUMENT_KIND, key);
+    struct req_state *rs = req->internal;
+    if (!rs->query_parsed) {
+        const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(rs->req));
+        TAILQ_INIT(&rs->query);
+        /* A malformed query (an argument without '=') leaves no arguments at all. */
+        if (q)
+            evhttp_parse_query_str(q, &rs->query);
+        rs->query_parsed = true;
+    }
+    return evhttp_find_header(&rs->query, key);
 }
 
 const char *tc_http_header(const struct tc_http_request *req, const char *name)
 {
     const struct req_state *rs = req->internal;
-    return MHD_lookup_connection_value(rs->mconn, MHD_HEADER_KIND, name);
+    return evhttp_find_header(evhttp_request_get_input_headers(rs->req), name);
 }
 
 static void deferred_unref_locked(struct tc_http_deferred *d)
@@ -297,6 +284,22 @@ static void deferred_unref_locked(struct tc_http_deferred *d)
         return;
     resp_reset(&d->resp);
     free(d);
+}
+
+/* Removes d from its server's list of unanswered requests (lock held). */
+static void deferred_detach_locked(struct tc_http_deferred *d)
+{
+    struct tc_httpd *srv = d->srv;
+    if (!srv)
+        return;
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        srv->deferred = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    d->prev = d->next = NULL;
+    d->srv = NULL;
 }
 
 struct tc_http_deferred *tc_http_defer(const struct tc_http_request *req)
@@ -308,43 +311,31 @@ struct tc_http_deferred *tc_http_defer(const struct tc_http_request *req)
     struct tc_http_deferred *d = calloc(1, sizeof(*d));
     if (!d)
         return NULL;
-    pthread_mutex_lock(&srv->lock);
-    if (srv->stopping || !srv->mhd) {
-        pthread_mutex_unlock(&srv->lock);
+    pthread_mutex_lock(&deferred_lock);
+    if (srv->stopping || srv->closing) {
+        pthread_mutex_unlock(&deferred_lock);
         free(d);
         return NULL;
     }
     d->srv = srv;
-    d->mconn = rs->mconn;
+    d->req = rs->req;
     d->refs = 2;
     d->next = srv->deferred;
     if (d->next)
         d->next->prev = d;
     srv->deferred = d;
     rs->deferred = d;
-    MHD_suspend_connection(rs->mconn);
-    pthread_mutex_unlock(&srv->lock);
+    pthread_mutex_unlock(&deferred_lock);
     return d;
 }
 
-/* Removes d from its server's list (lock held). */
-static void deferred_detach_locked(struct tc_http_deferred *d)
+/* Wakes the loop thread (deferred answers to send, or the stop). */
+static void wake_loop(struct tc_httpd *srv)
 {
-    if (!d->srv)
-        return;
-    if (d->prev)
-        d->prev->next = d->next;
-    else
-        d->srv->deferred = d->next;
-    if (d->next)
-        d->next->prev = d->prev;
-    d->prev = d->next = NULL;
-    d->srv = NULL;
-    d->mconn = NULL;
+    uint64_t one = 1;
+    if (write(srv->wakefd, &one, sizeof(one)) != sizeof(one) && errno != EAGAIN)
+        LOG_ERROR("cannot wake the server loop: %s", strerror(errno));
 }
-
-/* A process-wide lock: a deferred handle may outlive its server. */
-static pthread_mutex_t deferred_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void tc_http_deferred_finish(struct tc_http_deferred *d, struct tc_http_response *resp)
 {
@@ -352,21 +343,73 @@ void tc_http_deferred_finish(struct tc_http_deferred *d, struct tc_http_response
         return;
     pthread_mutex_lock(&deferred_lock);
     struct tc_httpd *srv = d->srv;
-    if (srv)
-        pthread_mutex_lock(&srv->lock);
-    if (d->srv && !d->answered) {
+    if (srv && !d->finished) {
+        /* Queued for the loop thread, the only one that may touch libevent's request. */
         d->resp = *resp;
         resp->body = NULL;
         resp->body_len = 0;
-        d->answered = true;
-        MHD_resume_connection(d->mconn);
+        d->finished = true;
+        d->done_next = NULL;
+        if (srv->done_tail)
+            srv->done_tail->done_next = d;
+        else
+            srv->done_head = d;
+        srv->done_tail = d;
+        wake_loop(srv); /* under the lock: srv cannot be freed meanwhile */
     } else {
         resp_reset(resp);
     }
     deferred_unref_locked(d);
-    if (srv)
-        pthread_mutex_unlock(&srv->lock);
     pthread_mutex_unlock(&deferred_lock);
+}
+
+/* Sends the answers finished since the last call. Loop thread. */
+static void send_finished(struct tc_httpd *srv)
+{
+    pthread_mutex_lock(&deferred_lock);
+    struct tc_http_deferred *d = srv->done_head;
+    srv->done_head = srv->done_tail = NULL;
+    for (struct tc_http_deferred *x = d; x; x = x->done_next)
+        deferred_detach_locked(x);
+    pthread_mutex_unlock(&deferred_lock);
+    while (d) {
+        struct tc_http_deferred *next = d->done_next;
+        /* d->resp and d->req are the loop thread's once detached. */
+        send_response(d->req, &d->resp);
+        d->req = NULL;
+        pthread_mutex_lock(&deferred_lock);
+        deferred_unref_locked(d);
+        pthread_mutex_unlock(&deferred_lock);
+        d = next;
+    }
+}
+
+/* Stopping: every request still deferred is answered (503, or its answer if it just came), so
+ * that none is left to libevent unanswered. Returns how many. Loop thread. */
+static unsigned answer_all_deferred(struct tc_httpd *srv)
+{
+    unsigned n = 0;
+    send_finished(srv);
+    pthread_mutex_lock(&deferred_lock);
+    struct tc_http_deferred *d = srv->deferred;
+    srv->deferred = NULL;
+    for (struct tc_http_deferred *x = d; x; x = x->next)
+        x->srv = NULL;
+    pthread_mutex_unlock(&deferred_lock);
+    while (d) {
+        struct tc_http_deferred *next = d->next;
+        struct tc_http_response resp = {0};
+        tc_http_response_error(&resp, 503, "server is stopping");
+        send_response(d->req, &resp);
+        d->req = NULL;
+        d->prev = d->next = NULL;
+        pthread_mutex_lock(&deferred_lock);
+        deferred_unref_locked(d);
+        pthread_mutex_unlock(&deferred_lock);
+        d = next;
+        n++;
+    }
+    return n;
 }
 
 static const struct route *find_route(const struct tc_httpd *srv, const char *path)
@@ -384,230 +427,147 @@ static const struct route *find_route(const struct tc_httpd *srv, const char *pa
     return best;
 }
 
-static enum MHD_Result dispatch(struct tc_httpd *srv, struct req_state *rs, const char *url,
-                                const char *method)
+static const char *method_name(enum evhttp_cmd_type t)
 {
-    struct MHD_Connection *mc = rs->mconn;
-    const struct route *r = find_route(srv, url);
-    if (!r)
-        return queue_error(mc, 404, "no such resource");
+    switch (t) {
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    case EVHTTP_REQ_OPTIONS:
+        return "OPTIONS";
+    case EVHTTP_REQ_TRACE:
+        return "TRACE";
+    case EVHTTP_REQ_CONNECT:
+        return "CONNECT";
+    case EVHTTP_REQ_PATCH:
+        return "PATCH";
+    }
+    return NULL;
+}
+
+/* The limits' record of a TLS connection (NULL for a connection without TLS session). */
+static struct conn *conn_of(struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+    return ssl ? SSL_get_ex_data(ssl, conn_ex_index) : NULL;
+}
+
+/* The answer to the connection's request left completely: the next request is due within
+ * idle_timeout_s from now. */
+static void on_answered(struct evhttp_request *req, void *arg)
+{
+    struct conn *c = arg;
+    c->busy = false;
+    c->idle_since = mono_ms();
+}
+
+/* Picks the route and calls its handler; the answer goes out now or, deferred, later. */
+static void dispatch(struct tc_httpd *srv, struct evhttp_request *ereq, const char *path,
+                     const struct tc_peer *peer)
+{
+    const char *method = method_name(evhttp_request_get_command(ereq));
+    const struct route *r = find_route(srv, path);
+    if (!r) {
+        send_error(ereq, 404, "no such resource", false);
+        return;
+    }
     /* Among routes with the same prefix, pick the one for this method. */
     const struct route *m = NULL;
-    for (size_t i = 0; i < srv->nroutes; i++) {
+    for (size_t i = 0; method && i < srv->nroutes; i++) {
         const struct route *x = &srv->routes[i];
         if (strcmp(x->prefix, r->prefix) == 0 && (!x->method || strcmp(x->method, method) == 0)) {
             m = x;
             break;
         }
     }
-    if (!m)
-        return queue_error(mc, 405, "method not allowed");
-    const struct conn_ident *id = mhd_ident(mc);
-    const struct tc_peer *peer = id && id->has_peer ? &id->peer : NULL;
-    if (!srv->cfg.plain_http && !peer && !(m->flags & TC_HTTPD_ROUTE_ANONYMOUS))
-        return queue_error(mc, 401, "client certificate required");
-    char remote[80] = "?";
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (ci && ci->client_addr) {
-        char host[64], serv[16];
-        const struct sockaddr *sa = ci->client_addr;
-        socklen_t sl =
-            sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-        if (getnameinfo(sa, sl, host, sizeof(host), serv, sizeof(serv),
-                        NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-            snprintf(remote, sizeof(remote), "%s:%s", host, serv);
+    if (!m) {
+        send_error(ereq, 405, "method not allowed", false);
+        return;
     }
-    if (!rs->body.data && tc_buf_put(&rs->body, "", 0) != 0)
-        return MHD_NO;
+    if (!srv->cfg.plain_http && !peer && !(m->flags & TC_HTTPD_ROUTE_ANONYMOUS)) {
+        send_error(ereq, 401, "client certificate required", false);
+        return;
+    }
+    struct evhttp_connection *evcon = evhttp_request_get_connection(ereq);
+    char remote[80] = "?";
+    char *host = NULL;
+    ev_uint16_t port = 0;
+    evhttp_connection_get_peer(evcon, &host, &port);
+    if (host)
+        snprintf(remote, sizeof(remote), "%s:%u", host, (unsigned)port);
+    /* The body, NUL-terminated (not counted) and contiguous. */
+    struct evbuffer *in = evhttp_request_get_input_buffer(ereq);
+    size_t len = evbuffer_get_length(in);
+    const uint8_t *body = NULL;
+    if (evbuffer_add(in, "", 1) != 0 || !(body = evbuffer_pullup(in, -1))) {
+        send_error(ereq, 500, "out of memory", true);
+        return;
+    }
+    struct req_state rs = {.srv = srv, .req = ereq};
     struct tc_http_request req = {
         .method = method,
-        .path = url,
-        .body = rs->body.data,
-        .body_len = rs->body.len,
+        .path = path,
+        .body = body,
+        .body_len = len,
         .peer = peer,
         .remote_addr = remote,
-        .internal = rs,
+        .internal = &rs,
     };
     struct tc_http_response resp = {0};
     m->handler(m->arg, &req, &resp);
-    if (rs->deferred) {
+    if (rs.query_parsed)
+        evhttp_clear_headers(&rs.query);
+    if (rs.deferred) {
         resp_reset(&resp); /* answered later through the handle */
-        return MHD_YES;
-    }
-    return queue(mc, &resp);
-}
-
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
-                                  const char *method, const char *version, const char *upload_data,
-                                  size_t *upload_data_size, void **con_cls)
-{
-    struct tc_httpd *srv = cls;
-    struct req_state *rs = *con_cls;
-    if (!rs) {
-        /* A complete request head: no header or keep-alive deadline until it is answered. */
-        struct conn_ident *id = mhd_ident(mc);
-        if (id)
-            atomic_store(&id->busy, true);
-        if (!(rs = calloc(1, sizeof(*rs))))
-            return MHD_NO;
-        rs->srv = srv;
-        rs->mconn = mc;
-        tc_buf_init(&rs->body, srv->cfg.max_body);
-        *con_cls = rs;
-        const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Content-Length");
-        if (cl) {
-            char *end;
-            errno = 0;
-            unsigned long long n = strtoull(cl, &end, 10);
-            if (errno || end == cl || *end || n > srv->cfg.max_body) {
-                /* Refused before the body is read: MHD closes the connection after this. */
-                rs->too_large = true;
-                return queue_error(mc, 413, "request body too large");
-            }
-        }
-        return MHD_YES;
-    }
-    if (rs->deferred) {
-        /* Resumed: the deferred answer is ready (or the server is stopping). */
-        enum MHD_Result ret = MHD_YES;
-        pthread_mutex_lock(&srv->lock);
-        if (rs->deferred->answered)
-            ret = queue(mc, &rs->deferred->resp);
-        pthread_mutex_unlock(&srv->lock);
-        return ret;
-    }
-    if (*upload_data_size) {
-        if (!rs->too_large && tc_buf_put(&rs->body, upload_data, *upload_data_size) != 0) {
-            rs->too_large = true;
-            tc_buf_release(&rs->body);
-        }
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    if (rs->too_large)
-        return queue_error(mc, 413, "request body too large");
-    return dispatch(srv, rs, url, method);
-}
-
-static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-    struct tc_httpd *srv = cls;
-    struct req_state *rs = *con_cls;
-    struct conn_ident *id = mhd_ident(mc);
-    if (id) {
-        /* The next request head is due within idle_timeout_s from now. */
-        atomic_store(&id->idle_since, mono_ms());
-        atomic_store(&id->busy, false);
-    }
-    if (!rs)
-        return;
-    if (rs->deferred) {
-        pthread_mutex_lock(&deferred_lock);
-        pthread_mutex_lock(&srv->lock);
-        deferred_detach_locked(rs->deferred);
-        deferred_unref_locked(rs->deferred);
-        pthread_mutex_unlock(&srv->lock);
-        pthread_mutex_unlock(&deferred_lock);
-    }
-    tc_buf_release(&rs->body);
-    free(rs);
-    *con_cls = NULL;
-}
-
-/* Moves the identity of a new HTTP-side socket into MHD's per-socket context. */
-static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
-                          enum MHD_ConnectionNotificationCode toe)
-{
-    struct tc_httpd *srv = cls;
-    if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-        ident_unref(*socket_context);
-        *socket_context = NULL;
         return;
     }
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci)
+    send_response(ereq, &resp);
+}
+
+/* libevent read a whole request (head and body within the caps). */
+static void on_request(struct evhttp_request *ereq, void *arg)
+{
+    struct tc_httpd *srv = arg;
+    const struct tc_peer *peer = NULL;
+    if (!srv->cfg.plain_http) {
+        struct conn *c = conn_of(evhttp_request_get_connection(ereq));
+        if (!c) {
+            /* Only when no TLS session could be made for it (out of memory): never served. */
+            send_error(ereq, 500, "no TLS session", true);
+            return;
+        }
+        /* No deadline of ours until the answer has left. */
+        c->busy = true;
+        evhttp_request_set_on_complete_cb(ereq, on_answered, c);
+        peer = c->has_peer ? &c->peer : NULL;
+    }
+    if (srv->closing) {
+        send_error(ereq, 503, "server is stopping", true);
         return;
-    pthread_mutex_lock(&srv->lock);
-    for (struct pending_ident **pp = &srv->pending; *pp; pp = &(*pp)->next) {
-        if ((*pp)->fd == ci->connect_fd) {
-            struct pending_ident *p = *pp;
-            *pp = p->next;
-            *socket_context = p->id;
-            free(p);
-            break;
-        }
     }
-    pthread_mutex_unlock(&srv->lock);
-}
-
-/* Records fd -> identity (taking a reference); an older entry for the same fd number is
- * stale (fd was reused). */
-static int pending_add(struct tc_httpd *srv, int fd, struct conn_ident *id)
-{
-    struct pending_ident *p = calloc(1, sizeof(*p));
-    if (!p)
-        return TC_ERR_ALLOC;
-    p->fd = fd;
-    p->id = id;
-    atomic_fetch_add(&id->refs, 1);
-    pthread_mutex_lock(&srv->lock);
-    for (struct pending_ident **pp = &srv->pending; *pp; pp = &(*pp)->next) {
-        if ((*pp)->fd == fd) {
-            struct pending_ident *old = *pp;
-            *pp = old->next;
-            ident_unref(old->id);
-            free(old);
-            break;
-        }
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ereq);
+    const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
+    size_t plen = 0;
+    char *path = raw ? evhttp_uridecode(raw, 0, &plen) : NULL;
+    if (!path || path[0] != '/' || strlen(path) != plen) {
+        /* Not an origin-form path, or one that decodes to a NUL byte. */
+        send_error(ereq, 400, "malformed request path", false);
+    } else {
+        dispatch(srv, ereq, path, peer);
     }
-    p->next = srv->pending;
-    srv->pending = p;
-    pthread_mutex_unlock(&srv->lock);
-    return 0;
+    free(path);
 }
 
-static void pending_remove(struct tc_httpd *srv, int fd)
-{
-    pthread_mutex_lock(&srv->lock);
-    for (struct pending_ident **pp = &srv->pending; *pp; pp = &(*pp)->next) {
-        if ((*pp)->fd == fd) {
-            struct pending_ident *p = *pp;
-            *pp = p->next;
-            ident_unref(p->id);
-            free(p);
-            break;
-        }
-    }
-    pthread_mutex_unlock(&srv->lock);
-}
+/* ---------- TLS connections and their limits ---------- */
 
-__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    char msg[512];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    size_t n = strlen(msg);
-    while (n && msg[n - 1] == '\n')
-        msg[--n] = '\0';
-    LOG_DEBUG("libmicrohttpd: %s", msg);
-}
-
-/* ---------- TLS shuttle ---------- */
-
-static int ep_set(struct tc_httpd *srv, int fd, struct endpoint *ep, uint32_t *cur, uint32_t want)
-{
-    if (*cur == want)
-        return 0;
-    struct epoll_event ev = {.events = want, .data.ptr = ep};
-    if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, fd, &ev) != 0)
-        return TC_ERR_IO;
-    *cur = want;
-    return 0;
-}
-
-/* ---------- connection limits ---------- */
 
 /* A client address as counted: IPv4 (also IPv4-mapped IPv6) as ::ffff:a.b.c.d, IPv6 by its /64
  * prefix (what one host or site usually holds). */
@@ -686,7 +646,57 @@ static void unauth_remove(struct conn *c)
     c->ac = NULL;
 }
 
-static void conn_close(struct conn *c);
+/* c no longer counts: off the admission queue or the open list, and no longer unauthenticated. */
+static void conn_unlink(struct conn *c)
+{
+    struct tc_httpd *srv = c->srv;
+    unauth_remove(c);
+    if (c->pending || c->linked) {
+        if (c->prev)
+            c->prev->next = c->next;
+        else if (c->pending)
+            srv->admit_head = c->next;
+        else
+            srv->conns = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        else if (c->pending)
+            srv->admit_tail = c->prev;
+        if (c->linked)
+            srv->nconns--;
+    }
+    c->prev = c->next = NULL;
+    c->pending = c->linked = false;
+}
+
+/* OpenSSL frees a connection's SSL (libevent freed the connection): its record goes too. */
+static void conn_ssl_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                          void *argp)
+{
+    struct conn *c = ptr;
+    if (!c)
+        return;
+    conn_unlink(c);
+    OPENSSL_cleanse(&c->peer, sizeof(c->peer));
+    free(c);
+}
+
+/* Closes c now: it stops counting at once, the client sees the close at once (also while a
+ * deferred request holds libevent's connection open), and libevent frees the connection as for
+ * a client that went away. reset: abortive close (nothing of it was read; no TIME_WAIT stays). */
+static void conn_kill(struct conn *c, bool reset)
+{
+    conn_unlink(c);
+    int fd = bufferevent_getfd(c->bev);
+    if (fd >= 0) {
+        if (reset) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        }
+        shutdown(fd, SHUT_RDWR);
+    }
+    bufferevent_trigger_event(c->bev, BEV_EVENT_READING | BEV_EVENT_EOF, 0);
+}
 
 /* Makes room: among the EVICT_SCAN oldest unauthenticated connections not inside a request, closes
  * the oldest of those whose address holds the most (a flood's addresses dominate the list: one
@@ -700,7 +710,7 @@ static bool evict_one(struct tc_httpd *srv)
     unsigned most = 0;
     int i = 0;
     for (struct conn *c = srv->unauth_head; c && i < EVICT_SCAN; c = c->unext, i++) {
-        if (c->id && atomic_load(&c->id->busy))
+        if (c->busy)
             continue;
         unsigned n = c->ac ? c->ac->n : 1;
         if (!victim || n > most) {
@@ -711,25 +721,124 @@ static bool evict_one(struct tc_httpd *srv)
     if (!victim)
         victim = srv->unauth_head;
     srv->n_evicted++;
-    conn_close(victim);
+    conn_kill(victim, false);
     return true;
 }
 
-/* Closes a connection we refuse with a reset: nothing was read, no TIME_WAIT stays behind. */
-static void refuse_fd(int fd)
+/* The handshake is done: a verified client certificate makes the connection authenticated. */
+static void on_ssl_info(const SSL *ssl, int where, int ret)
 {
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    close(fd);
+    if (!(where & SSL_CB_HANDSHAKE_DONE))
+        return;
+    struct conn *c = SSL_get_ex_data(ssl, conn_ex_index);
+    if (!c || c->established)
+        return;
+    c->established = true;
+    if (tc_tls_peer((SSL *)ssl, &c->peer) == 0) {
+        c->has_peer = true;
+        unauth_remove(c);
+    }
+    ERR_clear_error();
 }
 
-/* Out of descriptors, the level-triggered listen socket would wake the loop at once again:
- * stop watching it until the next sweep. */
-static void listen_pause(struct tc_httpd *srv, bool pause)
+/* libevent accepted a connection: its TLS bufferevent (the descriptor follows right after). The
+ * limits are applied on the admission event, in the same loop iteration. */
+static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
 {
-    struct epoll_event ev = {.events = pause ? 0u : (uint32_t)EPOLLIN, .data.ptr = &srv->ep_listen};
-    if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, srv->lfd, &ev) == 0)
-        srv->listen_paused = pause;
+    struct tc_httpd *srv = arg;
+    struct conn *c = calloc(1, sizeof(*c));
+    SSL *ssl = SSL_new(srv->ssl_ctx);
+    struct bufferevent *bev = NULL;
+    if (!c || !ssl || SSL_set_ex_data(ssl, conn_ex_index, c) != 1) {
+        free(c);
+        SSL_free(ssl);
+        LOG_WARN("out of memory for a new connection");
+        return NULL; /* libevent makes a plain one: on_request answers it 500 and closes */
+    }
+    c->srv = srv;
+    c->accepted = mono_ms();
+    /* Writes are retried from libevent's buffers, which may move (also with a caller's ctx). */
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_set_info_callback(ssl, on_ssl_info);
+    /* From here on the SSL (and with it c) belongs to the bufferevent. */
+    if (!(bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                               BEV_OPT_CLOSE_ON_FREE))) {
+        SSL_free(ssl);
+        LOG_WARN("out of memory for a new connection");
+        return NULL;
+    }
+    /* A client closing without close_notify is a client that left, not an error. */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    c->bev = bev;
+    c->pending = true; /* at the tail: admitted in the order they came */
+    c->prev = srv->admit_tail;
+    if (c->prev)
+        c->prev->next = c;
+    else
+        srv->admit_head = c;
+    srv->admit_tail = c;
+    event_active(srv->admit_ev, EV_TIMEOUT, 0);
+    return bev;
+}
+
+/* Applies the limits to the connections accepted since the last call: the per-address cap, then
+ * room in the unauthenticated share and in max_connections (evicting, or refusing when every
+ * connection holds a verified certificate). */
+static void on_admit(evutil_socket_t fd_unused, short what, void *arg)
+{
+    struct tc_httpd *srv = arg;
+    struct conn *c;
+    while ((c = srv->admit_head) != NULL) {
+        conn_unlink(c); /* off the queue */
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = bufferevent_getfd(c->bev);
+        if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) {
+            conn_kill(c, true); /* already gone */
+            continue;
+        }
+        uint8_t key[16];
+        addr_key(&ss, key);
+        if (srv->addrs) {
+            const struct addr_count *ac = *addr_slot(srv, key);
+            if (ac && ac->n >= srv->cfg.max_unauth_per_addr) {
+                srv->n_refused_addr++;
+                conn_kill(c, true);
+                continue;
+            }
+        }
+        if ((srv->nunauth >= srv->cfg.max_unauth || srv->nconns >= srv->cfg.max_connections) &&
+            !evict_one(srv)) {
+            srv->n_refused_full++; /* every connection has a verified certificate */
+            conn_kill(c, true);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c->linked = true;
+        c->next = srv->conns;
+        if (c->next)
+            c->next->prev = c;
+        srv->conns = c;
+        srv->nconns++;
+        if (!c->has_peer && unauth_add(c, key) != 0)
+            conn_kill(c, true);
+    }
+}
+
+/* accept() failed for another reason than a client that left: out of descriptors, the listening
+ * socket (level-triggered) would wake the loop at once again. Paused until the next sweep. */
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    struct tc_httpd *srv = arg;
+    int e = errno;
+    if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+        srv->n_nofile++;
+        if (evconnlistener_disable(lev) == 0)
+            srv->listen_paused = true;
+    } else {
+        LOG_WARN("accept: %s", strerror(e));
+    }
 }
 
 /* RLIMIT_NOFILE: raises the soft limit to the hard one if want connections need more; returns
@@ -756,356 +865,6 @@ static unsigned fit_nofile(unsigned want, unsigned per_conn)
     return (unsigned)fit;
 }
 
-static void conn_close(struct conn *c)
-{
-    struct tc_httpd *srv = c->srv;
-    unauth_remove(c);
-    ident_unref(c->id);
-    c->id = NULL;
-    if (c->ssl)
-        SSL_free(c->ssl);
-    if (c->fd >= 0)
-        close(c->fd);
-    if (c->pfd >= 0)
-        close(c->pfd);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    srv->nconns--;
-    ERR_clear_error();
-    /* Other events of the current epoll batch may still point at c: free it after the batch. */
-    c->closed = true;
-    c->fd = c->pfd = -1;
-    c->ssl = NULL;
-    c->next = srv->dead;
-    srv->dead = c;
-}
-
-static void free_dead(struct tc_httpd *srv)
-{
-    while (srv->dead) {
-        struct conn *c = srv->dead;
-        srv->dead = c->next;
-        free(c);
-    }
-}
-
-static void log_ssl_error(struct conn *c, const char *what, int err)
-{
-    if (!tc_log_enabled(TC_LOG_DEBUG)) {
-        ERR_clear_error();
-        return;
-    }
-    unsigned long e = ERR_get_error();
-    char buf[256] = "";
-    if (e)
-        ERR_error_string_n(e, buf, sizeof(buf));
-    long vr = SSL_get_verify_result(c->ssl);
-    LOG_DEBUG("%s failed (ssl error %d, errno %d): %s%s%s", what, err, errno, buf,
-              vr != X509_V_OK ? " / peer certificate: " : "",
-              vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "");
-    ERR_clear_error();
-}
-
-/* The HTTP side is done and everything it said was sent. Closing now would make the kernel
- * answer bytes the client is still sending (say, the rest of a body refused with 413) with a
- * reset, which can destroy the response before the client reads it. So: close_notify, half-close,
- * then discard what still arrives until the client closes, a cap, or the deadline. */
-#define LINGER_MAX_BYTES (4u << 20)
-#define LINGER_SECONDS 2
-
-static bool conn_linger(struct conn *c)
-{
-    if (!c->lingering) {
-        SSL_shutdown(c->ssl);
-        shutdown(c->fd, SHUT_WR);
-        c->lingering = true;
-        c->deadline = mono_ms() + LINGER_SECONDS * 1000LL;
-    }
-    uint8_t sink[16384];
-    for (;;) {
-        ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
-        if (n > 0) {
-            c->drained += (size_t)n;
-            if (c->drained > LINGER_MAX_BYTES)
-                break;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (ep_set(c->srv, c->fd, &c->ep_tcp, &c->ev_tcp, EPOLLIN) != 0 ||
-                ep_set(c->srv, c->pfd, &c->ep_pair, &c->ev_pair, 0) != 0)
-                break;
-            return true;
-        }
-        break; /* EOF or error: the client is gone */
-    }
-    conn_close(c);
-    return false;
-}
-
-/* Moves bytes both ways until nothing moves; returns false if c was closed. */
-static bool conn_pump(struct conn *c)
-{
-    if (c->lingering)
-        return conn_linger(c);
-    bool want_tcp_rd = false, want_tcp_wr = false, want_pair_rd = false, want_pair_wr = false;
-    bool progress = true;
-    int rounds = 0;
-    while (progress && rounds++ < 64) {
-        progress = false;
-        want_tcp_rd = want_tcp_wr = want_pair_rd = want_pair_wr = false;
-        /* 1. client -> buffer */
-        if (!c->tls_eof && c->in_len < sizeof(c->in)) {
-            size_t n = 0;
-            int r = SSL_read_ex(c->ssl, c->in + c->in_len, sizeof(c->in) - c->in_len, &n);
-            if (r == 1) {
-                if (c->pair_wr_dead)
-                    n = 0; /* the HTTP side no longer listens */
-                c->in_len += n;
-                progress = true;
-            } else {
-                int e = SSL_get_error(c->ssl, r);
-                if (e == SSL_ERROR_WANT_READ) {
-                    want_tcp_rd = true;
-                } else if (e == SSL_ERROR_WANT_WRITE) {
-                    want_tcp_wr = true;
-                } else if (e == SSL_ERROR_ZERO_RETURN ||
-                           (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
-                    /* close_notify, or a client that just closed its socket */
-                    c->tls_eof = true;
-                    progress = true;
-                    ERR_clear_error();
-                } else {
-                    log_ssl_error(c, "SSL_read", e);
-                    conn_close(c);
-                    return false;
-                }
-            }
-        }
-        /* 2. buffer -> HTTP side */
-        if (c->in_off < c->in_len) {
-            ssize_t n = send(c->pfd, c->in + c->in_off, c->in_len - c->in_off, MSG_NOSIGNAL);
-            if (n > 0) {
-                c->in_off += (size_t)n;
-                progress = true;
-            } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                want_pair_wr = true;
-            } else if (n < 0 && errno == EINTR) {
-                progress = true;
-            } else {
-                /* MHD closed its side (e.g. after a 413): drop input, keep flushing output. */
-                c->pair_wr_dead = true;
-                c->in_off = c->in_len = 0;
-                progress = true;
-            }
-            if (c->in_off == c->in_len)
-                c->in_off = c->in_len = 0;
-        } else if (c->tls_eof && !c->pair_wr_shut) {
-            shutdown(c->pfd, SHUT_WR);
-            c->pair_wr_shut = true;
-        }
-        /* 3. HTTP side -> buffer */
-        if (!c->pair_eof && c->out_len < sizeof(c->out)) {
-            ssize_t n = recv(c->pfd, c->out + c->out_len, sizeof(c->out) - c->out_len, 0);
-            if (n > 0) {
-                c->out_len += (size_t)n;
-                progress = true;
-            } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-                c->pair_eof = true;
-                progress = true;
-            } else if (errno == EINTR) {
-                progress = true;
-            } else {
-                want_pair_rd = true;
-            }
-        }
-        /* 4. buffer -> client */
-        if (c->out_off < c->out_len) {
-            size_t n = 0;
-            int r = SSL_write_ex(c->ssl, c->out + c->out_off, c->out_len - c->out_off, &n);
-            if (r == 1) {
-                c->out_off += n;
-                if (c->out_off == c->out_len)
-                    c->out_off = c->out_len = 0;
-                progress = true;
-            } else {
-                int e = SSL_get_error(c->ssl, r);
-                if (e == SSL_ERROR_WANT_WRITE) {
-                    want_tcp_wr = true;
-                } else if (e == SSL_ERROR_WANT_READ) {
-                    want_tcp_rd = true;
-                } else {
-                    log_ssl_error(c, "SSL_write", e);
-                    conn_close(c);
-                    return false;
-                }
-            }
-        }
-        if (c->pair_eof && c->out_off == c->out_len)
-            return conn_linger(c);
-    }
-    if (progress) {
-        /* Still moving after many rounds: come back on the next loop iteration. */
-        want_tcp_rd = want_tcp_wr = want_pair_rd = want_pair_wr = true;
-    }
-    if ((c->tls_eof || c->pair_eof) && c->deadline == 0)
-        c->deadline = mono_ms() + c->srv->cfg.handshake_timeout_s * 1000LL;
-    uint32_t et = (want_tcp_rd ? EPOLLIN : 0u) | (want_tcp_wr ? EPOLLOUT : 0u);
-    uint32_t ep = (want_pair_rd ? EPOLLIN : 0u) | (want_pair_wr ? EPOLLOUT : 0u);
-    if (ep_set(c->srv, c->fd, &c->ep_tcp, &c->ev_tcp, et) != 0 ||
-        ep_set(c->srv, c->pfd, &c->ep_pair, &c->ev_pair, ep) != 0) {
-        conn_close(c);
-        return false;
-    }
-    return true;
-}
-
-/* Handshake done: hand a socketpair end to libmicrohttpd with the peer identity. */
-static int conn_establish(struct conn *c)
-{
-    struct tc_httpd *srv = c->srv;
-    int sv[2];
-    struct conn_ident *id = calloc(1, sizeof(*id));
-    if (!id)
-        return TC_ERR_ALLOC;
-    atomic_init(&id->refs, 1); /* c's; conn_close drops it */
-    atomic_init(&id->busy, false);
-    atomic_init(&id->idle_since, 0);
-    if (tc_tls_peer(c->ssl, &id->peer) == 0)
-        id->has_peer = true;
-    c->id = id;
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
-        return TC_ERR_IO;
-    c->pfd = sv[0];
-    struct epoll_event ev = {.events = 0, .data.ptr = &c->ep_pair};
-    if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, c->pfd, &ev) != 0) {
-        close(sv[1]);
-        return TC_ERR_IO;
-    }
-    if (pending_add(srv, sv[1], id) != 0) {
-        close(sv[1]);
-        return TC_ERR_ALLOC;
-    }
-    /* MHD owns sv[1] from here on, also when this fails. */
-    if (MHD_add_connection(srv->mhd, sv[1], (const struct sockaddr *)&c->addr, c->addrlen) !=
-        MHD_YES) {
-        pending_remove(srv, sv[1]);
-        LOG_WARN("libmicrohttpd refused a connection");
-        return TC_ERR_IO;
-    }
-    c->established = true;
-    c->deadline = 0; /* from now on the request-head deadline (sweep) */
-    if (id->has_peer)
-        unauth_remove(c); /* a verified client certificate */
-    return 0;
-}
-
-static void conn_handshake(struct conn *c)
-{
-    ERR_clear_error();
-    int r = SSL_accept(c->ssl);
-    if (r == 1) {
-        if (conn_establish(c) != 0) {
-            conn_close(c);
-            return;
-        }
-        conn_pump(c);
-        return;
-    }
-    int e = SSL_get_error(c->ssl, r);
-    uint32_t want;
-    if (e == SSL_ERROR_WANT_READ) {
-        want = EPOLLIN;
-    } else if (e == SSL_ERROR_WANT_WRITE) {
-        want = EPOLLOUT;
-    } else {
-        log_ssl_error(c, "TLS handshake", e);
-        conn_close(c);
-        return;
-    }
-    if (ep_set(c->srv, c->fd, &c->ep_tcp, &c->ev_tcp, want) != 0)
-        conn_close(c);
-}
-
-static void do_accept(struct tc_httpd *srv)
-{
-    for (;;) {
-        struct sockaddr_storage addr;
-        socklen_t alen = sizeof(addr);
-        int fd = accept4(srv->lfd, (struct sockaddr *)&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                srv->n_nofile++;
-                listen_pause(srv, true);
-            } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                LOG_WARN("accept: %s", strerror(errno));
-            }
-            return;
-        }
-        uint8_t key[16];
-        addr_key(&addr, key);
-        if (srv->addrs) {
-            const struct addr_count *ac = *addr_slot(srv, key);
-            if (ac && ac->n >= srv->cfg.max_unauth_per_addr) {
-                srv->n_refused_addr++;
-                refuse_fd(fd);
-                continue;
-            }
-        }
-        if ((srv->nunauth >= srv->cfg.max_unauth || srv->nconns >= srv->cfg.max_connections) &&
-            !evict_one(srv)) {
-            srv->n_refused_full++; /* every connection has a verified certificate */
-            refuse_fd(fd);
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        struct conn *c = calloc(1, sizeof(*c));
-        if (!c) {
-            close(fd);
-            continue;
-        }
-        c->srv = srv;
-        c->fd = fd;
-        c->pfd = -1;
-        c->addr = addr;
-        c->addrlen = alen;
-        c->ep_tcp = (struct endpoint){EP_TCP, c};
-        c->ep_pair = (struct endpoint){EP_PAIR, c};
-        c->accepted = mono_ms();
-        c->deadline =
-            c->accepted + 1000LL * (srv->cfg.handshake_timeout_s < srv->cfg.header_timeout_s
-                                        ? srv->cfg.handshake_timeout_s
-                                        : srv->cfg.header_timeout_s);
-        c->next = srv->conns;
-        if (c->next)
-            c->next->prev = c;
-        srv->conns = c;
-        srv->nconns++;
-        if (unauth_add(c, key) != 0) {
-            conn_close(c);
-            continue;
-        }
-        c->ev_tcp = EPOLLIN;
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &c->ep_tcp};
-        if (!(c->ssl = SSL_new(srv->ssl_ctx)) || !SSL_set_fd(c->ssl, fd) ||
-            epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-            conn_close(c);
-            continue;
-        }
-        /* Also with a caller's SSL_CTX: the shuttle retries writes from a buffer that grows. */
-        SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-        SSL_set_accept_state(c->ssl);
-    }
-}
-
 __attribute__((format(printf, 4, 5))) static void msg_part(char *msg, size_t cap, size_t *n,
                                                            const char *fmt, ...)
 {
@@ -1119,40 +878,44 @@ __attribute__((format(printf, 4, 5))) static void msg_part(char *msg, size_t cap
         *n += (size_t)r;
 }
 
-/* Closes connections past a deadline: handshake, first request head, keep-alive (the next
- * request head), closing phase. Logs what the limits refused since the last sweep. */
-static void sweep(struct tc_httpd *srv, bool log)
+/* Closes connections past a deadline: handshake, first request, keep-alive (the next request).
+ * Logs what the limits refused since the last report, at most once a second. */
+static void on_sweep(evutil_socket_t fd_unused, short what, void *arg)
 {
+    struct tc_httpd *srv = arg;
     long long now = mono_ms();
     struct conn *c = srv->conns;
     while (c) {
         struct conn *next = c->next;
-        if (c->deadline) {
-            if (now > c->deadline) {
-                LOG_DEBUG("closing a connection past its %s deadline",
-                          c->established ? "linger" : "handshake");
-                if (!c->established)
-                    srv->n_deadline++;
-                conn_close(c);
+        if (!c->established) {
+            unsigned s = srv->cfg.handshake_timeout_s < srv->cfg.header_timeout_s
+                             ? srv->cfg.handshake_timeout_s
+                             : srv->cfg.header_timeout_s;
+            if (now > c->accepted + 1000LL * s) {
+                LOG_DEBUG("closing a connection past its handshake deadline");
+                srv->n_deadline++;
+                conn_kill(c, false);
             }
-        } else if (c->established && c->id && !atomic_load(&c->id->busy)) {
-            long long idle = atomic_load(&c->id->idle_since);
-            long long due = idle ? idle + srv->cfg.idle_timeout_s * 1000LL
-                                 : c->accepted + srv->cfg.header_timeout_s * 1000LL;
+        } else if (!c->busy) {
+            long long due = c->idle_since ? c->idle_since + srv->cfg.idle_timeout_s * 1000LL
+                                          : c->accepted + srv->cfg.header_timeout_s * 1000LL;
             if (now > due) {
-                LOG_DEBUG("closing a connection: no request head %s",
-                          idle ? "within the keep-alive timeout" : "within the header timeout");
-                if (!idle)
+                LOG_DEBUG("closing a connection: no request %s",
+                          c->idle_since ? "within the keep-alive timeout"
+                                        : "within the header timeout");
+                if (!c->idle_since)
                     srv->n_deadline++;
-                conn_close(c);
+                conn_kill(c, false);
             }
         }
         c = next;
     }
-    if (srv->listen_paused)
-        listen_pause(srv, false);
-    if (!log)
+    if (srv->listen_paused && srv->listener && !srv->closing &&
+        evconnlistener_enable(srv->listener) == 0)
+        srv->listen_paused = false;
+    if (now - srv->last_log < 1000)
         return;
+    srv->last_log = now;
     if (!(srv->n_refused_addr || srv->n_refused_full || srv->n_evicted || srv->n_deadline ||
           srv->n_nofile))
         return;
@@ -1167,7 +930,7 @@ static void sweep(struct tc_httpd *srv, bool log)
     if (srv->n_evicted)
         msg_part(msg, sizeof(msg), &n, ", %u unauthenticated evicted", srv->n_evicted);
     if (srv->n_deadline)
-        msg_part(msg, sizeof(msg), &n, ", %u closed at the handshake or request-head deadline",
+        msg_part(msg, sizeof(msg), &n, ", %u closed at the handshake or first-request deadline",
                  srv->n_deadline);
     if (srv->n_nofile)
         msg_part(msg, sizeof(msg), &n, ", accept out of descriptors %u times", srv->n_nofile);
@@ -1177,58 +940,57 @@ static void sweep(struct tc_httpd *srv, bool log)
     srv->n_nofile = 0;
 }
 
+/* Deferred answers to send, or tc_httpd_stop: answers every deferred request, accepts no more
+ * connections and ends the loop once those answers had a moment to leave. */
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct tc_httpd *srv = arg;
+    uint64_t v;
+    if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        LOG_DEBUG("wake: %s", strerror(errno));
+    send_finished(srv);
+    pthread_mutex_lock(&deferred_lock);
+    bool stop = srv->stopping;
+    pthread_mutex_unlock(&deferred_lock);
+    if (!stop || srv->closing)
+        return;
+    srv->closing = true;
+    if (srv->listener)
+        evconnlistener_disable(srv->listener);
+    if (answer_all_deferred(srv) > 0) {
+        struct timeval tv = {0, STOP_FLUSH_MS * 1000};
+        event_base_loopexit(srv->base, &tv);
+    } else {
+        event_base_loopbreak(srv->base);
+    }
+}
+
 static void *loop_main(void *arg)
 {
     struct tc_httpd *srv = arg;
-    /* SSL writes to a closed socket must fail with EPIPE, not kill the process. */
+    /* Writes to a socket the client closed must fail with EPIPE, not kill the process. */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    struct epoll_event evs[64];
-    long long last_sweep = mono_ms(), last_log = last_sweep;
-    for (;;) {
-        int n = epoll_wait(srv->epfd, evs, 64, SWEEP_MS);
-        if (n < 0 && errno != EINTR) {
-            LOG_ERROR("epoll_wait: %s", strerror(errno));
-            break;
-        }
-        bool stop = false;
-        for (int i = 0; i < n; i++) {
-            struct endpoint *ep = evs[i].data.ptr;
-            switch (ep->kind) {
-            case EP_WAKE:
-                stop = true;
-                break;
-            case EP_LISTEN:
-                do_accept(srv);
-                break;
-            case EP_TCP:
-            case EP_PAIR:
-                /* A connection closed earlier in this batch is freed only after it. */
-                if (ep->c->closed)
-                    break;
-                if (!ep->c->established)
-                    conn_handshake(ep->c);
-                else
-                    conn_pump(ep->c);
-                break;
-            }
-        }
-        free_dead(srv);
-        if (stop)
-            break;
-        long long now = mono_ms();
-        if (now - last_sweep >= SWEEP_MS) {
-            bool log = now - last_log >= 1000;
-            last_sweep = now;
-            if (log)
-                last_log = now;
-            sweep(srv, log);
-            free_dead(srv);
-        }
-    }
+    if (event_base_dispatch(srv->base) < 0)
+        LOG_ERROR("the server loop failed");
     return NULL;
+}
+
+/* libevent's own messages: client-triggered ones (bad requests) are not worth more than debug. */
+static void on_event_log(int severity, const char *msg)
+{
+    if (severity >= EVENT_LOG_ERR)
+        LOG_ERROR("libevent: %s", msg);
+    else
+        LOG_DEBUG("libevent: %s", msg);
+}
+
+static void global_init(void)
+{
+    conn_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_ssl_free);
+    event_set_log_callback(on_event_log);
 }
 
 /* ---------- lifecycle ---------- */
@@ -1276,11 +1038,13 @@ int tc_httpd_new(const struct tc_httpd_config *cfg, struct tc_httpd **out)
     *out = NULL;
     if (!cfg)
         return TC_ERR_INVALID_ARG;
+    pthread_once(&global_once, global_init);
+    if (conn_ex_index < 0)
+        return TC_ERR_INTERNAL;
     struct tc_httpd *srv = calloc(1, sizeof(*srv));
     if (!srv)
         return TC_ERR_ALLOC;
-    srv->lfd = srv->epfd = srv->wakefd = -1;
-    pthread_mutex_init(&srv->lock, NULL);
+    srv->lfd = srv->wakefd = -1;
     srv->cfg = *cfg;
     snprintf(srv->bind_addr, sizeof(srv->bind_addr), "%s",
              cfg->bind_addr ? cfg->bind_addr : "127.0.0.1");
@@ -1297,8 +1061,7 @@ int tc_httpd_new(const struct tc_httpd_config *cfg, struct tc_httpd **out)
         srv->cfg.handshake_timeout_s = 10;
     if (!srv->cfg.header_timeout_s)
         srv->cfg.header_timeout_s = 10;
-    srv->cfg.max_connections =
-        fit_nofile(srv->cfg.max_connections, cfg->plain_http ? 1 : FDS_PER_CONN);
+    srv->cfg.max_connections = fit_nofile(srv->cfg.max_connections, FDS_PER_CONN);
     if (!srv->cfg.max_unauth)
         srv->cfg.max_unauth = srv->cfg.max_connections / 2;
     if (srv->cfg.max_unauth > srv->cfg.max_connections)
@@ -1330,6 +1093,10 @@ int tc_httpd_new(const struct tc_httpd_config *cfg, struct tc_httpd **out)
     }
     if ((rc = listen_socket(srv->bind_addr, cfg->port, &srv->lfd, &srv->port)) != 0)
         goto out;
+    if ((srv->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        rc = TC_ERR_IO;
+        goto out;
+    }
     *out = srv;
     srv = NULL;
 out:
@@ -1364,45 +1131,62 @@ int tc_httpd_route(struct tc_httpd *srv, const char *method, const char *prefix,
     return 0;
 }
 
+/* Frees libevent's side: the listener and every connection (their records go with their SSL
+ * objects), pending finalizations included. */
+static void release_loop(struct tc_httpd *srv)
+{
+    if (srv->http)
+        evhttp_free(srv->http);
+    srv->http = NULL;
+    srv->listener = NULL;
+    if (srv->wake_ev)
+        event_free(srv->wake_ev);
+    if (srv->sweep_ev)
+        event_free(srv->sweep_ev);
+    if (srv->admit_ev)
+        event_free(srv->admit_ev);
+    srv->wake_ev = srv->sweep_ev = srv->admit_ev = NULL;
+    if (srv->base)
+        event_base_free(srv->base); /* runs the bufferevents' deferred frees */
+    srv->base = NULL;
+}
+
 int tc_httpd_start(struct tc_httpd *srv)
 {
-    if (!srv || srv->running || srv->stopping || srv->lfd < 0)
+    if (!srv || srv->running || srv->lfd < 0)
         return TC_ERR_INVALID_ARG;
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                         MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    if (srv->cfg.plain_http) {
-        srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET,
-                                    srv->lfd, MHD_OPTION_CONNECTION_LIMIT, srv->cfg.max_connections,
-                                    MHD_OPTION_CONNECTION_TIMEOUT, srv->cfg.idle_timeout_s,
-                                    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                                    MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-                                    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
-        if (!srv->mhd)
-            return TC_ERR_IO;
-        srv->lfd = -1; /* MHD closes it */
-        srv->running = true;
-        return 0;
-    }
-    srv->mhd = MHD_start_daemon(flags | MHD_USE_NO_LISTEN_SOCKET, 0, NULL, NULL, on_request, srv,
-                                MHD_OPTION_CONNECTION_LIMIT, srv->cfg.max_connections,
-                                MHD_OPTION_CONNECTION_TIMEOUT, srv->cfg.idle_timeout_s,
-                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                                MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-                                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
-    if (!srv->mhd)
-        return TC_ERR_IO;
-    int rc = TC_ERR_IO;
-    if ((srv->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
-        (srv->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+    int rc = TC_ERR_ALLOC;
+    if (!(srv->base = event_base_new()) || !(srv->http = evhttp_new(srv->base)))
         goto fail;
-    srv->ep_listen = (struct endpoint){EP_LISTEN, NULL};
-    srv->ep_wake = (struct endpoint){EP_WAKE, NULL};
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &srv->ep_listen};
-    if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, srv->lfd, &ev) != 0)
+    evhttp_set_gencb(srv->http, on_request, srv);
+    evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                              EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                              EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_max_body_size(srv->http, (ev_ssize_t)srv->cfg.max_body);
+    evhttp_set_max_headers_size(srv->http, MAX_HEADERS);
+    /* libevent's own timer: no byte read or written for this long (a request head or body, or an
+     * answer the client does not take); the deadlines of the limits come on top (sweep). */
+    evhttp_set_timeout(srv->http, (int)srv->cfg.idle_timeout_s);
+    evhttp_set_default_content_type(srv->http, NULL);
+    /* A body above max_body is read and dropped before the 413, so that the client, still
+     * sending, reads the answer instead of a reset. */
+    evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);
+    if (!srv->cfg.plain_http)
+        evhttp_set_bevcb(srv->http, on_new_connection, srv);
+    if (!(srv->wake_ev = event_new(srv->base, srv->wakefd, EV_READ | EV_PERSIST, on_wake, srv)) ||
+        !(srv->sweep_ev = event_new(srv->base, -1, EV_PERSIST, on_sweep, srv)) ||
+        !(srv->admit_ev = event_new(srv->base, -1, 0, on_admit, srv)))
         goto fail;
-    ev.data.ptr = &srv->ep_wake;
-    if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, srv->wakefd, &ev) != 0)
+    struct timeval sweep = {0, SWEEP_MS * 1000};
+    rc = TC_ERR_IO;
+    if (event_add(srv->wake_ev, NULL) != 0 || event_add(srv->sweep_ev, &sweep) != 0)
         goto fail;
+    struct evhttp_bound_socket *bound = evhttp_accept_socket_with_handle(srv->http, srv->lfd);
+    srv->lfd = -1; /* the listener's (it closes it), also when that failed half-way */
+    if (!bound)
+        goto fail;
+    srv->listener = evhttp_bound_socket_get_listener(bound);
+    evconnlistener_set_error_cb(srv->listener, on_accept_error);
     if (pthread_create(&srv->thread, NULL, loop_main, srv) != 0) {
         rc = TC_ERR_INTERNAL;
         goto fail;
@@ -1410,8 +1194,7 @@ int tc_httpd_start(struct tc_httpd *srv)
     srv->running = true;
     return 0;
 fail:
-    MHD_stop_daemon(srv->mhd);
-    srv->mhd = NULL;
+    release_loop(srv);
     return rc;
 }
 
@@ -1419,31 +1202,13 @@ void tc_httpd_stop(struct tc_httpd *srv)
 {
     if (!srv || !srv->running)
         return;
-    /* Answer every deferred request, so that no connection is left suspended. */
+    /* The loop answers every deferred request (so no connection is left waiting) and ends. */
     pthread_mutex_lock(&deferred_lock);
-    pthread_mutex_lock(&srv->lock);
     srv->stopping = true;
-    for (struct tc_http_deferred *d = srv->deferred; d; d = d->next) {
-        if (!d->answered) {
-            tc_http_response_error(&d->resp, 503, "server is stopping");
-            d->answered = true;
-            MHD_resume_connection(d->mconn);
-        }
-    }
-    pthread_mutex_unlock(&srv->lock);
+    wake_loop(srv);
     pthread_mutex_unlock(&deferred_lock);
-    if (!srv->cfg.plain_http) {
-        uint64_t one = 1;
-        if (write(srv->wakefd, &one, sizeof(one)) != sizeof(one))
-            LOG_ERROR("cannot wake the TLS loop");
-        pthread_join(srv->thread, NULL);
-        while (srv->conns)
-            conn_close(srv->conns);
-        free_dead(srv);
-    }
-    MHD_stop_daemon(srv->mhd);
-    srv->mhd = NULL;
-    /* Requests still holding deferred handles were completed by MHD_stop_daemon. */
+    pthread_join(srv->thread, NULL);
+    release_loop(srv);
     srv->running = false;
 }
 
@@ -1452,27 +1217,19 @@ void tc_httpd_free(struct tc_httpd *srv)
     if (!srv)
         return;
     tc_httpd_stop(srv);
+    release_loop(srv); /* started and failed, or never started */
     if (srv->lfd >= 0)
         close(srv->lfd);
-    if (srv->epfd >= 0)
-        close(srv->epfd);
     if (srv->wakefd >= 0)
         close(srv->wakefd);
-    while (srv->pending) {
-        struct pending_ident *p = srv->pending;
-        srv->pending = p->next;
-        ident_unref(p->id);
-        free(p);
-    }
     for (size_t i = 0; i < srv->nroutes; i++) {
         free(srv->routes[i].method);
         free(srv->routes[i].prefix);
     }
     free(srv->routes);
-    /* Every connection is closed by now: the per-address counts are gone with them. */
+    /* Every connection is freed by now: the per-address counts are gone with them. */
     free(srv->addrs);
     SSL_CTX_free(srv->ssl_ctx);
-    pthread_mutex_destroy(&srv->lock);
     free(srv);
 }
 

@@ -322,10 +322,14 @@ static void errors_and_caps(void **state)
     char *body = malloc(big);
     assert_non_null(body);
     memset(body, 'x', big);
-    assert_int_equal(call(srv_strict, c, "POST", "/v1/echo", body, big, &code, &j), 0);
+    /* Refused by libevent (its own short HTML body) once the body was read and dropped; also
+     * just above the cap, where less than a cap's worth is left to drop when it decides. */
+    assert_int_equal(call(srv_strict, c, "POST", "/v1/echo", body, big, &code, NULL), 0);
     assert_int_equal(code, 413);
-    assert_non_null(json_object_get(j, "error"));
-    json_decref(j);
+    assert_int_equal(call(srv_strict, c, "POST", "/v1/echo", body, 64 * 1024 + 1, &code, NULL), 0);
+    assert_int_equal(code, 413);
+    assert_int_equal(call(srv_strict, c, "POST", "/v1/echo", body, 100 * 1024, &code, NULL), 0);
+    assert_int_equal(code, 413);
     /* Just under the cap passes, and is echoed intact. */
     size_t ok = 64 * 1024;
     char u[256];
