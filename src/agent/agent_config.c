@@ -82,9 +82,9 @@ const struct tc_config_setting agent_config_table[] = {
     {"agent", "handshake_timeout", TC_CFG_DURATION, "3s", OFF(handshake_timeout), 1000, 600000,
      NULL, "TLS handshake deadline from accept"},
     {"agent", "header_timeout", TC_CFG_DURATION, "10s", OFF(header_timeout), 1000, 600000, NULL,
-     "the first request head must be complete this long after accept"},
+     "the first request (head and body) must be complete this long after accept"},
     {"agent", "idle_timeout", TC_CFG_DURATION, "60s", OFF(idle_timeout), 1000, 3600000, NULL,
-     "keep-alive: the next request head must be complete this long after an answer"},
+     "keep-alive: the next request must be complete this long after an answer"},
     {NULL, NULL, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 

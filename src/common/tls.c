@@ -74,7 +74,7 @@ static int ctx_common(const struct tc_tls_config *cfg, bool server, SSL_CTX **ou
         mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     SSL_CTX_set_verify(ctx, mode, NULL);
     SSL_CTX_set_verify_depth(ctx, cfg->verify_depth > 0 ? cfg->verify_depth : 2);
-    /* The httpd shuttle writes from a buffer that may move between retries. */
+    /* libevent's TLS bufferevents retry writes from buffers that may move between retries. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * trustcloud-coordinator internals: settings, the daemon state shared by the
- * HTTPS handlers (libmicrohttpd's thread) and the attestation engine (one
+ * HTTPS handlers (the HTTPS server's loop thread) and the attestation engine (one
  * event loop thread), request validation helpers and the IMA state codec.
  *
  * Locking: struct coord.lock guards the store (which is single-threaded by

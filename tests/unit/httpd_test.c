@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * HTTPS server + client over loopback with mutual TLS: identities, refusals
- * (no certificate, foreign CA), body caps, malformed HTTP, deferred answers,
+ * (no certificate, foreign CA), body caps, malformed HTTP, pipelining behind a
+ * deferred answer, deferred answers,
  * 2,000 keep-alive requests with 200 in flight, and the connection limits
  * (per-address cap of unauthenticated connections, eviction, handshake,
  * request-head and keep-alive deadlines) with clients bound to 127.0.0.x.
@@ -369,8 +370,9 @@ static void errors_and_caps(void **state)
     assert_int_equal(code, 200);
 }
 
-/* Sends raw bytes over a mutual-TLS connection and returns the first response line. */
-static void raw_exchange(const char *request, char *line, size_t linelen)
+/* Sends raw bytes over a mutual-TLS connection and returns all it read until the server closed
+ * (at most cap - 1 bytes, NUL-terminated). */
+static void raw_session(const char *request, char *buf, size_t cap)
 {
     struct tc_tls_config tc = {
         .cert_file = path_cli_cert, .key_file = path_cli_key, .ca_file = path_ca};
@@ -385,23 +387,37 @@ static void raw_exchange(const char *request, char *line, size_t linelen)
     assert_int_equal(tc_tls_set_peer_name(ssl, "127.0.0.1"), 0);
     assert_int_equal(SSL_connect(ssl), 1);
     assert_int_equal(SSL_write(ssl, request, (int)strlen(request)), (int)strlen(request));
-    char buf[4096];
     size_t got = 0;
     int n;
-    while (got < sizeof(buf) - 1 &&
-           (n = SSL_read(ssl, buf + got, (int)(sizeof(buf) - 1 - got))) > 0)
+    while (got < cap - 1 && (n = SSL_read(ssl, buf + got, (int)(cap - 1 - got))) > 0)
         got += (size_t)n;
     buf[got] = '\0';
+    SSL_free(ssl);
+    close(fd);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+}
+
+/* The same, returning the first response line. */
+static void raw_exchange(const char *request, char *line, size_t linelen)
+{
+    char buf[4096];
+    raw_session(request, buf, sizeof(buf));
     char *eol = strstr(buf, "\r\n");
     if (eol)
         *eol = '\0';
     size_t l = strlen(buf) < linelen - 1 ? strlen(buf) : linelen - 1;
     memcpy(line, buf, l);
     line[l] = '\0';
-    SSL_free(ssl);
-    close(fd);
-    SSL_CTX_free(ctx);
-    ERR_clear_error();
+}
+
+/* Where the n-th (from 1) answer's status line starts in buf, or NULL. */
+static const char *nth_answer(const char *buf, int n)
+{
+    const char *p = buf;
+    while ((p = strstr(p, "HTTP/1.1 ")) != NULL && --n > 0)
+        p++;
+    return p;
 }
 
 static void malformed_http(void **state)
@@ -415,6 +431,20 @@ static void malformed_http(void **state)
     raw_exchange("GET /v1/whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", line,
                  sizeof(line));
     assert_string_equal(line, "HTTP/1.1 200 OK");
+    raw_exchange("GET /v1/%00x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", line,
+                 sizeof(line));
+    assert_memory_equal(line, "HTTP/1.1 400", 12);
+    /* Pipelined requests in one write, the first one deferred: answered in order. */
+    char buf[8192];
+    raw_session("GET /v1/wait HTTP/1.1\r\nHost: x\r\n\r\n"
+                "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n"
+                "GET /v1/whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                buf, sizeof(buf));
+    assert_non_null(nth_answer(buf, 3));
+    assert_memory_equal(nth_answer(buf, 1), "HTTP/1.1 202", 12);
+    assert_memory_equal(nth_answer(buf, 2), "HTTP/1.1 200", 12);
+    assert_memory_equal(nth_answer(buf, 3), "HTTP/1.1 200", 12);
+    assert_null(nth_answer(buf, 4));
 }
 
 /* ---- load: 2,000 requests, 200 in flight, over keep-alive ---- */
@@ -820,7 +850,8 @@ static void limit_per_address(void **state)
 
 /* Handshaken connections that trickle their request head are closed at the header deadline
  * (2 s), certificate or not; a keep-alive connection that trickles its next request head is
- * closed 2 s after the previous answer (libmicrohttpd's idle timer alone would wait for ever). */
+ * closed 2 s after the previous answer (an idle timer alone, reset by every byte, would wait for
+ * ever). */
 static void limit_header_deadlines(void **state)
 {
     struct tc_httpd *s = start_limited(64, 32, 0);
