@@ -62,13 +62,13 @@ struct conn {
     bool established; /* TLS handshake done */
     bool has_peer;    /* ... with a verified client certificate */
     struct tc_peer peer;
-    bool busy;            /* a request was read and its answer has not left completely */
-    long long accepted;   /* monotonic ms */
-    long long idle_since; /* monotonic ms of the last completed answer; 0 = none yet */
-    bool unauth;          /* on the server's unauthenticated list */
+    bool busy;             /* a request was read and its answer has not left completely */
+    long long accepted;    /* monotonic ms */
+    long long idle_since;  /* monotonic ms of the last completed answer; 0 = none yet */
+    bool unauth;           /* on the server's unauthenticated list */
     struct addr_count *ac; /* its address's count while unauthenticated (per-address cap on) */
     struct conn *uprev, *unext;
-    struct conn *prev, *next;   /* srv->conns, or the admission queue while pending */
+    struct conn *prev, *next; /* srv->conns, or the admission queue while pending */
 };
 
 /* Unauthenticated connections of one client address (key: see addr_key). */
@@ -90,11 +90,11 @@ struct route {
 
 /* Fields under deferred_lock, except req (loop thread). */
 struct tc_http_deferred {
-    struct tc_httpd *srv;        /* NULL once the server let go of it (answered or stopped) */
-    struct evhttp_request *req;  /* libevent's request; answered exactly once */
+    struct tc_httpd *srv;       /* NULL once the server let go of it (answered or stopped) */
+    struct evhttp_request *req; /* libevent's request; answered exactly once */
     struct tc_http_response resp;
-    bool finished;               /* tc_http_deferred_finish was called */
-    int refs;                    /* the handle's owner + the server */
+    bool finished;                        /* tc_http_deferred_finish was called */
+    int refs;                             /* the handle's owner + the server */
     struct tc_http_deferred *prev, *next; /* srv->deferred: all not yet answered */
     struct tc_http_deferred *done_next;   /* srv->done: finished, to answer on the loop */
 };
@@ -231,7 +231,8 @@ static void send_response(struct evhttp_request *req, struct tc_http_response *r
     if (resp->content_type[0])
         evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                           resp->content_type);
-    if (resp->body_len) {
+    /* An answer to HEAD has the head only (libevent would send a body it is given). */
+    if (resp->body_len && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
         struct evbuffer *out = evhttp_request_get_output_buffer(req);
         if (evbuffer_add_reference(out, resp->body, resp->body_len, free_body, NULL) == 0)
             resp->body = NULL; /* the buffer frees it */
@@ -567,7 +568,6 @@ static void on_request(struct evhttp_request *ereq, void *arg)
 }
 
 /* ---------- TLS connections and their limits ---------- */
-
 
 /* A client address as counted: IPv4 (also IPv4-mapped IPv6) as ::ffff:a.b.c.d, IPv6 by its /64
  * prefix (what one host or site usually holds). */
