@@ -5,7 +5,7 @@
  * deferred answer, deferred answers,
  * 2,000 keep-alive requests with 200 in flight, and the connection limits
  * (per-address cap of unauthenticated connections, eviction, handshake,
- * request-head and keep-alive deadlines) with clients bound to 127.0.0.x.
+ * first-request and keep-alive deadlines) with clients bound to 127.0.0.x.
  */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include <setjmp.h>
@@ -949,14 +949,14 @@ static void limit_nofile(void **state)
         struct rlimit now;
         if (setrlimit(RLIMIT_NOFILE, &low) != 0)
             _exit(10);
-        struct tc_httpd *s = start_limited(1000, 0, 16); /* needs 3,256 descriptors */
+        struct tc_httpd *s = start_limited(1000, 0, 16); /* needs 1,256 descriptors */
         if (getrlimit(RLIMIT_NOFILE, &now) != 0 || now.rlim_cur != rl.rlim_max)
             _exit(11);
         tc_httpd_free(s);
         struct rlimit tight = {.rlim_cur = 600, .rlim_max = 600};
         if (setrlimit(RLIMIT_NOFILE, &tight) != 0)
             _exit(12);
-        s = start_limited(1000, 0, 16); /* lowered to (600 - 256) / 3 */
+        s = start_limited(1000, 0, 16); /* lowered to 600 - 256 */
         long code = 0;
         int rc = call(s, client_cfg(true, false), "GET", "/v1/whoami", NULL, 0, &code, NULL);
         tc_httpd_free(s);
