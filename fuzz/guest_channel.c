@@ -2,7 +2,8 @@
 /*
  * The guest channel as the host reads it from a hostile guest: the input is a byte stream fed
  * to the streaming decoder in pieces (sizes taken from the first byte), and every whole frame
- * goes through the parser of its type. Invariants, any violation aborts: the decoder never
+ * goes through the parser of its type (hello, quote request and answer, activation request and
+ * answer, error). Invariants, any violation aborts: the decoder never
  * claims more bytes than it was given, never yields a frame above its type's cap, refusals name
  * a check; an accepted payload encodes again and parses back to the same values.
  */
@@ -65,6 +66,30 @@ static void check_payload(unsigned type, const uint8_t *p, size_t len)
             abort();
         }
         tc_gc_answer_release(&a);
+        break;
+    }
+    case TC_GC_ACTIVATE_REQUEST: {
+        struct tc_gc_activate a, back;
+        rc = tc_gc_activate_parse(p, len, &a, &why);
+        if (rc == 0 &&
+            (a.id_object_len == 0 || a.enc_secret_len == 0 || tc_gc_activate_encode(&a, &b) != 0 ||
+             tc_gc_activate_parse(b.data + TC_GC_HEADER_LEN, b.len - TC_GC_HEADER_LEN, &back,
+                                  &why) != 0 ||
+             back.id != a.id || back.id_object_len != a.id_object_len ||
+             memcmp(back.enc_secret, a.enc_secret, a.enc_secret_len) != 0))
+            abort();
+        break;
+    }
+    case TC_GC_ACTIVATE_ANSWER: {
+        struct tc_gc_activated a, back;
+        rc = tc_gc_activated_parse(p, len, &a, &why);
+        if (rc == 0 && (a.secret_len == 0 || a.secret_len > TC_GC_MAX_SECRET ||
+                        tc_gc_activated_encode(a.id, a.secret, a.secret_len, &b) != 0 ||
+                        tc_gc_activated_parse(b.data + TC_GC_HEADER_LEN, b.len - TC_GC_HEADER_LEN,
+                                              &back, &why) != 0 ||
+                        back.secret_len != a.secret_len ||
+                        memcmp(back.secret, a.secret, a.secret_len) != 0))
+            abort();
         break;
     }
     default: {

@@ -44,6 +44,8 @@ enum tc_gc_type {
     TC_GC_QUOTE_REQUEST = 2, /* host -> guest */
     TC_GC_QUOTE_ANSWER = 3,  /* guest -> host */
     TC_GC_ERROR = 4,         /* both ways: a request that could not be answered */
+    TC_GC_ACTIVATE_REQUEST = 5, /* host -> guest: a credential for the guest's AK (enrollment) */
+    TC_GC_ACTIVATE_ANSWER = 6,  /* guest -> host: the secret its TPM unwrapped */
 };
 
 /* Payload caps by type. The answer carries an IMA delta and a UEFI log (base64, so 16 MiB of
@@ -106,11 +108,12 @@ int tc_gc_decoder_finish(const struct tc_gc_decoder *d, struct tc_reason *why);
 /* ---- Payloads ---------------------------------------------------------------------------- */
 
 /* HELLO. From the host: {"version": 1}. From the guest: {"version": 1, "agent": "name version",
- * "capabilities": ["quote", "ima", "eventlog"], "ak_pub": "b64 TPM2B_PUBLIC"} (ak_pub required
+ * "capabilities": ["quote", "ima", "eventlog", "activate"], "ak_pub": "b64 TPM2B_PUBLIC"} (ak_pub required
  * when "quote" is offered; capability strings this side does not know are ignored). */
 #define TC_GC_CAP_QUOTE 0x1u
 #define TC_GC_CAP_IMA 0x2u
 #define TC_GC_CAP_EVENTLOG 0x4u
+#define TC_GC_CAP_ACTIVATE 0x8u
 #define TC_GC_MAX_AK_PUB 1024
 struct tc_gc_hello {
     unsigned version;
@@ -152,6 +155,25 @@ struct tc_gc_answer {
     size_t eventlog_len;
 };
 
+/* ACTIVATE_REQUEST: {"id": n, "id_object": "b64 TPM2B_ID_OBJECT", "encrypted_secret": "b64
+ * TPM2B_ENCRYPTED_SECRET"}: the coordinator's MakeCredential output for the AK the guest's hello
+ * named, wrapped to the vTPM's EK. Only the TPM holding both keys can unwrap it. */
+#define TC_GC_MAX_CREDENTIAL 1024 /* each blob (a TPM2B of at most ~600 bytes) */
+#define TC_GC_MAX_SECRET 64
+struct tc_gc_activate {
+    uint64_t id;
+    uint8_t id_object[TC_GC_MAX_CREDENTIAL];
+    size_t id_object_len;
+    uint8_t enc_secret[TC_GC_MAX_CREDENTIAL];
+    size_t enc_secret_len;
+};
+/* ACTIVATE_ANSWER: {"id": n, "secret": "b64"} (1..TC_GC_MAX_SECRET bytes). */
+struct tc_gc_activated {
+    uint64_t id;
+    uint8_t secret[TC_GC_MAX_SECRET];
+    size_t secret_len;
+};
+
 /* ERROR: {"id": n (0: not about a request), "check": "guest.tpm", "error": "text"}. */
 struct tc_gc_error {
     uint64_t id;
@@ -170,6 +192,11 @@ int tc_gc_request_parse(const uint8_t *p, size_t len, struct tc_gc_request *out,
 int tc_gc_answer_parse(const uint8_t *p, size_t len, struct tc_gc_answer *out,
                        struct tc_reason *why);
 int tc_gc_error_parse(const uint8_t *p, size_t len, struct tc_gc_error *out, struct tc_reason *why);
+int tc_gc_activate_parse(const uint8_t *p, size_t len, struct tc_gc_activate *out,
+                         struct tc_reason *why);
+/* The secret is wiped from out on failure; callers wipe it after use. */
+int tc_gc_activated_parse(const uint8_t *p, size_t len, struct tc_gc_activated *out,
+                          struct tc_reason *why);
 /* Frees and clears; NULL is a no-op. */
 void tc_gc_answer_release(struct tc_gc_answer *a);
 
@@ -182,5 +209,8 @@ int tc_gc_hello_encode(const char *agent, unsigned caps, const uint8_t *ak_pub, 
 int tc_gc_request_encode(const struct tc_gc_request *req, struct tc_buf *out);
 int tc_gc_answer_encode(const struct tc_gc_answer *a, struct tc_buf *out);
 int tc_gc_error_encode(uint64_t id, const char *check, const char *error, struct tc_buf *out);
+int tc_gc_activate_encode(const struct tc_gc_activate *a, struct tc_buf *out);
+int tc_gc_activated_encode(uint64_t id, const uint8_t *secret, size_t secret_len,
+                           struct tc_buf *out);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #include "trustcloud/error.h"
 #include "trustcloud/guest_channel.h"
@@ -22,6 +23,8 @@ size_t tc_gc_type_cap(unsigned type)
     case TC_GC_HELLO:
     case TC_GC_QUOTE_REQUEST:
     case TC_GC_ERROR:
+    case TC_GC_ACTIVATE_REQUEST:
+    case TC_GC_ACTIVATE_ANSWER:
         return TC_GC_MAX_SMALL;
     case TC_GC_QUOTE_ANSWER:
         return TC_GC_MAX_ANSWER;
@@ -41,6 +44,10 @@ const char *tc_gc_type_name(unsigned type)
         return "quote_answer";
     case TC_GC_ERROR:
         return "error";
+    case TC_GC_ACTIVATE_REQUEST:
+        return "activate_request";
+    case TC_GC_ACTIVATE_ANSWER:
+        return "activate_answer";
     default:
         return "unknown";
     }
@@ -440,6 +447,8 @@ int tc_gc_hello_parse(const uint8_t *p, size_t len, struct tc_gc_hello *out, str
                 out->caps |= TC_GC_CAP_IMA;
             else if (strcmp(s, "eventlog") == 0)
                 out->caps |= TC_GC_CAP_EVENTLOG;
+            else if (strcmp(s, "activate") == 0)
+                out->caps |= TC_GC_CAP_ACTIVATE;
             /* Others are a newer guest's: ignored. */
         }
     }
@@ -605,6 +614,65 @@ int tc_gc_error_parse(const uint8_t *p, size_t len, struct tc_gc_error *out, str
     return rc;
 }
 
+/* A base64 member of 1..cap bytes copied into out[cap]. */
+static int get_blob(const json_t *o, const char *what, const char *name, uint8_t *out, size_t cap,
+                    size_t *out_len, struct tc_reason *why)
+{
+    uint8_t *b = NULL;
+    size_t n = 0;
+    *out_len = 0;
+    int rc = get_b64(o, what, name, true, cap, &b, &n, why);
+    if (rc == 0 && n == 0)
+        rc = tc_fail(why, TC_ERR_FORMAT, CHECK_PAYLOAD, -1, "%s.%s: empty", what, name);
+    if (rc == 0) {
+        memcpy(out, b, n);
+        *out_len = n;
+    }
+    if (b != NULL) {
+        OPENSSL_cleanse(b, n);
+        free(b);
+    }
+    return rc;
+}
+
+int tc_gc_activate_parse(const uint8_t *p, size_t len, struct tc_gc_activate *out,
+                         struct tc_reason *why)
+{
+    static const char *const allowed[] = {"id", "id_object", "encrypted_secret", NULL};
+    memset(out, 0, sizeof(*out));
+    json_t *o;
+    int rc = load_object(p, len, "activate", allowed, &o, why);
+    if (rc)
+        return rc;
+    if ((rc = get_uint(o, "activate", "id", true, 1, TC_GC_MAX_ID, &out->id, why)) == 0 &&
+        (rc = get_blob(o, "activate", "id_object", out->id_object, sizeof(out->id_object),
+                       &out->id_object_len, why)) == 0)
+        rc = get_blob(o, "activate", "encrypted_secret", out->enc_secret, sizeof(out->enc_secret),
+                      &out->enc_secret_len, why);
+    json_decref(o);
+    if (rc)
+        memset(out, 0, sizeof(*out));
+    return rc;
+}
+
+int tc_gc_activated_parse(const uint8_t *p, size_t len, struct tc_gc_activated *out,
+                          struct tc_reason *why)
+{
+    static const char *const allowed[] = {"id", "secret", NULL};
+    memset(out, 0, sizeof(*out));
+    json_t *o;
+    int rc = load_object(p, len, "activated", allowed, &o, why);
+    if (rc)
+        return rc;
+    if ((rc = get_uint(o, "activated", "id", true, 1, TC_GC_MAX_ID, &out->id, why)) == 0)
+        rc = get_blob(o, "activated", "secret", out->secret, sizeof(out->secret), &out->secret_len,
+                      why);
+    json_decref(o);
+    if (rc)
+        OPENSSL_cleanse(out, sizeof(*out));
+    return rc;
+}
+
 /* ---- Encoders ---------------------------------------------------------------------------- */
 
 static int put_frame(unsigned type, json_t *o, struct tc_buf *out)
@@ -648,6 +716,8 @@ int tc_gc_hello_encode(const char *agent, unsigned caps, const uint8_t *ak_pub, 
             ((caps & TC_GC_CAP_IMA) && json_array_append_new(c, json_string("ima")) != 0) ||
             ((caps & TC_GC_CAP_EVENTLOG) &&
              json_array_append_new(c, json_string("eventlog")) != 0) ||
+            ((caps & TC_GC_CAP_ACTIVATE) &&
+             json_array_append_new(c, json_string("activate")) != 0) ||
             json_object_set_new(o, "capabilities", c) != 0)
             rc = TC_ERR_ALLOC;
     }
@@ -703,4 +773,41 @@ int tc_gc_error_encode(uint64_t id, const char *check, const char *error, struct
     snprintf(e, sizeof(e), "%s", error);
     return put_frame(TC_GC_ERROR,
                      json_pack("{s:I,s:s,s:s}", "id", (json_int_t)id, "check", c, "error", e), out);
+}
+
+int tc_gc_activate_encode(const struct tc_gc_activate *a, struct tc_buf *out)
+{
+    if (a->id == 0 || a->id > TC_GC_MAX_ID || a->id_object_len == 0 ||
+        a->id_object_len > sizeof(a->id_object) || a->enc_secret_len == 0 ||
+        a->enc_secret_len > sizeof(a->enc_secret))
+        return TC_ERR_INVALID_ARG;
+    json_t *o = json_pack("{s:I}", "id", (json_int_t)a->id);
+    if (o == NULL)
+        return TC_ERR_ALLOC;
+    int rc = set_b64(o, "id_object", a->id_object, a->id_object_len);
+    if (rc == 0)
+        rc = set_b64(o, "encrypted_secret", a->enc_secret, a->enc_secret_len);
+    if (rc) {
+        json_decref(o);
+        return rc;
+    }
+    return put_frame(TC_GC_ACTIVATE_REQUEST, o, out);
+}
+
+int tc_gc_activated_encode(uint64_t id, const uint8_t *secret, size_t secret_len,
+                           struct tc_buf *out)
+{
+    if (id == 0 || id > TC_GC_MAX_ID || secret_len == 0 || secret_len > TC_GC_MAX_SECRET)
+        return TC_ERR_INVALID_ARG;
+    char *s = NULL;
+    int rc = tc_b64_encode(secret, secret_len, &s);
+    if (rc)
+        return rc;
+    /* The secret passes through jansson's copy and the frame: both are wiped by their owners
+     * (the frame buffer by the caller; jansson frees its string without wiping, a short-lived
+     * copy of a one-time credential). */
+    json_t *o = json_pack("{s:I,s:s}", "id", (json_int_t)id, "secret", s);
+    OPENSSL_cleanse(s, strlen(s));
+    free(s);
+    return put_frame(TC_GC_ACTIVATE_ANSWER, o, out);
 }

@@ -28,7 +28,11 @@
 #include "trustcloud/ima.h"
 #include "trustcloud/log.h"
 #include "trustcloud/tpm.h"
+#include "trustcloud/tpm_credential.h"
 #include "trustcloud/tpm_nv.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #define GUEST_VERSION "trustcloud-guest 0.1.0"
 #define GUEST_IMA_MAX_FILE (64u << 20)
@@ -46,11 +50,28 @@ struct guest_opts {
     bool once;
 };
 
+/* Test hooks (TC_TEST_HOOKS=1 and TC_GUEST_MISBEHAVE=FILE in the environment, never
+ * otherwise): before each answer the first word of FILE picks how this agent misbehaves, so that
+ * tests can show what the host and the coordinator make of a hostile guest. */
+enum misbehave {
+    MB_NONE,
+    MB_OVERSIZE,    /* a header announcing an answer above the cap */
+    MB_TRUNCATED,   /* half of the answer frame, then nothing */
+    MB_GARBAGE,     /* bytes that are no frame */
+    MB_WRONG_NONCE, /* a quote over a nonce of its own */
+    MB_REPLAY,      /* the previous round's quote under this request's id */
+    MB_FOREIGN,     /* a quote by another key (what another VM's quote is to the verifier) */
+    MB_SILENT,      /* no answer at all */
+};
+
 struct guest {
     struct guest_opts opts;
     struct tc_tpm *tpm;
     struct tc_tpm_key ak;
     unsigned caps;
+    const char *misbehave_file; /* test hooks only */
+    struct tc_tpm_key foreign;  /* MB_FOREIGN's key, made at first need */
+    struct tc_gc_answer last;   /* MB_REPLAY: the last quote answered (attest, sig, pcrs) */
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -189,6 +210,48 @@ static int ima_delta(const char *path, uint64_t from, size_t budget, uint64_t *f
     return rc;
 }
 
+static enum misbehave misbehave_mode(const struct guest *g)
+{
+    static const struct {
+        const char *name;
+        enum misbehave m;
+    } modes[] = {{"oversize", MB_OVERSIZE},       {"truncated", MB_TRUNCATED},
+                 {"garbage", MB_GARBAGE},         {"wrong_nonce", MB_WRONG_NONCE},
+                 {"replay", MB_REPLAY},           {"foreign", MB_FOREIGN},
+                 {"silent", MB_SILENT}};
+    if (g->misbehave_file == NULL)
+        return MB_NONE;
+    char word[32] = "";
+    FILE *f = fopen(g->misbehave_file, "r");
+    if (f == NULL)
+        return MB_NONE;
+    if (fscanf(f, "%31s", word) != 1)
+        word[0] = 0;
+    fclose(f);
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+        if (strcmp(word, modes[i].name) == 0) {
+            LOG_WARN("test hook: misbehaving (%s)", word);
+            return modes[i].m;
+        }
+    return MB_NONE;
+}
+
+/* MB_FOREIGN's key: a second AK under the EK, loaded for the process's life. */
+static int foreign_key(struct guest *g)
+{
+    if (g->foreign.esys_handle != 0)
+        return 0;
+    struct tc_tpm_key ek;
+    memset(&ek, 0, sizeof(ek));
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/foreign.ctx", g->opts.state_dir);
+    int rc = tc_tpm_key_from_persistent(g->tpm, TC_TPM_EK_HANDLE_ECC, &ek);
+    if (rc == 0)
+        rc = tc_tpm_ak_create(g->tpm, &ek, TC_KEY_ECC_P256, TC_SIG_DEFAULT, path, &g->foreign);
+    tc_tpm_key_release(g->tpm, &ek);
+    return rc;
+}
+
 /* Answers one quote request into out (an answer frame, or an error frame). */
 static int answer_request(struct guest *g, const struct tc_gc_request *req, struct tc_buf *out)
 {
@@ -202,7 +265,15 @@ static int answer_request(struct guest *g, const struct tc_gc_request *req, stru
     tc_buf_init(&ima, GUEST_LOG_BUDGET);
     uint8_t *evlog = NULL;
     size_t evlog_len = 0;
-    int rc = tc_tpm_quote(g->tpm, &g->ak, &req->selection, req->nonce, req->nonce_len, &q);
+    enum misbehave mb = misbehave_mode(g);
+    const struct tc_tpm_key *key = &g->ak;
+    uint8_t nonce[TC_GC_MAX_NONCE];
+    memcpy(nonce, req->nonce, req->nonce_len);
+    if (mb == MB_WRONG_NONCE && RAND_bytes(nonce, (int)req->nonce_len) != 1)
+        memset(nonce, 0x5a, req->nonce_len);
+    if (mb == MB_FOREIGN && foreign_key(g) == 0)
+        key = &g->foreign;
+    int rc = tc_tpm_quote(g->tpm, key, &req->selection, nonce, req->nonce_len, &q);
     if (rc) {
         tc_fail(&why, rc, "guest.tpm", -1, "the vTPM did not quote %s: %s", req->selection_text,
                 tc_strerror(rc));
@@ -230,7 +301,39 @@ static int answer_request(struct guest *g, const struct tc_gc_request *req, stru
     a.ima_len = ima.len;
     a.eventlog = evlog_len > 0 ? evlog : NULL;
     a.eventlog_len = evlog_len;
+    if (mb == MB_REPLAY && g->last.attest != NULL) {
+        a.attest = g->last.attest;
+        a.attest_len = g->last.attest_len;
+        a.sig = g->last.sig;
+        a.sig_len = g->last.sig_len;
+        a.pcrs = g->last.pcrs;
+    }
     rc = tc_gc_answer_encode(&a, out);
+    if (rc == 0 && mb == MB_NONE) {
+        /* Kept for a test's replay: the quote is public. */
+        tc_gc_answer_release(&g->last);
+        g->last.attest = q.attest;
+        g->last.attest_len = q.attest_len;
+        g->last.sig = q.sig;
+        g->last.sig_len = q.sig_len;
+        g->last.pcrs = q.pcrs;
+        q.attest = q.sig = NULL;
+    }
+    if (rc == 0 && mb == MB_SILENT)
+        out->len = 0;
+    if (rc == 0 && mb == MB_TRUNCATED)
+        out->len /= 2;
+    if (rc == 0 && mb == MB_OVERSIZE) {
+        out->len = 0;
+        static const uint8_t big[TC_GC_HEADER_LEN] = {'T', 'C', 'G', 'C', TC_GC_VERSION,
+                                                      TC_GC_QUOTE_ANSWER, 0, 0, 0xff, 0xff,
+                                                      0xff, 0xff};
+        rc = tc_buf_put(out, big, sizeof(big));
+    }
+    if (rc == 0 && mb == MB_GARBAGE) {
+        out->len = 0;
+        rc = tc_buf_put(out, "GET / HTTP/1.1\r\n\r\n", 18);
+    }
     if (rc)
         tc_fail(&why, rc, "guest.internal", -1, "cannot encode the answer: %s", tc_strerror(rc));
 out:
@@ -243,6 +346,37 @@ out:
     tc_buf_release(&ima);
     free(evlog);
     return rc;
+}
+
+/* Unwraps the coordinator's credential with the AK and the EK (the host relays it): the proof
+ * that the AK this agent announced lives in the TPM whose EK the VM was enrolled with. */
+static void answer_activate(struct guest *g, const struct tc_gc_activate *a, struct tc_buf *out)
+{
+    struct tc_tpm_key ek;
+    uint8_t secret[TC_GC_MAX_SECRET];
+    size_t secret_len = 0;
+    memset(&ek, 0, sizeof(ek));
+    int rc = tc_tpm_key_from_persistent(g->tpm, TC_TPM_EK_HANDLE_ECC, &ek);
+    if (rc) {
+        LOG_ERROR("activation %llu: no EK at 0x%08x: %s", (unsigned long long)a->id,
+                  TC_TPM_EK_HANDLE_ECC, tc_strerror(rc));
+        tc_gc_error_encode(a->id, "guest.tpm", "no EK", out);
+        return;
+    }
+    rc = tc_tpm_activate_credential(g->tpm, &g->ak, &ek, a->id_object, a->id_object_len,
+                                    a->enc_secret, a->enc_secret_len, secret, sizeof(secret),
+                                    &secret_len);
+    tc_tpm_key_release(g->tpm, &ek);
+    if (rc) {
+        LOG_WARN("activation %llu: the TPM refused the credential: %s", (unsigned long long)a->id,
+                 tc_strerror(rc));
+        tc_gc_error_encode(a->id, "guest.activate",
+                           "the TPM refused the credential (not made for its EK and AK)", out);
+    } else {
+        tc_gc_activated_encode(a->id, secret, secret_len, out);
+        LOG_INFO("activation %llu: credential unwrapped", (unsigned long long)a->id);
+    }
+    OPENSSL_cleanse(secret, sizeof(secret));
 }
 
 /* One frame from the host: the reply (if any) in out. Returns 1 when the agent should stop
@@ -269,6 +403,14 @@ static int handle_frame(struct guest *g, unsigned type, const uint8_t *p, size_t
         LOG_INFO("request %llu answered in %lld ms (%zu bytes; VmRSS %ld kB)",
                  (unsigned long long)req.id, (now_us() - t0) / 1000, out->len, rss_kb());
         return g->opts.once ? 1 : 0;
+    }
+    case TC_GC_ACTIVATE_REQUEST: {
+        struct tc_gc_activate a;
+        if (tc_gc_activate_parse(p, len, &a, &why) != 0)
+            break;
+        answer_activate(g, &a, out);
+        OPENSSL_cleanse(&a, sizeof(a));
+        return 0;
     }
     case TC_GC_ERROR: {
         struct tc_gc_error e;
@@ -357,6 +499,7 @@ static int serve(struct guest *g)
             }
             if (out.len > 0 && write_all(fd, out.data, out.len) != 0)
                 LOG_WARN("cannot write to %s: %s", g->opts.port, strerror(errno));
+            OPENSSL_cleanse(out.data, out.len); /* an activation answer holds a secret */
         }
     }
     if (fd >= 0)
@@ -461,9 +604,16 @@ int main(int argc, char **argv)
         tc_tpm_close(g.tpm);
         return 1;
     }
-    g.caps = TC_GC_CAP_QUOTE | TC_GC_CAP_IMA | TC_GC_CAP_EVENTLOG;
+    g.caps = TC_GC_CAP_QUOTE | TC_GC_CAP_IMA | TC_GC_CAP_EVENTLOG | TC_GC_CAP_ACTIVATE;
+    const char *hooks = getenv("TC_TEST_HOOKS");
+    if (hooks != NULL && strcmp(hooks, "1") == 0 && getenv("TC_GUEST_MISBEHAVE") != NULL) {
+        g.misbehave_file = getenv("TC_GUEST_MISBEHAVE");
+        LOG_WARN("TEST HOOKS ENABLED: misbehaving as %s says", g.misbehave_file);
+    }
     LOG_INFO("%s ready (TPM %s; VmRSS %ld kB)", GUEST_VERSION, g.opts.tcti, rss_kb());
     rc = serve(&g);
+    tc_gc_answer_release(&g.last);
+    tc_tpm_key_release(g.tpm, &g.foreign);
     tc_tpm_key_release(g.tpm, &g.ak);
     tc_tpm_close(g.tpm);
     return rc ? 1 : 0;

@@ -176,7 +176,7 @@ static void test_header_refusals(void **state)
     expect_header_refusal(f, n, 0, TC_ERR_UNSUPPORTED, "guest.version");
     n = raw_frame(f, 1, 0, 0, 2, "{}");
     expect_header_refusal(f, n, 0, TC_ERR_UNSUPPORTED, "guest.type");
-    n = raw_frame(f, 1, 5, 0, 2, "{}");
+    n = raw_frame(f, 1, 7, 0, 2, "{}");
     expect_header_refusal(f, n, 0, TC_ERR_UNSUPPORTED, "guest.type");
     n = raw_frame(f, 1, TC_GC_HELLO, 0x0100, 2, "{}");
     expect_header_refusal(f, n, 0, TC_ERR_FORMAT, "guest.frame");
@@ -235,7 +235,17 @@ static void expect_payload(unsigned type, const char *json, int rc, const char *
     struct tc_gc_request r;
     struct tc_gc_answer a;
     struct tc_gc_error e;
+    struct tc_gc_activate act;
+    struct tc_gc_activated done;
     switch (type) {
+    case TC_GC_ACTIVATE_REQUEST:
+        got = tc_gc_activate_parse(p, n, &act, &why);
+        break;
+    case TC_GC_ACTIVATE_ANSWER:
+        got = tc_gc_activated_parse(p, n, &done, &why);
+        if (got != 0)
+            assert_int_equal(done.secret_len, 0);
+        break;
     case TC_GC_HELLO:
         got = tc_gc_hello_parse(p, n, &h, &why);
         break;
@@ -535,6 +545,75 @@ static void test_error(void **state)
     expect_payload(TC_GC_ERROR, longcheck, TC_ERR_TOO_LARGE, "check");
 }
 
+static void test_activate(void **state)
+{
+    (void)state;
+    struct tc_buf b;
+    struct tc_reason why;
+    tc_buf_init(&b, 1 << 20);
+    struct tc_gc_activate a, back;
+    memset(&a, 0, sizeof(a));
+    a.id = 9;
+    a.id_object_len = 68;
+    memset(a.id_object, 0xa5, a.id_object_len);
+    a.enc_secret_len = 258;
+    memset(a.enc_secret, 0x5a, a.enc_secret_len);
+    assert_int_equal(tc_gc_activate_encode(&a, &b), 0);
+    corpus_write(b.data, b.len);
+    assert_int_equal(b.data[5], TC_GC_ACTIVATE_REQUEST);
+    assert_int_equal(tc_gc_activate_parse(b.data + 12, b.len - 12, &back, &why), 0);
+    assert_int_equal(back.id, 9);
+    assert_int_equal(back.id_object_len, 68);
+    assert_int_equal(back.enc_secret_len, 258);
+    assert_memory_equal(back.enc_secret, a.enc_secret, 258);
+    /* Nothing to send is refused on both sides. */
+    a.id_object_len = 0;
+    assert_int_equal(tc_gc_activate_encode(&a, &b), TC_ERR_INVALID_ARG);
+    expect_payload(TC_GC_ACTIVATE_REQUEST, "{\"id\":1,\"id_object\":\"\",\"encrypted_secret\":\"AA==\"}",
+                   TC_ERR_FORMAT, "id_object");
+    expect_payload(TC_GC_ACTIVATE_REQUEST, "{\"id\":1,\"id_object\":\"AA==\"}", TC_ERR_FORMAT,
+                   "encrypted_secret: missing");
+    expect_payload(TC_GC_ACTIVATE_REQUEST,
+                   "{\"id\":0,\"id_object\":\"AA==\",\"encrypted_secret\":\"AA==\"}",
+                   TC_ERR_FORMAT, "id");
+    expect_payload(TC_GC_ACTIVATE_REQUEST,
+                   "{\"id\":1,\"id_object\":\"AA==\",\"encrypted_secret\":\"AA==\",\"x\":1}",
+                   TC_ERR_FORMAT, "unknown member");
+    /* A blob above its cap, refused from its length. */
+    char big[2048];
+    int n = snprintf(big, sizeof(big), "{\"id\":1,\"encrypted_secret\":\"AA==\",\"id_object\":\"");
+    for (int i = 0; i < 1400; i++)
+        big[n++] = 'A';
+    snprintf(big + n, sizeof(big) - (size_t)n, "\"}");
+    expect_payload(TC_GC_ACTIVATE_REQUEST, big, TC_ERR_TOO_LARGE, "id_object");
+
+    b.len = 0;
+    uint8_t secret[32];
+    memset(secret, 0x42, sizeof(secret));
+    assert_int_equal(tc_gc_activated_encode(9, secret, sizeof(secret), &b), 0);
+    corpus_write(b.data, b.len);
+    struct tc_gc_activated d;
+    assert_int_equal(tc_gc_activated_parse(b.data + 12, b.len - 12, &d, &why), 0);
+    assert_int_equal(d.id, 9);
+    assert_int_equal(d.secret_len, 32);
+    assert_memory_equal(d.secret, secret, 32);
+    assert_int_equal(tc_gc_activated_encode(9, secret, 0, &b), TC_ERR_INVALID_ARG);
+    assert_int_equal(tc_gc_activated_encode(9, secret, TC_GC_MAX_SECRET + 1, &b),
+                     TC_ERR_INVALID_ARG);
+    expect_payload(TC_GC_ACTIVATE_ANSWER, "{\"id\":3}", TC_ERR_FORMAT, "secret: missing");
+    char longsecret[256];
+    snprintf(longsecret, sizeof(longsecret), "{\"id\":3,\"secret\":\"%0120d\"}", 0);
+    expect_payload(TC_GC_ACTIVATE_ANSWER, longsecret, TC_ERR_TOO_LARGE, "secret");
+    /* The hello names the capability. */
+    b.len = 0;
+    uint8_t ak[4] = {0, 2, 1, 2};
+    struct tc_gc_hello h;
+    assert_int_equal(tc_gc_hello_encode("g 1", TC_GC_CAP_QUOTE | TC_GC_CAP_ACTIVATE, ak, 4, &b), 0);
+    assert_int_equal(tc_gc_hello_parse(b.data + 12, b.len - 12, &h, &why), 0);
+    assert_int_equal(h.caps, TC_GC_CAP_QUOTE | TC_GC_CAP_ACTIVATE);
+    tc_buf_release(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -546,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_request),
         cmocka_unit_test(test_answer),
         cmocka_unit_test(test_error),
+        cmocka_unit_test(test_activate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
