@@ -59,6 +59,7 @@ struct agent_config {
     char *libvirt_uri;              /* libvirt connection their domains are defined on */
     char *libvirt_qemu_user;        /* the user QEMU runs as ("": the agent's own) */
     long long libvirt_stop_timeout; /* ms: graceful (ACPI) shutdown before destroy */
+    long long guest_timeout;        /* ms: one exchange with a guest agent, deadline included */
     /* Tests only, not a setting: the step of a VM creation where the agent stops itself
      * (agent_test_point); empty unless agent_test_hooks_from_env found test hooks enabled. */
     char test_pause_at[32];
@@ -372,6 +373,16 @@ struct agent_vm_vtpm {
     size_t ak_name_len;
     bool ak_persistent; /* the AK is known to be at AGENT_VM_AK_HANDLE */
 };
+/* TPM worker thread only: the guest channel socket of a VM whose guest owns its vTPM (a libvirt
+ * domain) into chan, and a fresh request id for it. TC_ERR_UNSUPPORTED: the agent holds this
+ * VM's vTPM itself (ask agent_vm_vtpm); TC_ERR_NOT_FOUND: unknown; TC_ERR_INVALID_ARG: not
+ * running (its vTPM is down). */
+int agent_vm_guest(struct agent_vms *vms, const char *vm_id, char *chan, size_t cap,
+                   uint64_t *request_id);
+/* A fresh guest channel request id (any thread). */
+uint64_t agent_vm_guest_request_id(struct agent_vms *vms);
+/* Refuses new guest exchanges and waits for those running (before the server is freed). */
+void agent_vms_stop_guests(struct agent_vms *vms);
 /* TPM worker thread only: agent_vm_tcti's checks and errors, and what the table knows of the AK
  * (its name is read from ak.ctx once per VM and kept). */
 int agent_vm_vtpm(struct agent_vms *vms, const char *vm_id, struct agent_vm_vtpm *out);

@@ -11,8 +11,14 @@
  * it ends (what the threads learned about each AK, agent_vm_vtpm_learned); the threads see
  * nothing but their own struct agent_vm_vtpm and file paths.
  *
+ * A VM whose guest owns its vTPM (a libvirt domain: QEMU holds the TPM) is asked through its
+ * guest channel instead: trustcloud-guest quotes with the same nonce and sends its logs, which
+ * are hostile input here. Each such exchange has its own deadline (guest_timeout), so a silent
+ * or slow guest costs the batch at most that, on one of the pool's threads.
+ *
  * A VM that cannot be quoted (not running, unknown, its vTPM fails, its guest log is unreadable
- * or too large) becomes an error entry: it never fails the host's answer.
+ * or too large, its guest does not answer or answers badly) becomes an error entry: it never
+ * fails the host's answer.
  */
 #define LOGMODULE "agent"
 #include <errno.h>
@@ -24,6 +30,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "agent_guest.h"
 #include "trustcloud/batch.h"
 #include "trustcloud/error.h"
 #include "trustcloud/eventlog.h"
@@ -40,10 +47,16 @@ struct batch_vm_task {
     struct agent_vm_vtpm vtpm; /* the thread may learn about the AK: kept after the round */
     char dir[4096];
     long elapsed_us; /* time spent on this VM (quote and logs) */
+    /* A guest-owned vTPM: asked over its channel. */
+    bool guest;
+    char channel[4096];
+    uint64_t guest_request; /* the request id on its channel */
 };
 
 struct batch_pool {
     const struct agent_quote_request *req;
+    int guest_timeout_ms;
+    char vm_selection_text[TC_GC_MAX_SELECTION_TEXT + 1];
     struct batch_vm_task *tasks;
     struct agent_vm_evidence *ev; /* ev[i] belongs to tasks[i] */
     size_t n;
@@ -115,6 +128,106 @@ static bool budget_take(struct batch_pool *p, size_t n)
     return ok;
 }
 
+/* "sha256:0,1,2+sha1:0": the selection as the guest channel's request states it. */
+static int selection_text(const struct tc_pcr_set *sel, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = 0;
+    for (size_t b = 0; b < sel->nbanks; b++) {
+        int w = snprintf(out + n, cap - n, "%s%s:", b ? "+" : "", sel->bank[b].alg->name);
+        if (w < 0 || (size_t)w >= cap - n)
+            return TC_ERR_TOO_LARGE;
+        n += (size_t)w;
+        bool first = true;
+        for (unsigned i = 0; i < TC_PCR_COUNT; i++) {
+            if (!(sel->bank[b].mask & (1u << i)))
+                continue;
+            w = snprintf(out + n, cap - n, "%s%u", first ? "" : ",", i);
+            if (w < 0 || (size_t)w >= cap - n)
+                return TC_ERR_TOO_LARGE;
+            n += (size_t)w;
+            first = false;
+        }
+    }
+    return 0;
+}
+
+/* Connection-level failures (nobody there, no answer in time, the guest went away) make the VM
+ * unreachable; everything else the guest sent is refused as untrusted (the coordinator decides,
+ * from the check). */
+static void guest_collect(struct batch_pool *p, struct batch_vm_task *t,
+                          struct agent_vm_evidence *ev)
+{
+    struct tc_gc_request gr;
+    struct tc_gc_hello hello;
+    struct tc_gc_answer a;
+    struct agent_guest_timing tm;
+    struct tc_reason why;
+    memset(&gr, 0, sizeof(gr));
+    tc_reason_clear(&why);
+    gr.id = t->guest_request;
+    memcpy(gr.nonce, p->req->nonce, p->req->nonce_len);
+    gr.nonce_len = p->req->nonce_len;
+    gr.selection = p->req->vm_selection;
+    memcpy(gr.selection_text, p->vm_selection_text, sizeof(gr.selection_text));
+    gr.ima_from = t->vm->ima_from;
+    gr.want_eventlog = t->vm->want_eventlog;
+    int rc = agent_guest_quote(t->channel, &gr, p->guest_timeout_ms, &hello, &a, &tm, &why);
+    if (rc != 0) {
+        LOG_WARN("VM %s: guest channel: %s: %s", ev->id, why.check, why.detail);
+        vm_error(ev, rc, why.check, why.detail);
+        return;
+    }
+    /* The IMA delta starts where it was asked to, or at 0 (the guest rebooted): a guest that
+     * skips entries would hide them from the replay. */
+    if (a.ima_first != gr.ima_from && a.ima_first != 0) {
+        snprintf(why.detail, sizeof(why.detail), "IMA entries from %llu when asked from %llu",
+                 (unsigned long long)a.ima_first, (unsigned long long)gr.ima_from);
+        vm_error(ev, TC_ERR_POLICY, "guest.ima", why.detail);
+        goto out;
+    }
+    /* The list must be one: parsed here as the coordinator will, so that a garbled list is
+     * this VM's refusal with its own check. */
+    if (a.ima != NULL) {
+        struct tc_ima_log *log = NULL;
+        struct tc_ima_parse_opts po = {.format = TC_IMA_FMT_BINARY};
+        if ((rc = tc_ima_log_parse(a.ima, a.ima_len, &po, &log, &why)) != 0 ||
+            log->count != a.ima_next - a.ima_first) {
+            char d[200];
+            snprintf(d, sizeof(d), "the guest's IMA list is not %llu binary entries (%.80s)",
+                     (unsigned long long)(a.ima_next - a.ima_first),
+                     rc ? why.detail : "count differs");
+            tc_ima_log_free(log);
+            vm_error(ev, rc ? rc : TC_ERR_FORMAT, "guest.ima", d);
+            goto out;
+        }
+        tc_ima_log_free(log);
+    }
+    if (!budget_take(p, a.ima_len + a.eventlog_len)) {
+        vm_error(ev, TC_ERR_TOO_LARGE, "vm.too_large",
+                 "guest logs do not fit in the answer: ask from a later ima_from");
+        goto out;
+    }
+    ev->quote.attest = a.attest;
+    ev->quote.attest_len = a.attest_len;
+    ev->quote.sig = a.sig;
+    ev->quote.sig_len = a.sig_len;
+    ev->quote.pcrs = a.pcrs;
+    a.attest = a.sig = NULL;
+    ev->ima_first = a.ima_first;
+    if (a.ima != NULL && (rc = tc_buf_put(&ev->ima, a.ima, a.ima_len)) != 0) {
+        vm_error(ev, rc, "vm.error", "out of memory");
+        goto out;
+    }
+    ev->eventlog = a.eventlog;
+    ev->eventlog_len = a.eventlog_len;
+    a.eventlog = NULL;
+    LOG_DEBUG("VM %s: guest answered in %lld us (+%lld us connect), %zu bytes", ev->id,
+              tm.answer_us, tm.connect_us, tm.answer_bytes);
+out:
+    tc_gc_answer_release(&a);
+}
+
 static void vm_collect(struct batch_pool *p, struct batch_vm_task *t, struct agent_vm_evidence *ev)
 {
     char path[4096 + 32];
@@ -122,6 +235,10 @@ static void vm_collect(struct batch_pool *p, struct batch_vm_task *t, struct age
     int rc;
 
     tc_reason_clear(&why);
+    if (t->guest) {
+        guest_collect(p, t, ev);
+        return;
+    }
     if ((rc = agent_vm_vtpm_quote(&t->vtpm, ev->id, &p->req->vm_selection, p->req->nonce,
                                   p->req->nonce_len, &ev->quote)) != 0) {
         LOG_WARN("VM %s: vTPM quote failed (%s)", ev->id, tc_strerror(rc));
@@ -171,7 +288,15 @@ static void *pool_worker(void *arg)
 static void resolve(const struct agent_config *cfg, struct agent_vms *vms, struct batch_vm_task *t,
                     struct agent_vm_evidence *ev)
 {
-    int rc = vms ? agent_vm_vtpm(vms, t->vm->id, &t->vtpm) : TC_ERR_NOT_FOUND;
+    int rc = vms ? agent_vm_guest(vms, t->vm->id, t->channel, sizeof(t->channel),
+                                  &t->guest_request)
+                 : TC_ERR_NOT_FOUND;
+    if (rc == 0) {
+        t->guest = true;
+        return;
+    }
+    if (rc == TC_ERR_UNSUPPORTED) /* the agent holds this vTPM itself */
+        rc = agent_vm_vtpm(vms, t->vm->id, &t->vtpm);
     if (rc == TC_ERR_NOT_FOUND) {
         vm_error(ev, rc, "vm.unknown", "no such VM on this node");
         return;
@@ -213,6 +338,13 @@ int agent_batch_collect(const struct agent_config *cfg, struct agent_vms *vms,
     }
 
     pool.req = req;
+    pool.guest_timeout_ms = (int)cfg->guest_timeout;
+    if (selection_text(&req->vm_selection, pool.vm_selection_text,
+                       sizeof(pool.vm_selection_text)) != 0)
+        for (size_t i = 0; i < b->n; i++)
+            if (pool.tasks[i].guest)
+                vm_error(&b->ev[i], TC_ERR_TOO_LARGE, "vm.error",
+                         "the PCR selection does not fit a guest request");
     pool.ev = b->ev;
     pool.n = b->n;
     pool.budget = BATCH_EVIDENCE_BUDGET;
@@ -232,7 +364,7 @@ int agent_batch_collect(const struct agent_config *cfg, struct agent_vms *vms,
     for (size_t i = 0; i < b->n; i++) {
         sum_us += pool.tasks[i].elapsed_us;
         quoted += b->ev[i].rc == 0;
-        if (pool.tasks[i].vtpm.tcti[0] != 0)
+        if (!pool.tasks[i].guest && pool.tasks[i].vtpm.tcti[0] != 0)
             agent_vm_vtpm_learned(vms, req->vms[i].id, &pool.tasks[i].vtpm);
     }
     if ((rc = agent_batch_tree(b->ev, b->n, &b->tree)) != 0)

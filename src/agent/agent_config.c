@@ -71,6 +71,9 @@ const struct tc_config_setting agent_config_table[] = {
      NULL,
      "vm stop: wait this long for the guest's ACPI shutdown, then destroy it (at most 45s: the "
      "coordinator waits 60s for the agent's answer)"},
+    {"agent", "guest_timeout", TC_CFG_DURATION, "2s", OFF(guest_timeout), 100, 30000, NULL,
+     "one exchange with a VM's guest agent: silent longer, it is unreachable in that round "
+     "(keep it below the coordinator's request_timeout)"},
     {"agent", "max_connections", TC_CFG_INT, "64", OFF(max_connections), 4, 65536, NULL,
      "concurrent HTTPS connections (the open-file limit is raised to fit, else this is lowered)"},
     {"agent", "max_unauthenticated", TC_CFG_INT, "0", OFF(max_unauthenticated), 0, 65536, NULL,

@@ -497,6 +497,7 @@ void agent_server_free(struct agent_server *s)
     s->stopping = true;
     drain_locked(s);
     pthread_mutex_unlock(&s->lock);
+    agent_vms_stop_guests(s->vms); /* their deferred answers go through the server */
     tc_httpd_free(s->httpd);
     agent_vms_free(s->vms); /* after the handlers and the queued jobs that use it */
     pthread_mutex_destroy(&s->lock);

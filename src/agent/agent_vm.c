@@ -17,6 +17,7 @@
  */
 #define LOGMODULE "agent"
 #include <dirent.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <limits.h>
 #include <pwd.h>
@@ -31,6 +32,7 @@
 #include <openssl/x509.h>
 
 #include "agent.h"
+#include "agent_guest.h"
 #include "trustcloud/buf.h"
 #include "trustcloud/certify.h"
 #include "trustcloud/error.h"
@@ -74,6 +76,11 @@ struct agent_vms {
     struct vm_entry **vms;   /* GET /v1/vms lists them in this order */
     struct vm_entry **by_id; /* the same n entries sorted by id: a batch looks up every VM */
     size_t n, cap;
+    /* Guest channel request ids: unique for the process's life, increasing (a guest's leftover
+     * answer to an earlier one is recognised by it). Any thread. */
+    atomic_uint_fast64_t guest_request;
+    /* Guest exchanges the coordinator asks for (hello, activation): on their own threads. */
+    struct agent_guest_runner guests;
     /* The vTPM CA certificate, loaded or made at first need. */
     X509 *ca_cert;
     EVP_PKEY *ca_pub;
@@ -1568,7 +1575,7 @@ static void h_vm(void *arg, const struct tc_http_request *req, struct tc_http_re
     const char *method = strcmp(action, "") == 0 ? "DELETE" : "POST";
     if (strcmp(action, "") == 0)
         kind = OP_DELETE;
-    else if (strcmp(action, "activate") == 0)
+    else if (strcmp(action, "activate") == 0 || strcmp(action, "guest") == 0)
         kind = OP_ACTIVATE;
     else if (strcmp(action, "start") == 0)
         kind = OP_START;
@@ -1580,6 +1587,40 @@ static void h_vm(void *arg, const struct tc_http_request *req, struct tc_http_re
     }
     if (strcmp(req->method, method) != 0) {
         answer_fail(resp, 405, "request.method", "use %s", method);
+        return;
+    }
+    /* A guest that owns its vTPM (a libvirt VM: its directory names its domain) answers for
+     * itself over its channel, on a thread of its own. */
+    char domfile[PATH_MAX], chan[PATH_MAX];
+    bool guest = kind == OP_ACTIVATE &&
+                 vm_file(vms, id, AGENT_VM_FILE_DOMAIN, domfile, sizeof(domfile)) == 0 &&
+                 access(domfile, F_OK) == 0 &&
+                 vm_file(vms, id, AGENT_VM_CHANNEL_SOCK, chan, sizeof(chan)) == 0;
+    if (strcmp(action, "guest") == 0 && !guest) {
+        answer_fail(resp, 404, "vm.no_guest_channel",
+                    "VM '%s' has no guest channel on this node (not a libvirt VM)", id);
+        return;
+    }
+    if (guest) {
+        struct tc_gc_activate act;
+        memset(&act, 0, sizeof(act));
+        bool activate = strcmp(action, "activate") == 0;
+        if (activate) {
+            if ((j = load_body(req, false, resp)) == NULL)
+                return;
+            if (!b64_arg(j, "id_object", act.id_object, sizeof(act.id_object),
+                         &act.id_object_len, resp) ||
+                !b64_arg(j, "encrypted_secret", act.enc_secret, sizeof(act.enc_secret),
+                         &act.enc_secret_len, resp)) {
+                json_decref(j);
+                return;
+            }
+            json_decref(j);
+            act.id = agent_vm_guest_request_id(vms);
+        }
+        agent_guest_runner_submit(&vms->guests, req, resp, id, chan, (int)vms->cfg->guest_timeout,
+                                  activate ? &act : NULL);
+        OPENSSL_cleanse(&act, sizeof(act));
         return;
     }
     if ((op = op_new(vms, kind, resp)) == NULL)
@@ -1782,6 +1823,8 @@ int agent_vms_new(const struct agent_config *cfg, struct agent_server *srv, stru
         return TC_ERR_ALLOC;
     vms->cfg = cfg;
     vms->srv = srv;
+    atomic_init(&vms->guest_request, 1);
+    agent_guest_runner_init(&vms->guests);
     if ((rc = tc_pcrs_parse_selection(cfg->vm_seal_pcrs, &vms->seal_sel)) != 0)
         goto out;
     if (mkdir(cfg->vm_dir, 0700) != 0 && errno != EEXIST) {
@@ -1799,10 +1842,17 @@ out:
     return rc;
 }
 
+void agent_vms_stop_guests(struct agent_vms *vms)
+{
+    if (vms != NULL)
+        agent_guest_runner_stop(&vms->guests);
+}
+
 void agent_vms_free(struct agent_vms *vms)
 {
     if (vms == NULL)
         return;
+    agent_guest_runner_release(&vms->guests);
     for (size_t i = 0; i < vms->n; i++) {
         tc_vtpm_free(vms->vms[i]->vtpm);
         free(vms->vms[i]);
@@ -1851,6 +1901,31 @@ int agent_vm_tcti(struct agent_vms *vms, const char *vm_id, char *tcti, size_t t
         return rc;
     memcpy(tcti, t, strlen(t) + 1);
     return 0;
+}
+
+uint64_t agent_vm_guest_request_id(struct agent_vms *vms)
+{
+    return atomic_fetch_add(&vms->guest_request, 1);
+}
+
+int agent_vm_guest(struct agent_vms *vms, const char *vm_id, char *chan, size_t cap,
+                   uint64_t *request_id)
+{
+    if (cap > 0)
+        chan[0] = 0;
+    if (vms == NULL || !vm_id_ok(vm_id))
+        return TC_ERR_NOT_FOUND;
+    struct vm_entry *e = vm_find(vms, vm_id);
+    if (e == NULL || (!e->ready && !e->busy))
+        return TC_ERR_NOT_FOUND;
+    if (!e->libvirt)
+        return TC_ERR_UNSUPPORTED;
+    if (!e->ready || e->vtpm == NULL || !tc_vtpm_running(e->vtpm))
+        return TC_ERR_INVALID_ARG;
+    int rc = vm_file(vms, vm_id, AGENT_VM_CHANNEL_SOCK, chan, cap);
+    if (rc == 0)
+        *request_id = agent_vm_guest_request_id(vms);
+    return rc;
 }
 
 int agent_vm_vtpm(struct agent_vms *vms, const char *vm_id, struct agent_vm_vtpm *out)
