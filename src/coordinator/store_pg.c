@@ -286,13 +286,15 @@ static const struct stmt_def stmts[ST_COUNT] = {
                                "LIMIT 1 OFFSET $2)"},
     /* The commit-ordered seqs (see the top of the file): $1 seqs, the last one returned. */
     [ST_SEQ_TAKE] = {"i", "UPDATE event_counter SET seq = seq + $1 WHERE id = 1 RETURNING seq"},
-    /* The event and one outbox row per subscriber in one round trip. */
+    /* The event and one outbox row per subscriber in one round trip; its seq is the counter
+     * (already advanced by ST_SEQ_TAKE in this transaction) minus $1. */
     [ST_EVENT_INSERT] = {"iibttibib",
                          "WITH e AS (INSERT INTO events (seq, ts, node_id, old_state, new_state, "
-                         "" REASON_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-                         "RETURNING seq, ts) INSERT INTO deliveries (seq, subscriber_id, "
-                         "next_attempt_at) SELECT e.seq, s.id, e.ts FROM e CROSS JOIN "
-                         "subscribers s"},
+                         "" REASON_COLS ") SELECT c.seq - $1, $2, $3, $4, $5, $6, $7, $8, $9 "
+                         "FROM event_counter c WHERE c.id = 1 RETURNING seq, ts), "
+                         "d AS (INSERT INTO deliveries (seq, subscriber_id, next_attempt_at) "
+                         "SELECT e.seq, s.id, e.ts FROM e CROSS JOIN subscribers s) "
+                         "SELECT seq FROM e"},
     [ST_RESULTS_LIST] = {"bii", "SELECT id, round, ts, state, changed, " REASON_COLS
                                 " FROM results WHERE node_id = $1 AND id < $2 ORDER BY id DESC "
                                 "LIMIT $3"},
@@ -1147,47 +1149,145 @@ out:
     return rc;
 }
 
-/* An event waiting for its seq until the end of its transaction. */
+/* ---- pipelines ------------------------------------------------------------------------- */
+
+/* One statement of a pipeline. */
+struct pipe_op {
+    enum stmt_id id;
+    struct params p;
+    size_t round; /* index of the round (or node) it is for */
+};
+
+/* Statements in flight at once: their results (a few dozen bytes each) always fit in the
+ * socket buffers, so the server never blocks writing them while libpq is still sending. */
+#define PIPE_CHUNK 128
+
+typedef int (*pipe_result_fn)(void *ctx, const struct pipe_op *op, const PGresult *res);
+
+/* Sends ops[0..n) without waiting for each answer (libpq pipeline mode, PIPE_CHUNK at a time,
+ * inside the caller's transaction) and hands each result to fn. The first failure is returned;
+ * the statements after it are not run (the server aborts the rest of the pipeline). */
+static int pipeline(struct pg_store *q, const struct pipe_op *ops, size_t n, pipe_result_fn fn,
+                    void *ctx)
+{
+    int rc = 0;
+    char name[16];
+    for (size_t i = 0; i < n; i++) {
+        const struct params *p = &ops[i].p;
+        if (p->overflow || p->n != (int)strlen(stmts[ops[i].id].types) ||
+            (p->n > 0 && memcmp(p->kinds, stmts[ops[i].id].types, (size_t)p->n) != 0)) {
+            LOG_ERROR("pipeline: parameters do not match the statement");
+            return TC_ERR_INTERNAL;
+        }
+        if (!q->prepared[ops[i].id]) {
+            snprintf(name, sizeof(name), "tc%d", (int)ops[i].id);
+            PGresult *res = prepare(q, ops[i].id, name);
+            if (!q->prepared[ops[i].id]) {
+                rc = map_err(q, res, "prepare");
+                PQclear(res);
+                return rc;
+            }
+        }
+    }
+    q->retry_ok = false;
+    for (size_t at = 0; at < n && rc == 0; at += PIPE_CHUNK) {
+        size_t end = n - at < PIPE_CHUNK ? n : at + PIPE_CHUNK, sent = at;
+        if (PQenterPipelineMode(q->conn) != 1)
+            return map_err(q, NULL, "pipeline");
+        for (; sent < end; sent++) {
+            const struct pipe_op *op = &ops[sent];
+            if (q->fault_after > 0 && --q->fault_after == 0) {
+                q->injected = true;
+                rc = map_err(q, NULL, "pipeline statement");
+                break;
+            }
+            snprintf(name, sizeof(name), "tc%d", (int)op->id);
+            if (PQsendQueryPrepared(q->conn, name, op->p.n, op->p.values, op->p.lengths,
+                                    op->p.formats, 1) != 1) {
+                rc = map_err(q, NULL, "pipeline send");
+                break;
+            }
+        }
+        if (PQpipelineSync(q->conn) != 1 && rc == 0)
+            rc = map_err(q, NULL, "pipeline sync");
+        /* One result (then NULL) per statement sent, then the sync's. */
+        for (size_t i = at; i < sent && PQstatus(q->conn) == CONNECTION_OK; i++) {
+            PGresult *res = PQgetResult(q->conn);
+            if (res == NULL) {
+                if (rc == 0)
+                    rc = map_err(q, NULL, "pipeline result");
+                break;
+            }
+            ExecStatusType st = PQresultStatus(res);
+            if (rc == 0 && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK))
+                rc = fn ? fn(ctx, &ops[i], res) : 0;
+            else if (rc == 0)
+                rc = map_err(q, res, "pipeline statement");
+            PQclear(res);
+            while ((res = PQgetResult(q->conn)) != NULL)
+                PQclear(res);
+        }
+        for (int guard = 0; guard < 4 && PQstatus(q->conn) == CONNECTION_OK; guard++) {
+            PGresult *res = PQgetResult(q->conn);
+            bool sync = res != NULL && PQresultStatus(res) == PGRES_PIPELINE_SYNC;
+            PQclear(res);
+            if (sync)
+                break;
+        }
+        if (PQstatus(q->conn) != CONNECTION_OK) {
+            if (rc == 0)
+                rc = map_err(q, NULL, "pipeline");
+            return rc;
+        }
+        if (PQexitPipelineMode(q->conn) != 1 && rc == 0)
+            rc = map_err(q, NULL, "pipeline end");
+    }
+    return rc;
+}
+
+/* A state change whose event is queued at the end of its transaction. */
 struct pending_event {
     int64_t ts;
     const char *node_id;
     enum tc_node_state old_state, new_state;
     const struct tc_reason *why;
-    int64_t *seq_out; /* may be NULL */
 };
 
-/* Last step before COMMIT: takes k consecutive seqs from the counter (its row lock orders the
- * writers by commit, see the top of the file) and inserts the events and their outbox rows. */
-static int append_events(struct pg_store *q, const struct pending_event *ev, size_t k)
+/* The statements that queue k events, last step before COMMIT: one that takes k consecutive
+ * seqs from the counter (its row lock orders the writers by commit, see the top of the file)
+ * and one insert per event, with its outbox rows. Appends them at ops[*nops]. */
+static void queue_events(struct pipe_op *ops, size_t *nops, const struct pending_event *ev,
+                         const size_t *round, size_t k)
 {
-    struct params p = {0};
-    PGresult *res = NULL;
-    int64_t last = 0;
-    int rc;
     if (k == 0)
-        return 0;
-    p_i64(&p, (int64_t)k);
-    if ((rc = exec_stmt(q, ST_SEQ_TAKE, &p, "event seq", &res)) != 0)
-        return rc;
-    rc = PQntuples(res) == 1 ? col_i64(res, 0, 0, &last) : TC_ERR_FORMAT;
-    PQclear(res);
-    if (rc != 0)
-        return rc;
+        return;
+    struct pipe_op *op = &ops[(*nops)++];
+    memset(op, 0, sizeof(*op));
+    op->id = ST_SEQ_TAKE;
+    p_i64(&op->p, (int64_t)k);
     for (size_t i = 0; i < k; i++) {
-        int64_t seq = last - (int64_t)k + 1 + (int64_t)i;
-        memset(&p, 0, sizeof(p));
-        p_i64(&p, seq);
-        p_i64(&p, ev[i].ts);
-        p_str(&p, ev[i].node_id);
-        p_text(&p, tc_node_state_name(ev[i].old_state));
-        p_text(&p, tc_node_state_name(ev[i].new_state));
-        p_reason(&p, ev[i].why);
-        if ((rc = run(q, ST_EVENT_INSERT, &p, "event insert", NULL)) != 0)
-            return rc;
-        if (ev[i].seq_out != NULL)
-            *ev[i].seq_out = seq;
+        op = &ops[(*nops)++];
+        memset(op, 0, sizeof(*op));
+        op->id = ST_EVENT_INSERT;
+        op->round = round[i];
+        p_i64(&op->p, (int64_t)(k - 1 - i));
+        p_i64(&op->p, ev[i].ts);
+        p_str(&op->p, ev[i].node_id);
+        p_text(&op->p, tc_node_state_name(ev[i].old_state));
+        p_text(&op->p, tc_node_state_name(ev[i].new_state));
+        p_reason(&op->p, ev[i].why);
     }
-    return 0;
+}
+
+/* The seq of an inserted event. */
+static int event_seq_of(const PGresult *res, int64_t *seq)
+{
+    return PQntuples(res) == 1 ? col_i64(res, 0, 0, seq) : TC_ERR_INTERNAL;
+}
+
+static int one_event_result(void *ctx, const struct pipe_op *op, const PGresult *res)
+{
+    return op->id == ST_EVENT_INSERT ? event_seq_of(res, ctx) : 0;
 }
 
 static int pg_node_update(struct tc_store *s, struct tc_store_node *node)
@@ -1223,8 +1323,11 @@ static int pg_node_update(struct tc_store *s, struct tc_store_node *node)
     if ((rc = run(q, ST_NODE_UPDATE, &p, "node update", NULL)) != 0)
         goto out;
     if (h.state != node->state) {
-        struct pending_event ev = {now, node->id, h.state, node->state, &node->reason, &seq};
-        rc = append_events(q, &ev, 1);
+        struct pending_event ev = {now, node->id, h.state, node->state, &node->reason};
+        struct pipe_op ops[2];
+        size_t nops = 0, idx = 0;
+        queue_events(ops, &nops, &ev, &idx, 1);
+        rc = pipeline(q, ops, nops, one_event_result, &seq);
     }
 out:
     rc = tx_end(q, rc);
@@ -1257,66 +1360,53 @@ out:
 
 /* ---- rounds ---------------------------------------------------------------------------- */
 
-static int record_one(struct pg_store *q, const struct tc_store_round *r,
-                      struct tc_store_round_result *res, struct pending_event *ev, size_t *nev)
-{
-    struct params p = {0};
-    PGresult *pr = NULL;
-    struct node_head h;
-    bool found, changed, prune;
-    int64_t since;
-    int rc;
+/*
+ * A batch in four round trips whatever its size: BEGIN; the heads of its nodes, read and locked
+ * in one pipeline, in id order (so two coordinators locking overlapping batches take the rows in
+ * the same order and do not deadlock); then, judged here, every write, the seqs and the events
+ * in a second pipeline; COMMIT.
+ */
 
-    if ((rc = node_head(q, r->node_id, &h, &found)) != 0)
-        return rc;
-    if (!found) {
-        res->status = TC_ERR_NOT_FOUND;
+struct batch {
+    const struct tc_store_round *r;
+    struct tc_store_round_result *res;
+    size_t *order;           /* round indices sorted by node id, then index */
+    struct node_head *heads; /* per round: its node's head before that round */
+    bool *found;
+};
+
+static const struct tc_store_round *sort_rounds;
+
+static int by_node(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    int c = strcmp(sort_rounds[x].node_id, sort_rounds[y].node_id);
+    return c ? c : (x > y) - (x < y);
+}
+
+static int head_result(void *ctx, const struct pipe_op *op, const PGresult *res)
+{
+    struct batch *b = ctx;
+    struct node_head *h = &b->heads[op->round];
+    if (PQntuples(res) == 0)
         return 0;
-    }
-    if ((int64_t)r->round <= h.last_round) {
-        res->duplicate = true;
-        return 0;
-    }
-    changed = h.state != r->state;
-    since = h.since_prune + 1;
-    prune = since >= PRUNE_EVERY;
-    p_str(&p, r->node_id);
-    p_text(&p, tc_node_state_name(r->state));
-    p_reason(&p, &r->reason);
-    p_i64(&p, r->missed);
-    p_bool(&p, r->has_quote);
-    p_i64(&p, r->reset_count);
-    p_i64(&p, r->restart_count);
-    p_i64(&p, (int64_t)r->clock);
-    p_i64(&p, (int64_t)r->ima_count);
-    p_bytes(&p, r->ima_state, r->ima_state_len);
-    p_i64(&p, (int64_t)r->round);
-    p_i64(&p, prune ? 0 : since);
-    p_i64(&p, r->ts);
-    p_bool(&p, changed);
-    if ((rc = exec_stmt(q, ST_ROUND_WRITE, &p, "round write", &pr)) != 0)
+    int rc;
+    if ((rc = col_state(res, 0, 0, &h->state)) != 0 || (rc = col_i64(res, 0, 1, &h->last_round)) ||
+        (rc = col_i64(res, 0, 2, &h->since_prune)) || (rc = col_i64(res, 0, 3, &h->version)))
         return rc;
-    rc = PQntuples(pr) == 1 ? col_i64(pr, 0, 0, &res->result_id) : TC_ERR_INTERNAL;
-    PQclear(pr);
-    if (rc != 0)
-        return rc;
-    if (r->eventlog != NULL) {
-        memset(&p, 0, sizeof(p));
-        p_str(&p, r->node_id);
-        p_bytes(&p, r->eventlog, r->eventlog_len);
-        if ((rc = run(q, ST_EVENTLOG_UPDATE, &p, "eventlog update", NULL)) != 0)
-            return rc;
-    }
-    if (changed)
-        ev[(*nev)++] = (struct pending_event){r->ts,    r->node_id, h.state,
-                                              r->state, &r->reason, &res->event_seq};
-    if (prune) {
-        memset(&p, 0, sizeof(p));
-        p_str(&p, r->node_id);
-        p_i64(&p, (int64_t)q->base.opts.history_per_node - 1);
-        rc = run(q, ST_RESULT_PRUNE, &p, "history prune", NULL);
-    }
-    return rc;
+    b->found[op->round] = true;
+    return 0;
+}
+
+static int write_result(void *ctx, const struct pipe_op *op, const PGresult *res)
+{
+    struct batch *b = ctx;
+    if (op->id == ST_ROUND_WRITE)
+        return PQntuples(res) == 1 ? col_i64(res, 0, 0, &b->res[op->round].result_id)
+                                   : TC_ERR_INTERNAL;
+    if (op->id == ST_EVENT_INSERT)
+        return event_seq_of(res, &b->res[op->round].event_seq);
+    return 0;
 }
 
 static int pg_record_rounds(struct tc_store *s, const struct tc_store_round *r, size_t n,
@@ -1325,26 +1415,127 @@ static int pg_record_rounds(struct tc_store *s, const struct tc_store_round *r, 
     struct pg_store *q = PG(s);
     struct tc_store_round_result *scratch = NULL;
     struct pending_event *ev = NULL;
-    size_t nev = 0;
-    int rc;
-    /* Results are needed even when the caller passes none: events point into them. */
-    if (res == NULL && (res = scratch = calloc(n, sizeof(*res))) == NULL)
+    struct pipe_op *ops = NULL;
+    bool *changed = NULL, *prune = NULL;
+    size_t *ev_round = NULL, nev = 0, nops = 0;
+    struct batch b = {r, res, NULL, NULL, NULL};
+    int rc = TC_ERR_ALLOC;
+
+    /* Results are needed even when the caller passes none: the pipelines fill them. */
+    if (res == NULL && (b.res = res = scratch = calloc(n, sizeof(*res))) == NULL)
         return TC_ERR_ALLOC;
-    if ((ev = calloc(n, sizeof(*ev))) == NULL) {
-        free(scratch);
-        return TC_ERR_ALLOC;
-    }
+    if ((b.order = calloc(n, sizeof(*b.order))) == NULL ||
+        (b.heads = calloc(n, sizeof(*b.heads))) == NULL ||
+        (b.found = calloc(n, sizeof(*b.found))) == NULL ||
+        (changed = calloc(n, sizeof(*changed))) == NULL ||
+        (prune = calloc(n, sizeof(*prune))) == NULL || (ev = calloc(n, sizeof(*ev))) == NULL ||
+        (ev_round = calloc(n, sizeof(*ev_round))) == NULL ||
+        (ops = calloc(4 * n + 1, sizeof(*ops))) == NULL)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        b.order[i] = i;
+    sort_rounds = r; /* the handle is used by one thread: so is this */
+    qsort(b.order, n, sizeof(*b.order), by_node);
     if ((rc = tx_begin(q)) != 0)
         goto out;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        memset(&res[i], 0, sizeof(res[i]));
-        rc = record_one(q, &r[i], &res[i], ev, &nev);
+
+    /* 1: read and lock the head of each node once (at its first round in id order). */
+    for (size_t k = 0; k < n; k++) {
+        size_t i = b.order[k];
+        if (k > 0 && strcmp(r[b.order[k - 1]].node_id, r[i].node_id) == 0)
+            continue;
+        memset(&ops[nops], 0, sizeof(ops[nops]));
+        ops[nops].id = ST_NODE_HEAD;
+        ops[nops].round = i;
+        p_str(&ops[nops].p, r[i].node_id);
+        nops++;
     }
-    if (rc == 0)
-        rc = append_events(q, ev, nev);
+    if ((rc = pipeline(q, ops, nops, head_result, &b)) != 0)
+        goto end;
+
+    /* 2: judge each round against its node's head as the earlier rounds of the batch left it. */
+    for (size_t k = 0; k < n; k++) {
+        size_t i = b.order[k];
+        if (k > 0 && strcmp(r[b.order[k - 1]].node_id, r[i].node_id) == 0) {
+            size_t prev = b.order[k - 1];
+            b.found[i] = b.found[prev];
+            b.heads[i] = b.heads[prev];
+            if (b.found[prev] && !res[prev].duplicate) { /* the previous round was written */
+                b.heads[i].state = r[prev].state;
+                b.heads[i].last_round = (int64_t)r[prev].round;
+                b.heads[i].since_prune = prune[prev] ? 0 : b.heads[prev].since_prune + 1;
+            }
+        }
+        if (!b.found[i]) {
+            res[i].status = TC_ERR_NOT_FOUND;
+            continue;
+        }
+        if ((int64_t)r[i].round <= b.heads[i].last_round) {
+            res[i].duplicate = true;
+            continue;
+        }
+        changed[i] = b.heads[i].state != r[i].state;
+        prune[i] = b.heads[i].since_prune + 1 >= PRUNE_EVERY;
+    }
+
+    /* 3: the writes in the batch's order, then the events, in one pipeline. */
+    nops = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct tc_store_round *x = &r[i];
+        struct params *p;
+        if (res[i].status != 0 || res[i].duplicate)
+            continue;
+        memset(&ops[nops], 0, sizeof(ops[nops]));
+        ops[nops].id = ST_ROUND_WRITE;
+        ops[nops].round = i;
+        p = &ops[nops++].p;
+        p_str(p, x->node_id);
+        p_text(p, tc_node_state_name(x->state));
+        p_reason(p, &x->reason);
+        p_i64(p, x->missed);
+        p_bool(p, x->has_quote);
+        p_i64(p, x->reset_count);
+        p_i64(p, x->restart_count);
+        p_i64(p, (int64_t)x->clock);
+        p_i64(p, (int64_t)x->ima_count);
+        p_bytes(p, x->ima_state, x->ima_state_len);
+        p_i64(p, (int64_t)x->round);
+        p_i64(p, prune[i] ? 0 : b.heads[i].since_prune + 1);
+        p_i64(p, x->ts);
+        p_bool(p, changed[i]);
+        if (x->eventlog != NULL) {
+            memset(&ops[nops], 0, sizeof(ops[nops]));
+            ops[nops].id = ST_EVENTLOG_UPDATE;
+            p = &ops[nops++].p;
+            p_str(p, x->node_id);
+            p_bytes(p, x->eventlog, x->eventlog_len);
+        }
+        if (prune[i]) {
+            memset(&ops[nops], 0, sizeof(ops[nops]));
+            ops[nops].id = ST_RESULT_PRUNE;
+            p = &ops[nops++].p;
+            p_str(p, x->node_id);
+            p_i64(p, (int64_t)q->base.opts.history_per_node - 1);
+        }
+        if (changed[i]) {
+            ev[nev] =
+                (struct pending_event){x->ts, x->node_id, b.heads[i].state, x->state, &x->reason};
+            ev_round[nev++] = i;
+        }
+    }
+    queue_events(ops, &nops, ev, ev_round, nev);
+    rc = pipeline(q, ops, nops, write_result, &b);
+end:
     rc = tx_end(q, rc);
 out:
+    free(ops);
+    free(ev_round);
     free(ev);
+    free(prune);
+    free(changed);
+    free(b.found);
+    free(b.heads);
+    free(b.order);
     free(scratch);
     return rc;
 }

@@ -980,7 +980,9 @@ static void failure_halfway_leaves_nothing(void **state)
         assert_memory_equal(before, after, sizeof(before));
         failures++;
     }
-    assert_true(failures > 50); /* every statement of the batch was a failure point */
+    /* Every statement of the batch was a failure point (PostgreSQL sends fewer: one head read
+     * per node, the node and history rows in one statement, an event with its outbox rows). */
+    assert_true(failures > (pg ? 45 : 50));
     /* The final, successful run wrote everything exactly once. */
     assert_int_equal(after[0], 20);
     assert_int_equal(after[1], 20); /* every round changes its node's state */
