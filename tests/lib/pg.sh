@@ -21,12 +21,8 @@ TC_PG_USER=trustcloud
 
 # The server binaries: TC_PG_BIN, else the newest /usr/lib/postgresql/*/bin.
 pg_bin() {
-    if [ -n "${TC_PG_BIN:-}" ]; then
-        echo "$TC_PG_BIN"
-        return
-    fi
-    local d
-    d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    local d=${TC_PG_BIN:-}
+    [ -n "$d" ] || d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
     [ -n "$d" ] && [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && echo "$d"
 }
 
@@ -84,7 +80,8 @@ pg_run() {
     chmod 755 "$dir"
     # shellcheck disable=SC2064
     trap "pg_stop '$dir'; rm -rf '$dir'" EXIT
-    trap 'exit 143' INT TERM
+    # Killed (a timeout): stop CMD too, then the EXIT trap stops the server.
+    trap '[ -n "${child:-}" ] && kill "$child" 2>/dev/null; exit 143' INT TERM
     pg_init "$dir" && pg_start "$dir" || {
         cat "$dir/server.log" >&2 2>/dev/null
         echo "FAIL: cannot start a PostgreSQL server" >&2
@@ -95,7 +92,10 @@ pg_run() {
     TC_PG_URI=$(pg_uri "$dir")
     export TC_PG_SH
     TC_PG_SH=$(readlink -f "${BASH_SOURCE[0]}")
-    "$@" || rc=$?
+    # In the background, so that a signal is handled at once, not when CMD ends.
+    "$@" &
+    child=$!
+    wait "$child" || rc=$?
     exit "$rc"
 }
 
