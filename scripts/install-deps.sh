@@ -7,7 +7,7 @@ set -eu
 PKGS="build-essential cmake pkg-config clang-14 libclang-rt-14-dev
 libtss2-dev tpm2-tools swtpm swtpm-tools libtpms-dev
 libssl-dev openssl libcmocka-dev libjansson-dev libevent-dev
-libcurl4-openssl-dev libsqlite3-dev libinih-dev libpq-dev
+libcurl4-openssl-dev libsqlite3-dev libinih-dev libpq-dev postgresql-15
 python3 iproute2 procps curl xxd jq
 qemu-system-x86 busybox-static cpio
 libvirt-dev libvirt-daemon-system libvirt-clients ovmf"

@@ -35,7 +35,7 @@ enum coord_approval { COORD_APPROVAL_AUTO = 0, COORD_APPROVAL_MANUAL };
 struct coord_settings {
     char *listen;                      /* numeric address */
     long long port;                    /* 0 = any free port */
-    char *db;                          /* store URI, "sqlite:PATH" */
+    char *db;                          /* store URI, "sqlite:PATH" or "postgresql://..." */
     char *ca_dir;                      /* `trustcloud ca init` output */
     char *ek_ca_bundle;                /* manufacturer EK CA file or directory (optional) */
     int approval;                      /* enum coord_approval */

@@ -12,6 +12,26 @@
 static const char *const approvals[] = {"auto", "manual", NULL};
 static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
 
+/* A PostgreSQL URI carrying a password ("user:secret@" or "password=" among its parameters).
+ * The URI is logged when the store cannot be opened, and sits in a config file that need not
+ * be secret: the password belongs in ~/.pgpass (PGPASSFILE), where libpq finds it. */
+static bool uri_has_password(const char *uri)
+{
+    const char *auth = strstr(uri, "://");
+    if (auth == NULL)
+        return false;
+    auth += 3;
+    size_t alen = strcspn(auth, "/?");
+    const char *at = memchr(auth, '@', alen);
+    if (at != NULL && memchr(auth, ':', (size_t)(at - auth)) != NULL)
+        return true;
+    const char *query = strchr(auth, '?');
+    for (const char *k = query; k != NULL; k = strchr(k + 1, '&'))
+        if (strncmp(k + 1, "password=", 9) == 0)
+            return true;
+    return false;
+}
+
 #define OFF(f) offsetof(struct coord_settings, f)
 #define S "coordinator"
 const struct tc_config_setting coord_settings_table[] = {
@@ -19,7 +39,8 @@ const struct tc_config_setting coord_settings_table[] = {
      "numeric IPv4/IPv6 address to listen on"},
     {S, "port", TC_CFG_INT, "8441", OFF(port), 0, 65535, NULL, "TCP port (0: any free port)"},
     {S, "db", TC_CFG_STRING, "sqlite:coordinator.db", OFF(db), 0, 0, NULL,
-     "store URI: sqlite:PATH (relative to the working directory)"},
+     "store URI: sqlite:PATH (relative to the working directory) or a PostgreSQL connection URI "
+     "postgresql://[user@]host[:port]/dbname[?...] (password in ~/.pgpass, not here)"},
     {S, "ca_dir", TC_CFG_PATH, NULL, OFF(ca_dir), 0, 0, NULL,
      "directory made by `trustcloud ca init` (required)"},
     {S, "ek_ca_bundle", TC_CFG_PATH, NULL, OFF(ek_ca_bundle), 0, 0, NULL,
@@ -89,8 +110,17 @@ int coord_settings_load(const char *path, struct coord_settings *s, char *err, s
         snprintf(err, errlen, "%s: [coordinator] ca_dir is required", origin);
         return TC_ERR_FORMAT;
     }
-    if (strncmp(s->db, "sqlite:", 7) != 0 || s->db[7] == '\0') {
-        snprintf(err, errlen, "%s: [coordinator] db must be sqlite:PATH", origin);
+    bool pg = strncmp(s->db, "postgresql://", 13) == 0 || strncmp(s->db, "postgres://", 11) == 0;
+    if (!pg && (strncmp(s->db, "sqlite:", 7) != 0 || s->db[7] == '\0')) {
+        snprintf(err, errlen, "%s: [coordinator] db must be sqlite:PATH or postgresql://...",
+                 origin);
+        return TC_ERR_FORMAT;
+    }
+    if (pg && uri_has_password(s->db)) {
+        snprintf(err, errlen,
+                 "%s: [coordinator] db must not hold a password: put it in ~/.pgpass "
+                 "(or the file PGPASSFILE names)",
+                 origin);
         return TC_ERR_FORMAT;
     }
     if (s->max_unauthenticated > s->max_connections) {

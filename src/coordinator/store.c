@@ -203,11 +203,9 @@ int tc_store_open(const char *uri, const struct tc_store_options *opts, struct t
     }
     if (strncmp(uri, "sqlite:", 7) == 0 && uri[7] != '\0')
         return tc_store_sqlite_open(uri + 7, &o, out);
-    if (strncmp(uri, "postgresql://", 13) == 0 || strncmp(uri, "postgres://", 11) == 0) {
-        LOG_ERROR("the PostgreSQL store backend is not built into this version");
-        return TC_ERR_UNSUPPORTED;
-    }
-    LOG_ERROR("unknown store URI scheme (expected sqlite:PATH)");
+    if (strncmp(uri, "postgresql://", 13) == 0 || strncmp(uri, "postgres://", 11) == 0)
+        return tc_store_pg_open(uri, &o, out);
+    LOG_ERROR("unknown store URI scheme (expected sqlite:PATH or postgresql://...)");
     return TC_ERR_UNSUPPORTED;
 }
 
@@ -216,6 +214,15 @@ void tc_store_close(struct tc_store *s)
     if (s == NULL)
         return;
     s->ops->close(s);
+}
+
+int tc_store_inject_fault(struct tc_store *s, int n)
+{
+    if (!VALID(s) || n < 0)
+        return TC_ERR_INVALID_ARG;
+    if (s->ops->inject_fault == NULL)
+        return TC_ERR_UNSUPPORTED;
+    return s->ops->inject_fault(s, n);
 }
 
 int tc_store_schema_version(struct tc_store *s, int64_t *out)

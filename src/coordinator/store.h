@@ -6,8 +6,9 @@
  *
  * Callers use only the tc_store_* functions below. They validate arguments
  * (caps, NUL-free strings) once, in store.c, then dispatch through
- * struct tc_store_ops to a backend: "sqlite:PATH" today (store_sqlite.c), a
- * PostgreSQL backend ("postgresql://...") later, without touching callers.
+ * struct tc_store_ops to a backend: "sqlite:PATH" (store_sqlite.c, embedded, one coordinator)
+ * or a libpq connection URI "postgresql://..." / "postgres://..." (store_pg.c, a server that
+ * several coordinators may share), without touching callers.
  *
  * Promises common to every function:
  * - Returns 0 or a negative TC_ERR_*. Outputs are cleared on entry and only
@@ -21,7 +22,8 @@
  *   array, bad enum), TC_ERR_TOO_LARGE (over one of the caps below, checked
  *   before any SQL runs), TC_ERR_NOT_FOUND (no such row), TC_ERR_MISMATCH (row
  *   already exists, optimistic-version conflict, or policy kind change),
- *   TC_ERR_IO (database busy, locked by another coordinator, disk error),
+ *   TC_ERR_IO (database busy, locked by another coordinator, disk error; PostgreSQL:
+ *   connection lost or server down, lock wait over busy_timeout_ms, deadlock),
  *   TC_ERR_FORMAT (stored data is corrupt or not what this code wrote),
  *   TC_ERR_UNSUPPORTED (unknown URI scheme, database schema newer than this
  *   code), TC_ERR_ALLOC.
@@ -31,7 +33,12 @@
  * coordinator process may open a given SQLite file: tc_store_open takes an
  * exclusive lock on PATH.lock (released by the kernel even on kill -9) and a
  * second opener gets TC_ERR_IO with the holder's pid in the log. Several
- * coordinators sharing state is what the PostgreSQL backend is for.
+ * coordinators sharing state is what the PostgreSQL backend is for: there each
+ * handle is one connection, rows are locked while a call judges them (versions,
+ * last_round), and event seqs are handed out in commit order, so a follower of
+ * tc_store_events_since never skips or repeats an event whoever wrote it. A
+ * PostgreSQL handle whose connection broke reconnects on its next call (calls made
+ * while the server is unreachable fail with TC_ERR_IO).
  *
  * Durability (SQLite): WAL with synchronous=NORMAL by default. A transaction
  * that returned 0 survives a crash or kill -9 of the process (it is in the
@@ -43,6 +50,9 @@
  * FULL ~200-600 single-node rounds/s (one fsync each) but ~45-75k rounds/s
  * batched. So FULL is affordable only when the caller batches rounds per
  * event-loop tick (tc_store_record_rounds), which the daemon should do anyway.
+ *
+ * Durability (PostgreSQL): the server's (synchronous_commit; by default every
+ * commit is flushed); sync_full and full_check do not apply.
  *
  * Time: all timestamps are milliseconds since the Unix epoch (int64).
  * Secrets: the webhook secret is stored as given, because it is needed in
@@ -227,10 +237,15 @@ struct tc_store;
 
 /* ---- open / close --------------------------------------------------------------------- */
 
-/* Opens (creating if needed) the store at uri ("sqlite:PATH"), takes the
+/* Opens (creating if needed) the store at uri ("sqlite:PATH", or a libpq URI
+ * "postgresql://[user@][host][:port]/dbname[?param=value&...]", e.g.
+ * "postgresql:///trustcloud?host=/run/postgresql"; a password is best kept out of
+ * the URI, in ~/.pgpass or PGPASSFILE), takes the
  * single-coordinator lock, checks the database's integrity (SQLite: PRAGMA
  * quick_check, or integrity_check with opts->full_check) and applies pending
- * schema migrations in one transaction. opts may be NULL (defaults). *out is
+ * schema migrations in one transaction (PostgreSQL: the database must exist and
+ * the user may create tables in it; coordinators opening it together apply each
+ * migration once; an unreachable server is TC_ERR_IO). opts may be NULL (defaults). *out is
  * owned by the caller. TC_ERR_CORRUPT: the database is damaged (or not a
  * database): nothing was changed, and it must not be served from (see the
  * README, "Recovering a damaged store"). */
@@ -432,6 +447,7 @@ struct tc_store_ops {
     int (*delivery_done)(struct tc_store *s, int64_t id, int64_t now);
     int (*delivery_retry)(struct tc_store *s, int64_t id, int64_t next_attempt_at);
     int (*prune)(struct tc_store *s, int64_t before_ts);
+    int (*inject_fault)(struct tc_store *s, int n); /* testing only; may be NULL */
 };
 
 /* Every backend handle starts with this. */
@@ -440,11 +456,16 @@ struct tc_store {
     struct tc_store_options opts;
 };
 
-/* Backend constructors (path/conninfo without the scheme prefix). */
+/* Backend constructors: SQLite takes the path without "sqlite:", PostgreSQL the whole URI
+ * (libpq parses it, scheme included). */
 int tc_store_sqlite_open(const char *path, const struct tc_store_options *opts,
                          struct tc_store **out);
+int tc_store_pg_open(const char *uri, const struct tc_store_options *opts, struct tc_store **out);
 
 /* Testing only: make the n-th following SQLite statement step fail (0 = off). */
 void tc_store_sqlite_inject_fault(struct tc_store *s, int n);
+/* Testing only, either backend: the n-th following statement fails with TC_ERR_IO as a lost
+ * disk or connection would (0 = off); TC_ERR_UNSUPPORTED if the backend has no such hook. */
+int tc_store_inject_fault(struct tc_store *s, int n);
 
 #endif

@@ -293,10 +293,10 @@ struct sqlite_store {
     sqlite3 *db;
     int lock_fd;
     sqlite3_stmt *st[ST_COUNT];
-    int fault_after; /* testing: fail the n-th next step */
-    bool injected;   /* testing: the last failure was injected */
-    int quiet_code;      /* SQLITE_FULL/IOERR last logged at error level ... */
-    time_t quiet_since;  /* ... at this monotonic second */
+    int fault_after;    /* testing: fail the n-th next step */
+    bool injected;      /* testing: the last failure was injected */
+    int quiet_code;     /* SQLITE_FULL/IOERR last logged at error level ... */
+    time_t quiet_since; /* ... at this monotonic second */
 };
 
 static struct sqlite_store *SQ(struct tc_store *s)
@@ -738,6 +738,12 @@ void tc_store_sqlite_inject_fault(struct tc_store *s, int n)
 {
     if (s != NULL && s->ops == &sqlite_ops)
         SQ(s)->fault_after = n;
+}
+
+static int sq_inject_fault(struct tc_store *s, int n)
+{
+    SQ(s)->fault_after = n;
+    return 0;
 }
 
 static int sq_schema_version(struct tc_store *s, int64_t *out)
@@ -1661,4 +1667,5 @@ static const struct tc_store_ops sqlite_ops = {
     .delivery_done = sq_delivery_done,
     .delivery_retry = sq_delivery_retry,
     .prune = sq_prune,
+    .inject_fault = sq_inject_fault,
 };

@@ -31,11 +31,14 @@ fi
 # A second `ca init` on the same directory must refuse to overwrite the CA.
 if "$TC_BIN" ca init --dir "$D/ca" 2>/dev/null; then tc_fail "ca init overwrote a CA"; fi
 
+# TC_STORE_BACKEND=postgresql (under tests/lib/pg.sh run): the store on that server instead.
+DB="sqlite:$D/coord.db"
+[ "${TC_STORE_BACKEND:-}" = postgresql ] && DB=$TC_PG_URI
 cat >"$D/coord.conf" <<CONF
 [coordinator]
 listen = 127.0.0.1
 port = 0
-db = sqlite:$D/coord.db
+db = $DB
 ca_dir = ca
 interval = 500ms
 log_level = info

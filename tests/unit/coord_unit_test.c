@@ -108,13 +108,31 @@ static void settings_cross_checks(void **state)
                      TC_ERR_FORMAT);
     assert_non_null(strstr(err, "ca_dir"));
     coord_settings_release(&s);
-    f = fopen("coord_unit_test.conf", "w");
-    fputs("[coordinator]\nca_dir = x\ndb = postgres://x\n", f);
-    fclose(f);
-    memset(&s, 0, sizeof(s));
-    assert_int_equal(coord_settings_load("coord_unit_test.conf", &s, err, sizeof(err)),
-                     TC_ERR_FORMAT);
-    coord_settings_release(&s);
+    /* The store URI: SQLite or PostgreSQL, never a password in it (the URI gets logged). */
+    static const struct {
+        const char *db;
+        int rc;
+    } dbs[] = {
+        {"postgres://x", 0},
+        {"postgresql:///tc?host=/run/postgresql&user=coord", 0},
+        {"postgresql://coord@db.example:5433/tc?sslmode=verify-full", 0},
+        {"postgresql://coord:s3cret@db.example/tc", TC_ERR_FORMAT},
+        {"postgresql:///tc?host=/run/postgresql&password=s3cret", TC_ERR_FORMAT},
+        {"postgres://db/tc?password=s3cret", TC_ERR_FORMAT},
+        {"mysql://db/tc", TC_ERR_FORMAT},
+        {"sqlite:", TC_ERR_FORMAT},
+    };
+    for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
+        f = fopen("coord_unit_test.conf", "w");
+        fprintf(f, "[coordinator]\nca_dir = x\ndb = %s\n", dbs[i].db);
+        fclose(f);
+        memset(&s, 0, sizeof(s));
+        assert_int_equal(coord_settings_load("coord_unit_test.conf", &s, err, sizeof(err)),
+                         dbs[i].rc);
+        if (dbs[i].rc != 0)
+            assert_null(strstr(err, "s3cret"));
+        coord_settings_release(&s);
+    }
     f = fopen("coord_unit_test.conf", "w");
     fputs("[coordinator]\nca_dir = x\npcr_selection = sha999:0\n", f);
     fclose(f);

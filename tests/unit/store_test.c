@@ -10,8 +10,10 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <libpq-fe.h>
 #include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -23,13 +25,65 @@
 #include "coordinator/store.h"
 #include "trustcloud/error.h"
 
-/* ---- fixture: a fresh temporary directory per test ------------------------------------- */
+/* ---- fixture: a fresh database per test ------------------------------------------------ */
+
+/*
+ * The same tests run against both backends. TC_STORE_BACKEND=postgresql selects PostgreSQL on
+ * the server tests/lib/pg.sh started (TC_PG_URI ...): each test gets its own database, dropped
+ * afterwards. Otherwise each test gets an SQLite file in a fresh temporary directory.
+ */
+static bool pg;
+
+#define FX_DBS 8
 
 struct fx {
     char dir[256];
-    char path[300]; /* database file */
-    char uri[320];
+    char path[300]; /* SQLite: database file */
+    char uri[512];
+    char dbs[FX_DBS][64]; /* PostgreSQL: databases made for this test */
+    int ndbs;
 };
+
+/* The same query for both backends, where their SQL dialects differ. */
+#define SQL(sqlite_text, pg_text) (pg ? (pg_text) : (sqlite_text))
+
+static int pg_admin(const char *sql)
+{
+    PGconn *c = PQconnectdb(getenv("TC_PG_URI"));
+    int ok = PQstatus(c) == CONNECTION_OK;
+    if (ok) {
+        PGresult *r = PQexec(c, sql);
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            print_error("%s: %s", sql, PQresultErrorMessage(r));
+        PQclear(r);
+    } else {
+        print_error("admin connection: %s", PQerrorMessage(c));
+    }
+    PQfinish(c);
+    return ok ? 0 : -1;
+}
+
+/* Points f->uri (and f->path) at a new, empty database named after label. */
+static void fx_new_db(struct fx *f, const char *label)
+{
+    if (!pg) {
+        snprintf(f->path, sizeof(f->path), "%s/%s.db", f->dir, label);
+        snprintf(f->uri, sizeof(f->uri), "sqlite:%s", f->path);
+        return;
+    }
+    static unsigned counter;
+    char sql[128];
+    assert_true(f->ndbs < FX_DBS);
+    char *name = f->dbs[f->ndbs];
+    snprintf(name, sizeof(f->dbs[0]), "tc_%ld_%u", (long)getpid(), counter++);
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
+    assert_int_equal(pg_admin(sql), 0);
+    f->ndbs++;
+    snprintf(f->uri, sizeof(f->uri), "postgresql:///%s?host=%s&port=%s&user=%s", name,
+             getenv("TC_PG_HOST"), getenv("TC_PG_PORT"), getenv("TC_PG_USER"));
+    snprintf(f->path, sizeof(f->path), "%s", name);
+}
 
 static int setup(void **state)
 {
@@ -38,9 +92,8 @@ static int setup(void **state)
     snprintf(f->dir, sizeof(f->dir), "%s/tc_store_XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (mkdtemp(f->dir) == NULL)
         return -1;
-    snprintf(f->path, sizeof(f->path), "%s/coordinator.db", f->dir);
-    snprintf(f->uri, sizeof(f->uri), "sqlite:%s", f->path);
     *state = f;
+    fx_new_db(f, "coordinator");
     return 0;
 }
 
@@ -52,6 +105,11 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
 static int teardown(void **state)
 {
     struct fx *f = *state;
+    for (int i = 0; i < f->ndbs; i++) {
+        char sql[128];
+        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->dbs[i]);
+        pg_admin(sql);
+    }
     nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
     free(f);
     return 0;
@@ -65,9 +123,34 @@ static struct tc_store *open_store(struct fx *f, const struct tc_store_options *
     return s;
 }
 
+/* A statement on a separate PostgreSQL connection: the first column of the first row as text
+ * into text_out (may be NULL); returns false if there is no row. */
+static bool pg_raw(struct fx *f, const char *sql, char *text_out, size_t size)
+{
+    PGconn *c = PQconnectdb(f->uri);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+        print_error("%s: %s", sql, PQresultErrorMessage(r));
+    assert_true(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK);
+    bool row = st == PGRES_TUPLES_OK && PQntuples(r) > 0;
+    if (text_out != NULL)
+        snprintf(text_out, size, "%s", row ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    PQfinish(c);
+    return row;
+}
+
 /* A query on a separate raw connection, returning the first column of the first row. */
 static int64_t q64(struct fx *f, const char *sql)
 {
+    if (pg) {
+        char v[64];
+        if (!pg_raw(f, sql, v, sizeof(v)) || v[0] == '\0')
+            return -1;
+        return strtoll(v, NULL, 10);
+    }
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     int64_t v = -1;
@@ -83,6 +166,10 @@ static int64_t q64(struct fx *f, const char *sql)
 
 static void raw_exec(struct fx *f, const char *sql, char *text_out, size_t size)
 {
+    if (pg) {
+        pg_raw(f, sql, text_out, size);
+        return;
+    }
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
@@ -150,13 +237,19 @@ static void migrations_from_empty(void **state)
     assert_int_equal(v, 2);
     tc_store_close(s);
     assert_int_equal(q64(f, "SELECT count(*) FROM schema_version"), 2);
-    assert_int_equal(q64(f, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
-                            "('nodes','node_blobs','enrollments','policies','assignments',"
-                            "'results','events','subscribers','deliveries')"),
+#define TABLES                                                                                     \
+    "('nodes','node_blobs','enrollments','policies','assignments','results','events',"             \
+    "'subscribers','deliveries')"
+    assert_int_equal(q64(f, SQL("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+                                "name IN " TABLES,
+                                "SELECT count(*) FROM information_schema.tables WHERE "
+                                "table_schema = current_schema() AND table_name IN " TABLES)),
                      9);
-    char mode[16];
-    raw_exec(f, "PRAGMA journal_mode", mode, sizeof(mode));
-    assert_string_equal(mode, "wal");
+    if (!pg) {
+        char mode[16];
+        raw_exec(f, "PRAGMA journal_mode", mode, sizeof(mode));
+        assert_string_equal(mode, "wal");
+    }
     /* Re-opening applies nothing twice. */
     s = open_store(f, NULL);
     tc_store_close(s);
@@ -215,11 +308,31 @@ static void open_errors_and_single_writer_lock(void **state)
 {
     struct fx *f = *state;
     struct tc_store *a = NULL, *b = NULL;
-    assert_int_equal(tc_store_open("postgresql://db/tc", NULL, &b), TC_ERR_UNSUPPORTED);
+    /* No server behind the socket: an outage (TC_ERR_IO), not a configuration error. */
+    assert_int_equal(tc_store_open("postgresql:///tc?host=/nonexistent", NULL, &b), TC_ERR_IO);
+    assert_int_equal(tc_store_open("postgres:///tc?host=/nonexistent", NULL, &b), TC_ERR_IO);
+    assert_null(b);
     assert_int_equal(tc_store_open("mysql:x", NULL, &b), TC_ERR_UNSUPPORTED);
     assert_int_equal(tc_store_open("sqlite:", NULL, &b), TC_ERR_UNSUPPORTED);
     assert_int_equal(tc_store_open(NULL, NULL, &b), TC_ERR_INVALID_ARG);
     a = open_store(f, NULL);
+    if (pg) {
+        /* Several coordinators share one PostgreSQL database, each seeing the others' writes. */
+        struct tc_store_node n, g;
+        b = open_store(f, NULL);
+        make_node(&n, "shared", TC_NODE_ENROLLED);
+        assert_int_equal(tc_store_node_create(a, &n), 0);
+        assert_int_equal(tc_store_node_get(b, "shared", &g), 0);
+        g.state = TC_NODE_TRUSTED;
+        assert_int_equal(tc_store_node_update(b, &g), 0);
+        /* a's copy is stale now: the version check spans connections. */
+        n.state = TC_NODE_UNTRUSTED;
+        assert_int_equal(tc_store_node_update(a, &n), TC_ERR_MISMATCH);
+        tc_store_node_release(&g);
+        tc_store_close(a);
+        tc_store_close(b);
+        return;
+    }
     /* A second coordinator on the same file is refused... */
     assert_int_equal(tc_store_open(f->uri, NULL, &b), TC_ERR_IO);
     assert_null(b);
@@ -790,8 +903,10 @@ static void enrollment_lifecycle(void **state)
     tc_store_enrollment_release(&g);
     assert_int_equal(tc_store_enrollment_get(s, "enr-old", now, &g), TC_ERR_NOT_FOUND);
     /* The secret itself is nowhere in the database. */
-    assert_int_equal(q64(f, "SELECT count(*) FROM enrollments WHERE instr(secret_hash, "
-                            "x'0102030000') > 0"),
+    assert_int_equal(q64(f, SQL("SELECT count(*) FROM enrollments WHERE instr(secret_hash, "
+                                "x'0102030000') > 0",
+                                "SELECT count(*) FROM enrollments WHERE position("
+                                "'\\x0102030000'::bytea IN secret_hash) > 0")),
                      0);
 
     make_node(&n, "n2", TC_NODE_PENDING_APPROVAL);
@@ -819,7 +934,7 @@ static void snapshot(struct fx *f, int64_t v[5])
     v[0] = q64(f, "SELECT count(*) FROM results");
     v[1] = q64(f, "SELECT count(*) FROM events");
     v[2] = q64(f, "SELECT count(*) FROM deliveries");
-    v[3] = q64(f, "SELECT total(last_round) + total(version) FROM nodes");
+    v[3] = q64(f, "SELECT coalesce(sum(last_round), 0) + coalesce(sum(version), 0) FROM nodes");
     v[4] = q64(f, "SELECT count(*) FROM node_blobs WHERE eventlog IS NOT NULL");
 }
 
@@ -855,9 +970,9 @@ static void failure_halfway_leaves_nothing(void **state)
      * each failure must leave the database exactly as before. */
     int failures = 0;
     for (int k = 1; k < 1000; k++) {
-        tc_store_sqlite_inject_fault(s, k);
+        assert_int_equal(tc_store_inject_fault(s, k), 0);
         int rc = tc_store_record_rounds(s, r, 20, res);
-        tc_store_sqlite_inject_fault(s, 0);
+        assert_int_equal(tc_store_inject_fault(s, 0), 0);
         snapshot(f, after);
         if (rc == 0)
             break;
@@ -865,7 +980,9 @@ static void failure_halfway_leaves_nothing(void **state)
         assert_memory_equal(before, after, sizeof(before));
         failures++;
     }
-    assert_true(failures > 50); /* every statement of the batch was a failure point */
+    /* Every statement of the batch was a failure point (PostgreSQL sends fewer: one head read
+     * per node, the node and history rows in one statement, an event with its outbox rows). */
+    assert_true(failures > (pg ? 45 : 50));
     /* The final, successful run wrote everything exactly once. */
     assert_int_equal(after[0], 20);
     assert_int_equal(after[1], 20); /* every round changes its node's state */
@@ -939,8 +1056,9 @@ static void crash_safety_kill9(void **state)
 
     for (int trial = 0; trial < 3; trial++) {
         uint64_t committed = 0, v;
-        snprintf(f->path, sizeof(f->path), "%s/crash-%d.db", f->dir, trial);
-        snprintf(f->uri, sizeof(f->uri), "sqlite:%s", f->path);
+        char label[16];
+        snprintf(label, sizeof(label), "crash_%d", trial);
+        fx_new_db(f, label);
         s = open_store(f, NULL);
         for (int i = 0; i < CRASH_NODES; i++) {
             char nid[8];
@@ -984,26 +1102,30 @@ static void crash_safety_kill9(void **state)
 
         /* The kernel released the lock: the store reopens (recovering the WAL). */
         s = open_store(f, NULL);
-        char ok[64];
-        raw_exec(f, "PRAGMA integrity_check", ok, sizeof(ok));
-        assert_string_equal(ok, "ok");
-        assert_int_equal(q64(f, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+        if (!pg) { /* PostgreSQL checks its foreign keys on every write */
+            char ok[64];
+            raw_exec(f, "PRAGMA integrity_check", ok, sizeof(ok));
+            assert_string_equal(ok, "ok");
+            assert_int_equal(q64(f, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+        }
         /* Every committed round is there, complete, once. */
         assert_true(q64(f, "SELECT min(last_round) FROM nodes") >= (int64_t)committed);
         assert_int_equal(q64(f, "SELECT count(*) FROM (SELECT node_id, round FROM results "
-                                "GROUP BY node_id, round HAVING count(*) > 1)"),
+                                "GROUP BY node_id, round HAVING count(*) > 1) d"),
                          0);
         assert_int_equal(q64(f, "SELECT count(*) FROM nodes n WHERE (SELECT count(*) FROM "
                                 "results r WHERE r.node_id = n.id) != n.last_round"),
                          0);
         /* Node row and its last result row agree; quote info and IMA state are that round's. */
-        assert_int_equal(q64(f, "SELECT count(*) FROM nodes n JOIN results r ON r.node_id = n.id "
-                                "AND r.round = n.last_round WHERE r.state != n.state OR "
-                                "r.reason_detail != n.reason_detail OR "
-                                "n.ima_count != 10 * n.last_round OR length(n.ima_state) != 256 "
-                                "OR hex(substr(n.ima_state, 256, 1)) != "
-                                "printf('%02X', n.last_round % 256)"),
-                         0);
+#define ROW_DISAGREES                                                                              \
+    "SELECT count(*) FROM nodes n JOIN results r ON r.node_id = n.id AND r.round = n.last_round "  \
+    "WHERE r.state != n.state OR r.reason_detail != n.reason_detail OR "                           \
+    "n.ima_count != 10 * n.last_round OR length(n.ima_state) != 256 OR "
+        assert_int_equal(
+            q64(f, SQL(ROW_DISAGREES
+                       "hex(substr(n.ima_state, 256, 1)) != printf('%02X', n.last_round % 256)",
+                       ROW_DISAGREES "get_byte(n.ima_state, 255) != n.last_round % 256")),
+            0);
         assert_int_equal(q64(f, "SELECT count(*) FROM nodes n JOIN results r ON r.node_id = n.id "
                                 "AND r.round = n.last_round"),
                          CRASH_NODES);
@@ -1054,8 +1176,7 @@ static void bench_mode(struct fx *f, bool full)
     uint8_t ima[200];
     uint64_t round = 1;
     memset(ima, 0x42, sizeof(ima));
-    snprintf(f->path, sizeof(f->path), "%s/bench-%d.db", f->dir, full);
-    snprintf(f->uri, sizeof(f->uri), "sqlite:%s", f->path);
+    fx_new_db(f, full ? "bench_full" : "bench");
     assert_int_equal(tc_store_open(f->uri, &o, &s), 0);
     for (int i = 0; i < BENCH_NODES; i++) {
         snprintf(ids[i], sizeof(ids[i]), "node-%04d", i);
@@ -1100,20 +1221,237 @@ static void bench_mode(struct fx *f, bool full)
     double restart_ms = (now_s() - t0) * 1000;
     assert_int_equal(count, BENCH_NODES);
     tc_store_close(s);
-    print_message("store bench (synchronous=%s, %d nodes): %.0f single-node rounds/s, "
+    char mode[64];
+    if (pg) {
+        char sync[16];
+        raw_exec(f, "SHOW synchronous_commit", sync, sizeof(sync));
+        snprintf(mode, sizeof(mode), "postgresql, synchronous_commit=%s", sync);
+    } else {
+        snprintf(mode, sizeof(mode), "synchronous=%s", full ? "FULL" : "NORMAL");
+    }
+    print_message("store bench (%s, %d nodes): %.0f single-node rounds/s, "
                   "%.0f batched rounds/s (batch %d), reopen + load all nodes %.1f ms\n",
-                  full ? "FULL" : "NORMAL", BENCH_NODES, single, batched, BENCH_BATCH, restart_ms);
+                  mode, BENCH_NODES, single, batched, BENCH_BATCH, restart_ms);
 }
 
 static void throughput(void **state)
 {
     struct fx *f = *state;
     bench_mode(f, false);
-    bench_mode(f, true);
+    if (!pg) /* PostgreSQL's durability is the server's: sync_full changes nothing */
+        bench_mode(f, true);
+}
+
+/* ---- PostgreSQL only: several coordinators, outages ------------------------------------ */
+
+#define CW_WRITERS 4
+#define CW_NODES 4
+#define CW_BATCHES 150
+
+/* Rounds of writer w's batch b: 1..CW_NODES, varying, so transactions of different lengths
+ * overlap. Every round flips its node's state, so every round queues one event. */
+static int cw_batch_len(int w, int b)
+{
+    return 1 + (b + w) % CW_NODES;
+}
+
+static void cw_writer(struct fx *f, int w)
+{
+    struct tc_store *s = NULL;
+    struct tc_store_round r[CW_NODES];
+    struct tc_store_round_result res[CW_NODES];
+    char ids[CW_NODES][16];
+    uint64_t round[CW_NODES] = {0};
+    if (tc_store_open(f->uri, NULL, &s) != 0)
+        _exit(2);
+    for (int i = 0; i < CW_NODES; i++)
+        snprintf(ids[i], sizeof(ids[i]), "w%d-%d", w, i);
+    for (int b = 0; b < CW_BATCHES; b++) {
+        int k = cw_batch_len(w, b);
+        for (int i = 0; i < k; i++) {
+            round[i]++;
+            make_round(&r[i], ids[i], round[i], round[i] % 2 ? TC_NODE_TRUSTED : TC_NODE_UNTRUSTED);
+        }
+        int rc = k == 1 ? tc_store_record_round(s, r, res) : tc_store_record_rounds(s, r, k, res);
+        if (rc != 0)
+            _exit(3);
+        for (int i = 0; i < k; i++)
+            if (res[i].status != 0 || res[i].event_seq <= 0)
+                _exit(4);
+    }
+    tc_store_close(s);
+    _exit(0);
+}
+
+struct cw_seen {
+    int64_t *seq;
+    size_t n, cap;
+};
+
+/* Appends the events after *since to v, checking the stream only moves forward. */
+static void cw_follow(struct tc_store *s, int64_t *since, struct cw_seen *v)
+{
+    struct tc_store_event *ev = NULL;
+    size_t n = 0;
+    do {
+        assert_int_equal(tc_store_events_since(s, *since, 1000, &ev, &n), 0);
+        for (size_t i = 0; i < n; i++) {
+            assert_true(ev[i].seq > *since); /* never a repeat, never an older one */
+            if (v->n == v->cap) {
+                v->cap = v->cap ? v->cap * 2 : 1024;
+                v->seq = realloc(v->seq, v->cap * sizeof(*v->seq));
+                assert_non_null(v->seq);
+            }
+            v->seq[v->n++] = ev[i].seq;
+            *since = ev[i].seq;
+        }
+        free(ev);
+    } while (n == 1000);
+}
+
+/* Several coordinators (processes, one connection each) record rounds with events while a
+ * reader follows the stream by seq: the follower must see every event exactly once, in the
+ * order of the complete stream read afterwards, and each node's changes in their order. */
+static void events_commit_ordered(void **state)
+{
+    struct fx *f = *state;
+    struct tc_store *s = open_store(f, NULL);
+    struct tc_store_node n;
+    const uint8_t secret[] = "k";
+    int64_t sub = 0, since = 0;
+    pid_t pids[CW_WRITERS];
+    struct cw_seen live = {0}, all = {0};
+    size_t expect = 0;
+
+    for (int w = 0; w < CW_WRITERS; w++)
+        for (int i = 0; i < CW_NODES; i++) {
+            char id[16];
+            snprintf(id, sizeof(id), "w%d-%d", w, i);
+            make_node(&n, id, TC_NODE_ENROLLED);
+            assert_int_equal(tc_store_node_create(s, &n), 0);
+        }
+    assert_int_equal(tc_store_subscriber_add(s, "https://a", secret, 1, &sub), 0);
+    for (int w = 0; w < CW_WRITERS; w++)
+        for (int b = 0; b < CW_BATCHES; b++)
+            expect += (size_t)cw_batch_len(w, b);
+    for (int w = 0; w < CW_WRITERS; w++) {
+        pids[w] = fork();
+        assert_true(pids[w] >= 0);
+        if (pids[w] == 0)
+            cw_writer(f, w);
+    }
+    int running = CW_WRITERS, polls = 0;
+    while (running > 0) {
+        cw_follow(s, &since, &live);
+        polls++;
+        for (int w = 0; w < CW_WRITERS; w++) {
+            int status;
+            if (pids[w] > 0 && waitpid(pids[w], &status, WNOHANG) == pids[w]) {
+                assert_true(WIFEXITED(status));
+                assert_int_equal(WEXITSTATUS(status), 0);
+                pids[w] = 0;
+                running--;
+            }
+        }
+    }
+    cw_follow(s, &since, &live);
+    int64_t from = 0;
+    cw_follow(s, &from, &all);
+    assert_int_equal(all.n, expect);
+    assert_int_equal(live.n, all.n);
+    assert_memory_equal(live.seq, all.seq, all.n * sizeof(*all.seq));
+    int64_t last = 0;
+    assert_int_equal(tc_store_events_last_seq(s, &last), 0);
+    assert_int_equal(last, all.seq[all.n - 1]);
+    /* Per node, the stream replays its changes in order; one outbox row per event. */
+    assert_int_equal(q64(f, "SELECT count(*) FROM (SELECT node_id, seq, old_state, lag(new_state) "
+                            "OVER (PARTITION BY node_id ORDER BY seq) AS prev FROM events) e "
+                            "WHERE prev IS NOT NULL AND prev != old_state"),
+                     0);
+    assert_int_equal(q64(f, "SELECT count(*) FROM deliveries"), (int64_t)expect);
+    print_message("commit-ordered stream: %zu events from %d writers, followed live in %d polls\n",
+                  all.n, CW_WRITERS, polls);
+    free(live.seq);
+    free(all.seq);
+    tc_store_close(s);
+}
+
+static void pg_server(const char *action)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "bash '%s' %s '%s'", getenv("TC_PG_SH"), action,
+             getenv("TC_PG_DIR"));
+    assert_int_equal(system(cmd), 0);
+}
+
+/* While the server is down every call fails with TC_ERR_IO (what the engine's fail-closed
+ * handling waits for), none crashes; once it is back the same handle works again. */
+static void outage_is_io_then_reconnects(void **state)
+{
+    struct fx *f = *state;
+    struct tc_store *s = open_store(f, NULL), *other = NULL;
+    struct tc_store_node n, g;
+    struct tc_store_round r;
+    struct tc_store_round_result res;
+    struct tc_store_event *ev = NULL;
+    size_t cnt = 0;
+    int64_t last = 0;
+
+    make_node(&n, "n1", TC_NODE_ENROLLED);
+    assert_int_equal(tc_store_node_create(s, &n), 0);
+    make_round(&r, "n1", 1, TC_NODE_TRUSTED);
+    assert_int_equal(tc_store_record_round(s, &r, &res), 0);
+
+    pg_server("stop");
+    make_round(&r, "n1", 2, TC_NODE_UNTRUSTED);
+    for (int i = 0; i < 3; i++) { /* again and again: each call tries to reconnect */
+        assert_int_equal(tc_store_record_round(s, &r, &res), TC_ERR_IO);
+        assert_int_equal(tc_store_record_rounds(s, &r, 1, &res), TC_ERR_IO);
+        assert_int_equal(tc_store_node_get(s, "n1", &g), TC_ERR_IO);
+        assert_int_equal(tc_store_events_since(s, 0, 10, &ev, &cnt), TC_ERR_IO);
+        assert_int_equal(tc_store_events_last_seq(s, &last), TC_ERR_IO);
+        int count = 0;
+        assert_int_equal(tc_store_node_list(s, count_node, &count), TC_ERR_IO);
+    }
+    assert_int_equal(tc_store_open(f->uri, NULL, &other), TC_ERR_IO);
+    assert_null(other);
+    pg_server("start");
+
+    /* The round that failed is recorded with its number: no gap, no duplicate. */
+    assert_int_equal(tc_store_record_round(s, &r, &res), 0);
+    assert_false(res.duplicate);
+    assert_true(res.event_seq > 0);
+    assert_int_equal(tc_store_node_get(s, "n1", &g), 0);
+    assert_int_equal(g.last_round, 2);
+    assert_int_equal(g.state, TC_NODE_UNTRUSTED);
+    tc_store_node_release(&g);
+
+    /* A restart between two calls (the handle's connection silently dead) costs nothing. */
+    pg_server("stop");
+    pg_server("start");
+    make_round(&r, "n1", 3, TC_NODE_TRUSTED);
+    assert_int_equal(tc_store_record_round(s, &r, &res), 0);
+    assert_int_equal(tc_store_events_since(s, 0, 10, &ev, &cnt), 0);
+    assert_int_equal(cnt, 3);
+    free(ev);
+    tc_store_close(s);
 }
 
 int main(void)
 {
+    const char *backend = getenv("TC_STORE_BACKEND");
+    pg = backend != NULL && strcmp(backend, "postgresql") == 0;
+    if (pg && (getenv("TC_PG_URI") == NULL || getenv("TC_PG_SH") == NULL)) {
+        fprintf(stderr, "TC_STORE_BACKEND=postgresql: run under tests/lib/pg.sh run\n");
+        return 1;
+    }
+    const struct CMUnitTest sqlite_only[] = {
+        cmocka_unit_test_setup_teardown(damaged_database_is_refused, setup, teardown),
+    };
+    const struct CMUnitTest pg_only[] = {
+        cmocka_unit_test_setup_teardown(events_commit_ordered, setup, teardown),
+        cmocka_unit_test_setup_teardown(outage_is_io_then_reconnects, setup, teardown),
+    };
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(migrations_from_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),
@@ -1121,7 +1459,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(open_errors_and_single_writer_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(node_crud_hostile_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(reopen_keeps_data, setup, teardown),
-        cmocka_unit_test_setup_teardown(damaged_database_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(policy_versioning_and_assignment, setup, teardown),
         cmocka_unit_test_setup_teardown(history_paging_events_and_idempotency, setup, teardown),
         cmocka_unit_test_setup_teardown(history_retention, setup, teardown),
@@ -1131,5 +1468,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(crash_safety_kill9, setup, teardown),
         cmocka_unit_test_setup_teardown(throughput, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name(pg ? "store (postgresql)" : "store (sqlite)", tests,
+                                             NULL, NULL);
+    if (pg)
+        failed += cmocka_run_group_tests_name("store (postgresql only)", pg_only, NULL, NULL);
+    else
+        failed += cmocka_run_group_tests_name("store (sqlite only)", sqlite_only, NULL, NULL);
+    return failed;
 }
