@@ -194,6 +194,9 @@ int coord_engine_load(struct coord *c);                        /* every node fro
 int coord_engine_node_upsert(struct coord *c, const char *id); /* (re)read one node */
 void coord_engine_node_remove(struct coord *c, const char *id);
 void coord_engine_policies_changed(struct coord *c);
+/* A guest AK enrollment (coord_vm_guest_enroll) ended: ok, or failed (tried again an interval
+ * later), or the VM has no guest channel (not tried again until the VM changes). */
+void coord_engine_guest_enrolled(struct coord *c, const char *id, bool ok, bool no_channel);
 /* The VM's last quoted round as self-verifiable evidence (docs/protocol.md, "VM evidence"), a new
  * reference, or NULL when none was kept yet. */
 json_t *coord_vm_evidence(struct coord *c, const char *id);
@@ -262,6 +265,9 @@ int coord_vm_verify_answer(const json_t *answer, const struct tc_ak *host_ak, co
                            struct tc_reason *why);
 void coord_vm_identity_release(struct coord_vm_identity *id);
 int coord_vm_register(struct coord *c);
+/* Engine (under c->lock): starts enrolling the AK of a VM whose guest owns its vTPM (coord_vm.c,
+ * G1 and G2). 0 when the request went out; coord_engine_guest_enrolled reports the end. */
+int coord_vm_guest_enroll(struct coord *c, const char *vm_id);
 /* GET .../history for a node or VM id (coord_api.c). */
 void coord_history_reply(struct coord *c, const char *id, const struct tc_http_request *req,
                          struct tc_http_response *resp);

@@ -233,6 +233,10 @@ struct coord_node {
      * challenge lists it and the host's answer carries its quote in the batch. */
     bool is_vm;
     bool vm_stopped; /* stopped through the API: not asked for */
+    /* VM whose guest owns its vTPM, without an AK yet (coord_vm_guest_enroll). */
+    bool guest_enrolling;  /* an attempt is in flight */
+    bool guest_no_channel; /* its host says it has no guest channel: not tried again */
+    int64_t guest_next_at; /* no attempt before (ms) */
     char host[TC_STORE_ID_MAX + 1];
     char tenant[TC_STORE_ID_MAX + 1]; /* VM: its owner (scopes the event stream) */
     int64_t created;                  /* store time of creation (events before it are not its) */
@@ -423,6 +427,7 @@ static int node_fill(struct coord *c, struct coord_node *n, const struct tc_stor
     n->created = s->created;
     n->vm_stopped =
         s->is_vm && s->state == TC_NODE_UNREACHABLE && strcmp(s->reason.check, "vm.stopped") == 0;
+    n->guest_no_channel = false; /* the VM changed (started, say): its host is asked again */
     snprintf(n->url, sizeof(n->url), "%s", s->agent_url);
     size_t ul = strlen(n->url);
     while (ul > 0 && n->url[ul - 1] == '/')
@@ -525,6 +530,17 @@ int coord_engine_node_upsert(struct coord *c, const char *id)
 
 static bool deleted_pending; /* a node was removed: reap_deleted has work (under c->lock) */
 
+void coord_engine_guest_enrolled(struct coord *c, const char *id, bool ok, bool no_channel)
+{
+    struct coord_node *n = node_find(c, id);
+    if (!n)
+        return;
+    n->guest_enrolling = false;
+    n->guest_no_channel = no_channel;
+    /* A failed attempt is repeated one interval later (a booting guest answers in seconds). */
+    n->guest_next_at = ok ? 0 : tc_store_now_ms() + c->cfg->interval_ms;
+}
+
 void coord_engine_node_remove(struct coord *c, const char *id)
 {
     struct coord_node *n = node_find(c, id);
@@ -615,11 +631,22 @@ static int challenge(struct coord *c, struct coord_node *n)
             n->asked = calloc(n->nvms, sizeof(*n->asked));
             n->asked_cap = n->asked ? n->nvms : 0;
         }
+        int64_t now = tc_store_now_ms();
         for (size_t i = 0; arr && n->asked && i < n->nvms && n->nasked < TC_BATCH_MAX_VMS; i++) {
             struct coord_node *v = n->vms[i];
-            if (v->deleted || v->vm_stopped || v->in_flight || !v->ak_pub ||
-                v->state == TC_NODE_PENDING_APPROVAL)
+            if (v->deleted || v->vm_stopped || v->in_flight || v->state == TC_NODE_PENDING_APPROVAL)
                 continue;
+            if (!v->ak_pub) {
+                /* A guest that owns its vTPM enrolls its AK first (through this host, which
+                 * must be trusted): no quote can be checked before. */
+                if (!v->guest_enrolling && !v->guest_no_channel && now >= v->guest_next_at &&
+                    n->state == TC_NODE_TRUSTED) {
+                    v->guest_enrolling = coord_vm_guest_enroll(c, v->id) == 0;
+                    if (!v->guest_enrolling)
+                        v->guest_next_at = now + c->cfg->interval_ms;
+                }
+                continue;
+            }
             v->asked_evlog = v->evlog == NULL || v->reboot_pending;
             v->asked_ima_from = v->reboot_pending ? 0 : v->ima.count;
             json_array_append_new(arr, json_pack("{s:s, s:I, s:b}", "id", v->id, "ima_from",
@@ -1060,7 +1087,12 @@ static int appraise_host(struct coord *c, struct coord_node *n, struct pending_r
             tc_fail(&p->r.reason, TC_ERR_POLICY, "batch.missing", -1,
                     "host %s sent no evidence for this VM", n->id);
         } else if (!e->quoted) {
-            bool stopped = strcmp(e->check, "vm.not_running") == 0;
+            /* Not running, or its guest agent not there (or not in time): unreachable. What
+             * a guest sent that is not evidence is untrusted, with the host agent's check. */
+            bool stopped = strcmp(e->check, "vm.not_running") == 0 ||
+                           strcmp(e->check, "guest.connect") == 0 ||
+                           strcmp(e->check, "guest.deadline") == 0 ||
+                           strcmp(e->check, "guest.closed") == 0;
             p->r.state = stopped ? TC_NODE_UNREACHABLE : TC_NODE_UNTRUSTED;
             tc_fail(&p->r.reason, stopped ? TC_ERR_IO : TC_ERR_POLICY, e->check, -1, "host %s: %s",
                     n->id, e->error ? e->error : "no quote");

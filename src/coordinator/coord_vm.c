@@ -16,7 +16,17 @@
  *      returned secret (compared in constant time with its hash) enrolls the VM.
  *
  * Any failure after step 1 asks the agent to delete the vTPM it made, so nothing is left
- * behind that the coordinator does not know about. start/stop/delete are forwarded the same
+ * behind that the coordinator does not know about.
+ *
+ * A libvirt guest owns its vTPM, so its AK is enrolled once the guest runs, the same way but
+ * through the guest agent (coord_vm_guest_enroll, started by the engine for a VM without an AK):
+ *   G1. POST {agent}/v1/vms/{id}/guest: the guest's hello names its AK; we check it is a
+ *       restricted signing key bound to its TPM and wrap a credential to the VM's enrolled EK
+ *       (from step 2) for that AK's name.
+ *   G2. POST {agent}/v1/vms/{id}/activate: the agent relays it; only the guest TPM holding both
+ *       keys unwraps it. The secret matching its hash records the AK, and the VM is attested
+ *       from its host's next round on. Until then the VM is unreachable (the guest does not
+ *       answer yet) or untrusted (it answered badly), with the guest's check. start/stop/delete are forwarded the same
  * way. Locking: handlers run under coord.lock; callbacks take it themselves.
  */
 #define LOGMODULE "vm"
@@ -42,7 +52,7 @@
 #define VM_AGENT_TIMEOUT_MS 60000 /* vTPM creation on a loaded host */
 #define VM_ANSWER_MAX (256u * 1024)
 
-enum vm_stage { VM_CREATE, VM_ACTIVATE, VM_FORWARD, VM_CLEANUP };
+enum vm_stage { VM_CREATE, VM_ACTIVATE, VM_FORWARD, VM_CLEANUP, VM_GUEST_HELLO, VM_GUEST_ACTIVATE };
 
 struct vm_op {
     struct coord *c;
@@ -114,6 +124,8 @@ static void finish_reason(struct vm_op *op, unsigned status, const struct tc_rea
 /* ---- talking to the host's agent ------------------------------------------------------------ */
 
 static void agent_done(void *arg, int status, long http_code, const uint8_t *body, size_t len);
+static void guest_done(struct vm_op *op, int status, long http_code, const uint8_t *body,
+                       size_t len);
 
 static int agent_call(struct vm_op *op, const char *method, const char *path, json_t *body)
 {
@@ -477,6 +489,11 @@ static void agent_done(void *arg, int status, long http_code, const uint8_t *bod
     struct tc_reason why;
     tc_reason_clear(&why);
     pthread_mutex_lock(&c->lock);
+    if (op->stage == VM_GUEST_HELLO || op->stage == VM_GUEST_ACTIVATE) {
+        guest_done(op, status, http_code, body, len);
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
     if (op->stage == VM_CLEANUP) {
         if (status != 0 || http_code / 100 != 2)
             LOG_WARN("vm %s: the host did not remove the refused vTPM (%s, HTTP %ld)", op->vm_id,
@@ -527,6 +544,8 @@ static void agent_done(void *arg, int status, long http_code, const uint8_t *bod
         vm_forwarded(op);
         break;
     case VM_CLEANUP:
+    case VM_GUEST_HELLO:
+    case VM_GUEST_ACTIVATE:
         break;
     }
     json_decref(j);
@@ -541,6 +560,230 @@ static void agent_done(void *arg, int status, long http_code, const uint8_t *bod
     }
     pthread_mutex_unlock(&c->lock);
     op_free(op);
+}
+
+/* ---- guest AK enrollment (libvirt guests) ------------------------------------------------------ */
+
+/* Records a failed attempt on the VM (unless it says the same already) and tells the engine. */
+static void guest_failed(struct vm_op *op, enum tc_node_state state, const char *check,
+                         const char *detail, bool no_channel)
+{
+    struct coord *c = op->c;
+    struct tc_store_node n;
+    memset(&n, 0, sizeof(n));
+    if (!no_channel) {
+        for (int attempt = 0; attempt < 3; attempt++) {
+            tc_store_node_release(&n);
+            if (tc_store_node_get(c->store, op->vm_id, &n) != 0 || n.ak_pub.data != NULL ||
+                (n.state == TC_NODE_UNREACHABLE && strcmp(n.reason.check, "vm.stopped") == 0))
+                break; /* gone, enrolled meanwhile, or stopped: nothing to say */
+            if (n.state == state && strcmp(n.reason.check, check) == 0)
+                break;
+            LOG_WARN("vm %s: guest not enrolled: %s: %s", op->vm_id, check, detail);
+            n.state = state;
+            tc_fail(&n.reason, state == TC_NODE_UNREACHABLE ? TC_ERR_IO : TC_ERR_POLICY, check, -1,
+                    "guest agent: %s", detail);
+            int rc = tc_store_node_update(c->store, &n);
+            if (rc == 0)
+                coord_engine_node_upsert(c, op->vm_id);
+            if (rc != TC_ERR_MISMATCH)
+                break;
+        }
+        tc_store_node_release(&n);
+    }
+    coord_engine_guest_enrolled(c, op->vm_id, false, no_channel);
+}
+
+/* The agent's refusal of a guest step: its check decides the VM's state. */
+static void guest_refused(struct vm_op *op, int status, long http_code, json_t *j)
+{
+    const char *chk = j ? coord_json_str(j, "check", 47, NULL) : NULL;
+    const char *err = j ? coord_json_str(j, "error", 300, NULL) : NULL;
+    char check[48];
+    snprintf(check, sizeof(check), "%s", chk ? chk : "vm.agent");
+    bool absent = status != 0 || http_code == 503 || strcmp(check, "guest.connect") == 0 ||
+                  strcmp(check, "guest.deadline") == 0 || strcmp(check, "guest.closed") == 0;
+    if (http_code == 404 && strcmp(check, "vm.no_guest_channel") == 0) {
+        LOG_INFO("vm %s: no guest channel on %s: its guest enrolls no AK", op->vm_id, op->host);
+        guest_failed(op, TC_NODE_ENROLLED, check, "", true);
+        return;
+    }
+    guest_failed(op, absent ? TC_NODE_UNREACHABLE : TC_NODE_UNTRUSTED, check,
+                 err      ? err
+                 : status ? tc_strerror(status)
+                          : "unexpected answer",
+                 false);
+}
+
+/* G1 answered: check the AK, wrap the credential, send it. 0 when G2 is in flight. */
+static int guest_hello(struct vm_op *op, json_t *j, struct tc_reason *why)
+{
+    struct tc_credential_blob blob;
+    struct tc_ak *ak = NULL;
+    uint8_t secret[32];
+    TPM2B_PUBLIC ekp;
+    int rc;
+    memset(&blob, 0, sizeof(blob));
+    if (b64_get(j, "ak_pub", TC_STORE_KEY_MAX, &op->ak_pub, &op->ak_pub_len) != 0) {
+        rc = tc_fail(why, TC_ERR_FORMAT, "guest.payload", -1, "the guest named no AK");
+        goto out;
+    }
+    if ((rc = coord_ek_check(op->ek_pub, op->ek_pub_len, NULL, "vm", &ekp, why)) != 0 ||
+        (rc = coord_keys_check(&ekp, op->ak_pub, op->ak_pub_len, "vm", &ak, why)) != 0)
+        goto out;
+    const uint8_t *name;
+    size_t name_len;
+    if ((rc = tc_ak_name(ak, &name, &name_len)) != 0 || !(op->ak_name = malloc(name_len))) {
+        rc = tc_fail(why, TC_ERR_ALLOC, "vm.ak", -1, "cannot keep the AK name");
+        goto out;
+    }
+    memcpy(op->ak_name, name, name_len);
+    op->ak_name_len = name_len;
+    if (RAND_bytes(secret, sizeof(secret)) != 1) {
+        rc = tc_fail(why, TC_ERR_CRYPTO, "vm.random", -1, "RAND_bytes failed");
+        goto out;
+    }
+    if ((rc = tc_make_credential(op->ek_pub, op->ek_pub_len, op->ak_name, op->ak_name_len, secret,
+                                 sizeof(secret), &blob)) != 0 ||
+        (rc = tc_store_secret_hash(secret, sizeof(secret), op->secret_hash)) != 0) {
+        tc_fail(why, rc, "vm.make_credential", -1, "cannot wrap a credential to the vTPM EK");
+        goto out;
+    }
+    char *idb = coord_b64_encode(blob.id_object, blob.id_object_len);
+    char *esb = coord_b64_encode(blob.secret, blob.secret_len);
+    char path[TC_STORE_ID_MAX + 64];
+    snprintf(path, sizeof(path), "/v1/vms/%s/activate", op->vm_id);
+    op->stage = VM_GUEST_ACTIVATE;
+    rc = idb && esb ? agent_call(op, "POST", path,
+                                 json_pack("{s:s, s:s}", "id_object", idb, "encrypted_secret", esb))
+                    : TC_ERR_ALLOC;
+    free(idb);
+    free(esb);
+    if (rc)
+        tc_fail(why, rc, "vm.agent", -1, "cannot send the activation request");
+out:
+    OPENSSL_cleanse(secret, sizeof(secret));
+    OPENSSL_cleanse(&blob, sizeof(blob));
+    tc_ak_free(ak);
+    return rc;
+}
+
+/* G2 answered: the secret proves the AK; record it. */
+static int guest_activated(struct vm_op *op, json_t *j, struct tc_reason *why)
+{
+    struct coord *c = op->c;
+    uint8_t *secret = NULL;
+    size_t len = 0;
+    if (b64_get(j, "secret", 64, &secret, &len) != 0)
+        return tc_fail(why, TC_ERR_FORMAT, "vm.agent_response", -1, "the answer lacks a secret");
+    bool ok = tc_store_secret_matches(op->secret_hash, secret, len);
+    OPENSSL_cleanse(secret, len);
+    free(secret);
+    if (!ok)
+        return tc_fail(why, TC_ERR_MISMATCH, "vm.activation", -1,
+                       "the guest could not unwrap the credential: its AK and the VM's EK are "
+                       "not one TPM's");
+    struct tc_store_node n;
+    memset(&n, 0, sizeof(n));
+    int rc = 0;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        tc_store_node_release(&n);
+        if ((rc = tc_store_node_get(c->store, op->vm_id, &n)) != 0)
+            break;
+        if (n.ak_pub.data != NULL) /* enrolled meanwhile */
+            break;
+        n.ak_pub = (struct tc_store_blob){op->ak_pub, op->ak_pub_len};
+        n.ak_name = (struct tc_store_blob){op->ak_name, op->ak_name_len};
+        bool stopped = n.state == TC_NODE_UNREACHABLE && strcmp(n.reason.check, "vm.stopped") == 0;
+        if (!stopped) {
+            n.state = TC_NODE_ENROLLED; /* trusted after its first good round */
+            tc_reason_clear(&n.reason);
+        }
+        rc = tc_store_node_update(c->store, &n);
+        /* The blobs are op's. */
+        n.ak_pub = (struct tc_store_blob){NULL, 0};
+        n.ak_name = (struct tc_store_blob){NULL, 0};
+        if (rc != TC_ERR_MISMATCH)
+            break;
+    }
+    tc_store_node_release(&n);
+    if (rc)
+        return tc_fail(why, rc, "store", -1, "cannot record the guest's AK (%s)", tc_strerror(rc));
+    LOG_INFO("vm %s: guest AK enrolled (credential activated by the guest's vTPM)", op->vm_id);
+    coord_engine_node_upsert(c, op->vm_id);
+    coord_engine_guest_enrolled(c, op->vm_id, true, false);
+    return 0;
+}
+
+/* From agent_done (c->lock held): the two guest stages. Takes op unless G2 went out. */
+static void guest_done(struct vm_op *op, int status, long http_code, const uint8_t *body,
+                       size_t len)
+{
+    struct tc_reason why;
+    tc_reason_clear(&why);
+    json_t *j = NULL;
+    if (status == 0 && len > 0)
+        j = coord_json_parse(body, len, VM_ANSWER_MAX, &why);
+    if (status != 0 || http_code / 100 != 2 || !json_is_object(j)) {
+        guest_refused(op, status, http_code, j);
+        json_decref(j);
+        op_free(op);
+        return;
+    }
+    int rc;
+    if (op->stage == VM_GUEST_HELLO) {
+        if ((rc = guest_hello(op, j, &why)) == 0) {
+            json_decref(j);
+            return; /* G2 owns op */
+        }
+    } else {
+        rc = guest_activated(op, j, &why);
+    }
+    if (rc)
+        guest_failed(op, TC_NODE_UNTRUSTED, why.check, why.detail, false);
+    json_decref(j);
+    op_free(op);
+}
+
+int coord_vm_guest_enroll(struct coord *c, const char *vm_id)
+{
+    struct tc_store_node n;
+    struct tc_reason why;
+    unsigned status = 0;
+    memset(&n, 0, sizeof(n));
+    tc_reason_clear(&why);
+    struct vm_op *op = calloc(1, sizeof(*op));
+    int rc = op ? tc_store_node_get(c->store, vm_id, &n) : TC_ERR_ALLOC;
+    if (rc)
+        goto out;
+    if (!n.is_vm || n.ak_pub.data != NULL || n.ek_pub.data == NULL) {
+        rc = TC_ERR_INVALID_ARG;
+        goto out;
+    }
+    op->c = c;
+    op->stage = VM_GUEST_HELLO;
+    snprintf(op->vm_id, sizeof(op->vm_id), "%s", n.id);
+    snprintf(op->tenant, sizeof(op->tenant), "%s", n.tenant);
+    snprintf(op->mode, sizeof(op->mode), "qemu");
+    if (!(op->ek_pub = malloc(n.ek_pub.len))) {
+        rc = TC_ERR_ALLOC;
+        goto out;
+    }
+    memcpy(op->ek_pub, n.ek_pub.data, n.ek_pub.len);
+    op->ek_pub_len = n.ek_pub.len;
+    /* The host must be trusted now: its agent relays the credential. */
+    if ((rc = load_host(c, n.host, op, NULL, true, &status, &why)) != 0)
+        goto out;
+    char path[TC_STORE_ID_MAX + 64];
+    snprintf(path, sizeof(path), "/v1/vms/%s/guest", op->vm_id);
+    if ((rc = agent_call(op, "POST", path, json_object())) != 0)
+        goto out;
+    LOG_DEBUG("vm %s: asking its guest for its AK", op->vm_id);
+    op = NULL; /* the request in flight owns it */
+out:
+    tc_store_node_release(&n);
+    op_free(op);
+    return rc;
 }
 
 /* ---- routes ---------------------------------------------------------------------------------- */
