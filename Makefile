@@ -3,7 +3,7 @@
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build build-asan build-fuzz check test demo bench fuzz clean format
+.PHONY: all deps build build-asan build-fuzz check test demo demo-vm bench fuzz clean format
 
 all: build
 
@@ -35,6 +35,10 @@ test: check
 
 demo: build
 	@bash scripts/demo.sh build/trustcloud
+
+# One real guest through libvirt (TCG): trusted, then a program outside policy inside it.
+demo-vm: build
+	@bash scripts/demo-vm.sh build/trustcloud
 
 bench: build
 	@bash bench/run.sh build

@@ -683,27 +683,22 @@ static int guest_activated(struct vm_op *op, json_t *j, struct tc_reason *why)
         return tc_fail(why, TC_ERR_MISMATCH, "vm.activation", -1,
                        "the guest could not unwrap the credential: its AK and the VM's EK are "
                        "not one TPM's");
+    struct tc_store_blob pub = {op->ak_pub, op->ak_pub_len}, name = {op->ak_name, op->ak_name_len};
+    int rc = tc_store_node_set_ak(c->store, op->vm_id, &pub, &name);
+    if (rc == TC_ERR_MISMATCH)
+        rc = 0; /* enrolled meanwhile */
+    /* The VM's state said why it was not attested yet: from now on its rounds say. */
     struct tc_store_node n;
     memset(&n, 0, sizeof(n));
-    int rc = 0;
-    for (int attempt = 0; attempt < 3; attempt++) {
+    for (int attempt = 0; rc == 0 && attempt < 3; attempt++) {
         tc_store_node_release(&n);
-        if ((rc = tc_store_node_get(c->store, op->vm_id, &n)) != 0)
+        if (tc_store_node_get(c->store, op->vm_id, &n) != 0 ||
+            (n.state == TC_NODE_UNREACHABLE && strcmp(n.reason.check, "vm.stopped") == 0) ||
+            n.state == TC_NODE_ENROLLED)
             break;
-        if (n.ak_pub.data != NULL) /* enrolled meanwhile */
-            break;
-        n.ak_pub = (struct tc_store_blob){op->ak_pub, op->ak_pub_len};
-        n.ak_name = (struct tc_store_blob){op->ak_name, op->ak_name_len};
-        bool stopped = n.state == TC_NODE_UNREACHABLE && strcmp(n.reason.check, "vm.stopped") == 0;
-        if (!stopped) {
-            n.state = TC_NODE_ENROLLED; /* trusted after its first good round */
-            tc_reason_clear(&n.reason);
-        }
-        rc = tc_store_node_update(c->store, &n);
-        /* The blobs are op's. */
-        n.ak_pub = (struct tc_store_blob){NULL, 0};
-        n.ak_name = (struct tc_store_blob){NULL, 0};
-        if (rc != TC_ERR_MISMATCH)
+        n.state = TC_NODE_ENROLLED; /* trusted after its first good round */
+        tc_reason_clear(&n.reason);
+        if (tc_store_node_update(c->store, &n) != TC_ERR_MISMATCH)
             break;
     }
     tc_store_node_release(&n);

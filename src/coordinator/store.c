@@ -268,6 +268,20 @@ int tc_store_node_update(struct tc_store *s, struct tc_store_node *node)
     return s->ops->node_update(s, node);
 }
 
+int tc_store_node_set_ak(struct tc_store *s, const char *id, const struct tc_store_blob *ak_pub,
+                         const struct tc_store_blob *ak_name)
+{
+    int rc;
+    if (!VALID(s) || ak_pub == NULL || ak_name == NULL || ak_pub->data == NULL ||
+        ak_pub->len == 0 || ak_name->data == NULL || ak_name->len == 0)
+        return TC_ERR_INVALID_ARG;
+    if ((rc = check_str(id, TC_STORE_ID_MAX, false)) != 0)
+        return rc;
+    if (ak_pub->len > TC_STORE_KEY_MAX || ak_name->len > TC_STORE_KEY_MAX)
+        return TC_ERR_TOO_LARGE;
+    return s->ops->node_set_ak(s, id, ak_pub, ak_name);
+}
+
 int tc_store_node_delete(struct tc_store *s, const char *id)
 {
     int rc;

@@ -268,6 +268,11 @@ int tc_store_node_get(struct tc_store *s, const char *id, struct tc_store_node *
  * queues one event (and its outbox rows), like a round does. Identity blobs,
  * quote info and IMA state are not touched (rounds own them). */
 int tc_store_node_update(struct tc_store *s, struct tc_store_node *node);
+/* Records the AK of a node enrolled without one (a VM whose guest owns its vTPM enrolls its AK
+ * once the guest runs, by credential activation). TC_ERR_MISMATCH when the node has an AK
+ * already (identities are immutable), TC_ERR_NOT_FOUND when there is no such node. */
+int tc_store_node_set_ak(struct tc_store *s, const char *id, const struct tc_store_blob *ak_pub,
+                         const struct tc_store_blob *ak_name);
 /* Deletes the node, its history, its blobs and its node assignments (events stay). */
 int tc_store_node_delete(struct tc_store *s, const char *id);
 /* Calls fn for every node ordered by id (without the event log, to keep a
@@ -409,6 +414,8 @@ struct tc_store_ops {
     int (*node_get)(struct tc_store *s, const char *id, struct tc_store_node *out);
     int (*node_update)(struct tc_store *s, struct tc_store_node *node);
     int (*node_delete)(struct tc_store *s, const char *id);
+    int (*node_set_ak)(struct tc_store *s, const char *id, const struct tc_store_blob *ak_pub,
+                       const struct tc_store_blob *ak_name);
     int (*node_list)(struct tc_store *s, int (*fn)(void *, const struct tc_store_node *),
                      void *arg);
     int (*record_rounds)(struct tc_store *s, const struct tc_store_round *r, size_t n,

@@ -199,6 +199,8 @@ enum stmt_id {
     ST_NODE_HEAD,
     ST_NODE_UPDATE,
     ST_NODE_DELETE,
+    ST_NODE_SET_AK,
+    ST_NODE_EXISTS,
     ST_NODE_UNASSIGN_ALL,
     ST_ROUND_WRITE,
     ST_EVENTLOG_UPDATE,
@@ -261,6 +263,9 @@ static const struct stmt_def stmts[ST_COUNT] = {
                         "agent_url = $8, group_name = $9, missed = $10, updated = $11, "
                         "version = version + 1 WHERE id = $1 AND version = $12"},
     [ST_NODE_DELETE] = {"b", "DELETE FROM nodes WHERE id = $1"},
+    [ST_NODE_SET_AK] = {"bbb", "UPDATE node_blobs SET ak_pub = $2, ak_name = $3 WHERE node_id = $1 "
+                               "AND (ak_pub IS NULL OR length(ak_pub) = 0)"},
+    [ST_NODE_EXISTS] = {"b", "SELECT 1 FROM nodes WHERE id = $1"},
     /* A later node with the same id must not inherit the old one's policies. */
     [ST_NODE_UNASSIGN_ALL] = {"b", "DELETE FROM assignments WHERE target_kind = 'node' AND "
                                    "target = $1"},
@@ -1358,6 +1363,31 @@ out:
     return tx_end(q, rc);
 }
 
+static int pg_node_set_ak(struct tc_store *s, const char *id, const struct tc_store_blob *ak_pub,
+                          const struct tc_store_blob *ak_name)
+{
+    struct pg_store *q = PG(s);
+    struct params p = {0};
+    int64_t changed = 0;
+    int rc;
+    if ((rc = tx_begin(q)) != 0)
+        return rc;
+    p_str(&p, id);
+    p_blob(&p, ak_pub);
+    p_blob(&p, ak_name);
+    if ((rc = run(q, ST_NODE_SET_AK, &p, "node set ak", &changed)) != 0)
+        goto out;
+    if (changed == 0) {
+        struct params e = {0};
+        int64_t found = 0;
+        p_str(&e, id);
+        if ((rc = run(q, ST_NODE_EXISTS, &e, "node exists", &found)) == 0)
+            rc = found ? TC_ERR_MISMATCH : TC_ERR_NOT_FOUND;
+    }
+out:
+    return tx_end(q, rc);
+}
+
 /* ---- rounds ---------------------------------------------------------------------------- */
 
 /*
@@ -2121,6 +2151,7 @@ static const struct tc_store_ops pg_ops = {
     .node_get = pg_node_get,
     .node_update = pg_node_update,
     .node_delete = pg_node_delete,
+    .node_set_ak = pg_node_set_ak,
     .node_list = pg_node_list,
     .record_rounds = pg_record_rounds,
     .results_list = pg_results_list,

@@ -165,6 +165,8 @@ enum stmt_id {
     ST_NODE_HEAD,
     ST_NODE_UPDATE,
     ST_NODE_DELETE,
+    ST_NODE_SET_AK,
+    ST_NODE_EXISTS,
     ST_NODE_UNASSIGN_ALL,
     ST_ROUND_UPDATE,
     ST_EVENTLOG_UPDATE,
@@ -220,6 +222,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                        "group_name = ?9, missed = ?10, updated = ?11, version = version + 1 "
                        "WHERE id = ?1 AND version = ?12",
     [ST_NODE_DELETE] = "DELETE FROM nodes WHERE id = ?1",
+    [ST_NODE_SET_AK] = "UPDATE node_blobs SET ak_pub = ?2, ak_name = ?3 WHERE node_id = ?1 AND "
+                       "(ak_pub IS NULL OR length(ak_pub) = 0)",
+    [ST_NODE_EXISTS] = "SELECT 1 FROM nodes WHERE id = ?1",
     /* A later node with the same id must not inherit the old one's policies. */
     [ST_NODE_UNASSIGN_ALL] = "DELETE FROM assignments WHERE target_kind = 'node' AND target = ?1",
     /* ?8 = has_quote: quote info and IMA count only move with a verified quote. */
@@ -1006,6 +1011,30 @@ out:
     return tx_end(q, rc);
 }
 
+static int sq_node_set_ak(struct tc_store *s, const char *id, const struct tc_store_blob *ak_pub,
+                          const struct tc_store_blob *ak_name)
+{
+    struct sqlite_store *q = SQ(s);
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    if ((rc = tx_begin(q)) != 0)
+        return rc;
+    GET(q, ST_NODE_SET_AK, st);
+    BIND(q, bind_text(st, 1, id) | bind_blob(st, 2, ak_pub) | bind_blob(st, 3, ak_name));
+    if ((rc = run(q, st, "node set ak")) != 0)
+        goto out;
+    if (sqlite3_changes(q->db) == 0) {
+        rst(st);
+        GET(q, ST_NODE_EXISTS, st);
+        BIND(q, bind_text(st, 1, id));
+        int step = sqlite3_step(st);
+        rc = step == SQLITE_ROW ? TC_ERR_MISMATCH : step == SQLITE_DONE ? TC_ERR_NOT_FOUND : TC_ERR_IO;
+    }
+out:
+    rst(st);
+    return tx_end(q, rc);
+}
+
 /* ---- rounds ---------------------------------------------------------------------------- */
 
 static int record_one(struct sqlite_store *q, const struct tc_store_round *r,
@@ -1644,6 +1673,7 @@ static const struct tc_store_ops sqlite_ops = {
     .node_get = sq_node_get,
     .node_update = sq_node_update,
     .node_delete = sq_node_delete,
+    .node_set_ak = sq_node_set_ak,
     .node_list = sq_node_list,
     .record_rounds = sq_record_rounds,
     .results_list = sq_results_list,

@@ -272,7 +272,23 @@ static void vm_nodes(void **state)
     snprintf(n.tenant, sizeof(n.tenant), "acme");
     snprintf(n.group_name, sizeof(n.group_name), "tenant:acme");
     n.agent_url[0] = n.tls_cert_fp[0] = '\0';
+    struct tc_store_blob ak = n.ak_pub, name = n.ak_name;
+    n.ak_pub = (struct tc_store_blob){NULL, 0}; /* a guest that owns its vTPM: AK later */
+    n.ak_name = (struct tc_store_blob){NULL, 0};
     assert_int_equal(tc_store_node_create(s, &n), 0);
+    assert_int_equal(tc_store_node_get(s, "vm1", &g), 0);
+    assert_true(g.ak_pub.len == 0);
+    tc_store_node_release(&g);
+    assert_int_equal(tc_store_node_set_ak(s, "vm1", &ak, &name), 0);
+    assert_int_equal(tc_store_node_set_ak(s, "vm1", &ak, &name), TC_ERR_MISMATCH); /* immutable */
+    assert_int_equal(tc_store_node_set_ak(s, "nope", &ak, &name), TC_ERR_NOT_FOUND);
+    assert_int_equal(tc_store_node_get(s, "vm1", &g), 0);
+    assert_int_equal(g.ak_pub.len, ak.len);
+    assert_memory_equal(g.ak_pub.data, ak.data, ak.len);
+    assert_memory_equal(g.ak_name.data, name.data, name.len);
+    tc_store_node_release(&g);
+    n.ak_pub = ak;
+    n.ak_name = name;
     n.is_vm = false; /* a host naming a host */
     snprintf(n.id, sizeof(n.id), "vm2");
     assert_int_equal(tc_store_node_create(s, &n), TC_ERR_INVALID_ARG);
