@@ -102,12 +102,21 @@ gl_cmd() {
     pts=$(virsh -c "$GL_URI" ttyconsole "$dom" 2>/dev/null | head -1)
     [ -c "$pts" ] || tc_fail "no console pty for $dom"
     before=$(qg_console_text "$log" 2>/dev/null | grep -c "^TC-GUEST: done ${cmd%% *}" || true)
+    # QEMU reads the pty only while its other end is open (it polls for that): the end is
+    # held open until the guest acknowledges.
+    local fd
+    exec {fd}<>"$pts"
     stty -F "$pts" raw -echo 2>/dev/null || true
-    printf 'TCCMD %s\n' "$cmd" >"$pts"
+    sleep 1
+    printf 'TCCMD %s\n' "$cmd" >&"$fd"
     for _ in $(seq 300); do
-        [ "$(qg_console_text "$log" 2>/dev/null | grep -c "^TC-GUEST: done ${cmd%% *}" || true)" -gt "$before" ] && return 0
+        if [ "$(qg_console_text "$log" 2>/dev/null | grep -c "^TC-GUEST: done ${cmd%% *}" || true)" -gt "$before" ]; then
+            exec {fd}>&-
+            return 0
+        fi
         sleep 0.1
     done
+    exec {fd}>&-
     qg_show_console "$log"
     tc_fail "the guest of $vm did not do '$cmd'"
 }
