@@ -83,12 +83,12 @@ static void check_payload(unsigned type, const uint8_t *p, size_t len)
     case TC_GC_ACTIVATE_ANSWER: {
         struct tc_gc_activated a, back;
         rc = tc_gc_activated_parse(p, len, &a, &why);
-        if (rc == 0 && (a.secret_len == 0 || a.secret_len > TC_GC_MAX_SECRET ||
-                        tc_gc_activated_encode(a.id, a.secret, a.secret_len, &b) != 0 ||
-                        tc_gc_activated_parse(b.data + TC_GC_HEADER_LEN, b.len - TC_GC_HEADER_LEN,
-                                              &back, &why) != 0 ||
-                        back.secret_len != a.secret_len ||
-                        memcmp(back.secret, a.secret, a.secret_len) != 0))
+        if (rc == 0 &&
+            (a.secret_len == 0 || a.secret_len > TC_GC_MAX_SECRET ||
+             tc_gc_activated_encode(a.id, a.secret, a.secret_len, &b) != 0 ||
+             tc_gc_activated_parse(b.data + TC_GC_HEADER_LEN, b.len - TC_GC_HEADER_LEN, &back,
+                                   &why) != 0 ||
+             back.secret_len != a.secret_len || memcmp(back.secret, a.secret, a.secret_len) != 0))
             abort();
         break;
     }

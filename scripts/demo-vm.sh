@@ -43,6 +43,7 @@ step "2. A coordinator (2 s interval) and a node whose agent drives libvirt"
 INTERVAL_S=2
 LAB_INTERVAL=2s lab_coordinator_start request_timeout=6s unreachable_after=1
 lab_node_prepare n1
+lab_policies_from n1
 printf 'libvirt_uri = %s\nguest_timeout = 3s\n' "$GL_URI" >>"$LAB_DIR/n1/agent.conf"
 chmod 0711 "$LAB_DIR/n1" "$LAB_DIR/n1/state"
 lab_node_run n1

@@ -40,10 +40,10 @@
 #define TC_GC_AK_HANDLE 0x81010003u
 
 enum tc_gc_type {
-    TC_GC_HELLO = 1,         /* both ways: the host opens a session, the guest says who it is */
-    TC_GC_QUOTE_REQUEST = 2, /* host -> guest */
-    TC_GC_QUOTE_ANSWER = 3,  /* guest -> host */
-    TC_GC_ERROR = 4,         /* both ways: a request that could not be answered */
+    TC_GC_HELLO = 1,            /* both ways: the host opens a session, the guest says who it is */
+    TC_GC_QUOTE_REQUEST = 2,    /* host -> guest */
+    TC_GC_QUOTE_ANSWER = 3,     /* guest -> host */
+    TC_GC_ERROR = 4,            /* both ways: a request that could not be answered */
     TC_GC_ACTIVATE_REQUEST = 5, /* host -> guest: a credential for the guest's AK (enrollment) */
     TC_GC_ACTIVATE_ANSWER = 6,  /* guest -> host: the secret its TPM unwrapped */
 };
@@ -108,8 +108,8 @@ int tc_gc_decoder_finish(const struct tc_gc_decoder *d, struct tc_reason *why);
 /* ---- Payloads ---------------------------------------------------------------------------- */
 
 /* HELLO. From the host: {"version": 1}. From the guest: {"version": 1, "agent": "name version",
- * "capabilities": ["quote", "ima", "eventlog", "activate"], "ak_pub": "b64 TPM2B_PUBLIC"} (ak_pub required
- * when "quote" is offered; capability strings this side does not know are ignored). */
+ * "capabilities": ["quote", "ima", "eventlog", "activate"], "ak_pub": "b64 TPM2B_PUBLIC"} (ak_pub
+ * required when "quote" is offered; capability strings this side does not know are ignored). */
 #define TC_GC_CAP_QUOTE 0x1u
 #define TC_GC_CAP_IMA 0x2u
 #define TC_GC_CAP_EVENTLOG 0x4u

@@ -288,8 +288,7 @@ static void *pool_worker(void *arg)
 static void resolve(const struct agent_config *cfg, struct agent_vms *vms, struct batch_vm_task *t,
                     struct agent_vm_evidence *ev)
 {
-    int rc = vms ? agent_vm_guest(vms, t->vm->id, t->channel, sizeof(t->channel),
-                                  &t->guest_request)
+    int rc = vms ? agent_vm_guest(vms, t->vm->id, t->channel, sizeof(t->channel), &t->guest_request)
                  : TC_ERR_NOT_FOUND;
     if (rc == 0) {
         t->guest = true;

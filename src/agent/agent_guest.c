@@ -20,8 +20,8 @@
 
 #include "agent.h"
 #include "agent_guest.h"
-#include "trustcloud/httpd.h"
 #include "trustcloud/error.h"
+#include "trustcloud/httpd.h"
 #include "trustcloud/log.h"
 
 static long long mono_us(void)
@@ -233,8 +233,8 @@ static int exchange(int fd, struct tc_gc_decoder *dec, const struct tc_buf *out,
         if (!stale || skipped >= 4)
             return tc_fail(why, TC_ERR_POLICY, "guest.unexpected", -1,
                            "a %s (id %llu) instead of the %s to request %llu",
-                           tc_gc_type_name(type), (unsigned long long)got,
-                           tc_gc_type_name(want), (unsigned long long)id);
+                           tc_gc_type_name(type), (unsigned long long)got, tc_gc_type_name(want),
+                           (unsigned long long)id);
         LOG_DEBUG("skipping a stale %s (id %llu) from the guest", tc_gc_type_name(type),
                   (unsigned long long)got);
         tc_gc_decoder_next(dec);
@@ -351,8 +351,8 @@ int agent_guest_activate(const char *path, const struct tc_gc_activate *act, int
         goto out;
     if (done->id != act->id)
         rc = tc_fail(why, TC_ERR_POLICY, "guest.unexpected", -1,
-                     "an activation answer to request %llu, not %llu",
-                     (unsigned long long)done->id, (unsigned long long)act->id);
+                     "an activation answer to request %llu, not %llu", (unsigned long long)done->id,
+                     (unsigned long long)act->id);
 out:
     if (fd >= 0)
         close(fd);
@@ -457,8 +457,8 @@ static void *guest_job_run(void *arg)
         }
     } else {
         struct tc_gc_activated done;
-        if (agent_guest_activate(job->channel, &job->act, job->deadline_ms, &hello, &done,
-                                 &why) != 0) {
+        if (agent_guest_activate(job->channel, &job->act, job->deadline_ms, &hello, &done, &why) !=
+            0) {
             LOG_WARN("VM %s: guest activation: %s: %s", job->vm_id, why.check, why.detail);
             answer_failed(&resp, &why);
         } else if (tc_b64_encode(done.secret, done.secret_len, &b64) != 0) {
@@ -482,9 +482,8 @@ static void *guest_job_run(void *arg)
 }
 
 int agent_guest_runner_submit(struct agent_guest_runner *r, const struct tc_http_request *req,
-                              struct tc_http_response *resp, const char *vm_id,
-                              const char *channel, int deadline_ms,
-                              const struct tc_gc_activate *act)
+                              struct tc_http_response *resp, const char *vm_id, const char *channel,
+                              int deadline_ms, const struct tc_gc_activate *act)
 {
     struct guest_job *job = calloc(1, sizeof(*job));
     if (job == NULL || strlen(channel) >= sizeof(job->channel)) {
@@ -515,8 +514,9 @@ int agent_guest_runner_submit(struct agent_guest_runner *r, const struct tc_http
             pthread_attr_destroy(&attr);
             /* The deferred handle must be finished: with the refusal. */
             struct tc_http_response busy = {0};
-            answer(&busy, 503,
-                   json_pack("{s:s, s:s}", "error", "cannot start a thread", "check", "agent.busy"));
+            answer(
+                &busy, 503,
+                json_pack("{s:s, s:s}", "error", "cannot start a thread", "check", "agent.busy"));
             tc_http_deferred_finish(job->d, &busy);
             pthread_mutex_unlock(&r->lock);
             OPENSSL_cleanse(job, sizeof(*job));

@@ -30,13 +30,14 @@ struct agent_guest_timing {
  * have passed. The answer must be the one to req (same id). On failure the outputs hold
  * nothing and why names the check: "guest.connect" (no socket, nobody there), "guest.channel"
  * (the path is not a socket: lstat, no link is followed), "guest.deadline" (nothing within the
- * deadline), "guest.truncated" (part of a frame, then nothing until the deadline), "guest.closed" (the guest side went away before
- * a whole frame), the decoder's and parsers' checks ("guest.frame", "guest.version",
- * "guest.type", "guest.too_large", "guest.payload"), "guest.unexpected" (a frame of another
- * type, or an answer to another request; a hello, or an answer or error to an earlier request id,
- * that an earlier session left behind is skipped, up to 4 of them), "guest.error" (the guest answered with an error: its
- * check and text in the detail). Errors: TC_ERR_IO (connect, closed, deadline), the parsers'
- * codes, TC_ERR_POLICY (guest.unexpected, guest.error). timing may be NULL. */
+ * deadline), "guest.truncated" (part of a frame, then nothing until the deadline), "guest.closed"
+ * (the guest side went away before a whole frame), the decoder's and parsers' checks
+ * ("guest.frame", "guest.version", "guest.type", "guest.too_large", "guest.payload"),
+ * "guest.unexpected" (a frame of another type, or an answer to another request; a hello, or an
+ * answer or error to an earlier request id, that an earlier session left behind is skipped, up to 4
+ * of them), "guest.error" (the guest answered with an error: its check and text in the detail).
+ * Errors: TC_ERR_IO (connect, closed, deadline), the parsers' codes, TC_ERR_POLICY
+ * (guest.unexpected, guest.error). timing may be NULL. */
 int agent_guest_quote(const char *path, const struct tc_gc_request *req, int deadline_ms,
                       struct tc_gc_hello *hello, struct tc_gc_answer *answer,
                       struct agent_guest_timing *timing, struct tc_reason *why);
@@ -76,8 +77,7 @@ void agent_guest_runner_stop(struct agent_guest_runner *r);
 void agent_guest_runner_release(struct agent_guest_runner *r);
 /* act NULL: the hello; else the activation. Answers resp itself when it cannot start. */
 int agent_guest_runner_submit(struct agent_guest_runner *r, const struct tc_http_request *req,
-                              struct tc_http_response *resp, const char *vm_id,
-                              const char *channel, int deadline_ms,
-                              const struct tc_gc_activate *act);
+                              struct tc_http_response *resp, const char *vm_id, const char *channel,
+                              int deadline_ms, const struct tc_gc_activate *act);
 
 #endif

@@ -17,11 +17,11 @@
  */
 #define LOGMODULE "agent"
 #include <dirent.h>
-#include <stdatomic.h>
 #include <errno.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -1608,8 +1608,8 @@ static void h_vm(void *arg, const struct tc_http_request *req, struct tc_http_re
         if (activate) {
             if ((j = load_body(req, false, resp)) == NULL)
                 return;
-            if (!b64_arg(j, "id_object", act.id_object, sizeof(act.id_object),
-                         &act.id_object_len, resp) ||
+            if (!b64_arg(j, "id_object", act.id_object, sizeof(act.id_object), &act.id_object_len,
+                         resp) ||
                 !b64_arg(j, "encrypted_secret", act.enc_secret, sizeof(act.enc_secret),
                          &act.enc_secret_len, resp)) {
                 json_decref(j);

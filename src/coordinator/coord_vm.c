@@ -26,8 +26,8 @@
  *   G2. POST {agent}/v1/vms/{id}/activate: the agent relays it; only the guest TPM holding both
  *       keys unwraps it. The secret matching its hash records the AK, and the VM is attested
  *       from its host's next round on. Until then the VM is unreachable (the guest does not
- *       answer yet) or untrusted (it answered badly), with the guest's check. start/stop/delete are forwarded the same
- * way. Locking: handlers run under coord.lock; callbacks take it themselves.
+ *       answer yet) or untrusted (it answered badly), with the guest's check. start/stop/delete are
+ * forwarded the same way. Locking: handlers run under coord.lock; callbacks take it themselves.
  */
 #define LOGMODULE "vm"
 #include <stdarg.h>
@@ -562,7 +562,8 @@ static void agent_done(void *arg, int status, long http_code, const uint8_t *bod
     op_free(op);
 }
 
-/* ---- guest AK enrollment (libvirt guests) ------------------------------------------------------ */
+/* ---- guest AK enrollment (libvirt guests) ------------------------------------------------------
+ */
 
 /* Records a failed attempt on the VM (unless it says the same already) and tells the engine. */
 static void guest_failed(struct vm_op *op, enum tc_node_state state, const char *check,

@@ -215,9 +215,9 @@ static enum misbehave misbehave_mode(const struct guest *g)
     static const struct {
         const char *name;
         enum misbehave m;
-    } modes[] = {{"oversize", MB_OVERSIZE},       {"truncated", MB_TRUNCATED},
-                 {"garbage", MB_GARBAGE},         {"wrong_nonce", MB_WRONG_NONCE},
-                 {"replay", MB_REPLAY},           {"foreign", MB_FOREIGN},
+    } modes[] = {{"oversize", MB_OVERSIZE}, {"truncated", MB_TRUNCATED},
+                 {"garbage", MB_GARBAGE},   {"wrong_nonce", MB_WRONG_NONCE},
+                 {"replay", MB_REPLAY},     {"foreign", MB_FOREIGN},
                  {"silent", MB_SILENT}};
     if (g->misbehave_file == NULL)
         return MB_NONE;
@@ -325,9 +325,8 @@ static int answer_request(struct guest *g, const struct tc_gc_request *req, stru
         out->len /= 2;
     if (rc == 0 && mb == MB_OVERSIZE) {
         out->len = 0;
-        static const uint8_t big[TC_GC_HEADER_LEN] = {'T', 'C', 'G', 'C', TC_GC_VERSION,
-                                                      TC_GC_QUOTE_ANSWER, 0, 0, 0xff, 0xff,
-                                                      0xff, 0xff};
+        static const uint8_t big[TC_GC_HEADER_LEN] = {
+            'T', 'C', 'G', 'C', TC_GC_VERSION, TC_GC_QUOTE_ANSWER, 0, 0, 0xff, 0xff, 0xff, 0xff};
         rc = tc_buf_put(out, big, sizeof(big));
     }
     if (rc == 0 && mb == MB_GARBAGE) {

@@ -30,6 +30,7 @@ gl_boot_files "$TC_SRC/tests/data/qemu/guest_attest_init"
 INTERVAL_S=2
 LAB_INTERVAL=${INTERVAL_S}s lab_coordinator_start request_timeout=6s unreachable_after=1
 lab_node_prepare n1
+lab_policies_from n1
 cat >>"$LAB_DIR/n1/agent.conf" <<CONF
 libvirt_uri = $GL_URI
 libvirt_stop_timeout = 20s

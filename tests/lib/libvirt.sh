@@ -97,26 +97,30 @@ PY
 # gl_cmd VM "COMMAND ARGS": one command to the guest's /init over its serial console (the pty
 # libvirt gives it), waiting for its acknowledgement on the console log.
 gl_cmd() {
-    local vm=$1 cmd=$2 dom=trustcloud-n1-$1 pts log before
+    local vm=$1 cmd=$2 dom=trustcloud-n1-$1 pts log before fd attempt
     log=$(lab_vm_dir n1 "$vm")/console.log
-    pts=$(virsh -c "$GL_URI" ttyconsole "$dom" 2>/dev/null | head -1)
-    [ -c "$pts" ] || tc_fail "no console pty for $dom"
     before=$(qg_console_text "$log" 2>/dev/null | grep -c "^TC-GUEST: done ${cmd%% *}" || true)
     # QEMU reads the pty only while its other end is open (it polls for that): the end is
-    # held open until the guest acknowledges.
-    local fd
-    exec {fd}<>"$pts"
-    stty -F "$pts" raw -echo 2>/dev/null || true
-    sleep 1
-    printf 'TCCMD %s\n' "$cmd" >&"$fd"
-    for _ in $(seq 300); do
-        if [ "$(qg_console_text "$log" 2>/dev/null | grep -c "^TC-GUEST: done ${cmd%% *}" || true)" -gt "$before" ]; then
-            exec {fd}>&-
-            return 0
+    # held open until the guest acknowledges; a write the pty refuses is tried again.
+    for attempt in 1 2 3; do
+        pts=$(virsh -c "$GL_URI" ttyconsole "$dom" 2>/dev/null | head -1)
+        [ -c "$pts" ] || tc_fail "no console pty for $dom"
+        exec {fd}<>"$pts" || { sleep 1; continue; }
+        stty -F "$pts" raw -echo 2>/dev/null || true
+        sleep 1
+        if printf 'TCCMD %s\n' "$cmd" >&"$fd" 2>/dev/null; then
+            for _ in $(seq 150); do
+                if [ "$(qg_console_text "$log" 2>/dev/null | grep -c "^TC-GUEST: done ${cmd%% *}" || true)" -gt "$before" ]; then
+                    exec {fd}>&-
+                    return 0
+                fi
+                sleep 0.1
+            done
         fi
-        sleep 0.1
+        exec {fd}>&-
+        echo "gl_cmd: '$cmd' to $vm not acknowledged (attempt $attempt)" >&2
+        [ "$cmd" = start ] && break # never two guest agents
     done
-    exec {fd}>&-
     qg_show_console "$log"
     tc_fail "the guest of $vm did not do '$cmd'"
 }

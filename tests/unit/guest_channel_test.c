@@ -569,13 +569,14 @@ static void test_activate(void **state)
     /* Nothing to send is refused on both sides. */
     a.id_object_len = 0;
     assert_int_equal(tc_gc_activate_encode(&a, &b), TC_ERR_INVALID_ARG);
-    expect_payload(TC_GC_ACTIVATE_REQUEST, "{\"id\":1,\"id_object\":\"\",\"encrypted_secret\":\"AA==\"}",
-                   TC_ERR_FORMAT, "id_object");
+    expect_payload(TC_GC_ACTIVATE_REQUEST,
+                   "{\"id\":1,\"id_object\":\"\",\"encrypted_secret\":\"AA==\"}", TC_ERR_FORMAT,
+                   "id_object");
     expect_payload(TC_GC_ACTIVATE_REQUEST, "{\"id\":1,\"id_object\":\"AA==\"}", TC_ERR_FORMAT,
                    "encrypted_secret: missing");
     expect_payload(TC_GC_ACTIVATE_REQUEST,
-                   "{\"id\":0,\"id_object\":\"AA==\",\"encrypted_secret\":\"AA==\"}",
-                   TC_ERR_FORMAT, "id");
+                   "{\"id\":0,\"id_object\":\"AA==\",\"encrypted_secret\":\"AA==\"}", TC_ERR_FORMAT,
+                   "id");
     expect_payload(TC_GC_ACTIVATE_REQUEST,
                    "{\"id\":1,\"id_object\":\"AA==\",\"encrypted_secret\":\"AA==\",\"x\":1}",
                    TC_ERR_FORMAT, "unknown member");
