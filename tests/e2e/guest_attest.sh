@@ -18,6 +18,9 @@
 . "$TC_SRC/tests/lib/qemu_guest.sh"
 . "$TC_SRC/tests/lib/libvirt.sh"
 
+# A command failing under set -e says where (a busy machine makes CLI calls fail in ways a
+# quiet one does not).
+trap 'echo "FAIL: line $LINENO: $BASH_COMMAND exited $?" >&2' ERR
 gl_need
 qg_kernel || tc_skip "no guest kernel: $QG_ERROR"
 qg_modules virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci \
@@ -132,7 +135,7 @@ for spec in oversize:guest.too_large truncated:guest.truncated garbage:guest.fra
     gl_cmd "$B" "misbehave $m"
     $T vm wait "$B" --state untrusted --timeout $((3 * INTERVAL_S + 8)) >/dev/null ||
         { $T vm show "$B"; tc_fail "B misbehaving ($m) not untrusted"; }
-    got=$($T vm show "$B" --json | jq -r .reason.check)
+    got=$($T vm show "$B" --json | jq -r .reason.check) || got="(vm show failed)"
     case $got in
     "$check"*) ;;
     *) $T vm show "$B"; tc_fail "B misbehaving ($m): check $got, expected $check" ;;

@@ -103,7 +103,7 @@ gl_cmd() {
     # QEMU reads the pty only while its other end is open (it polls for that): the end is
     # held open until the guest acknowledges; a write the pty refuses is tried again.
     for attempt in 1 2 3; do
-        pts=$(virsh -c "$GL_URI" ttyconsole "$dom" 2>/dev/null | head -1)
+        pts=$(virsh -c "$GL_URI" ttyconsole "$dom" 2>/dev/null | head -1 || true)
         [ -c "$pts" ] || tc_fail "no console pty for $dom"
         exec {fd}<>"$pts" || { sleep 1; continue; }
         stty -F "$pts" raw -echo 2>/dev/null || true
