@@ -3,6 +3,7 @@
 
 GL_URI=qemu:///system
 GL_DOMS=()
+declare -A GL_PTS=() # domain -> its console pty (it does not change while the domain runs)
 
 gl_up() { virsh -c "$GL_URI" version >/dev/null 2>&1; }
 
@@ -103,9 +104,17 @@ gl_cmd() {
     # QEMU reads the pty only while its other end is open (it polls for that): the end is
     # held open until the guest acknowledges; a write the pty refuses is tried again.
     for attempt in 1 2 3; do
-        pts=$(virsh -c "$GL_URI" ttyconsole "$dom" 2>/dev/null | head -1 || true)
-        [ -c "$pts" ] || tc_fail "no console pty for $dom"
-        exec {fd}<>"$pts" || { sleep 1; continue; }
+        pts=${GL_PTS[$dom]:-}
+        if [ ! -c "$pts" ]; then
+            pts=$(virsh -c "$GL_URI" ttyconsole "$dom" 2>/dev/null | head -1 || true)
+            if [ ! -c "$pts" ]; then
+                echo "gl_cmd: no console pty for $dom yet (attempt $attempt)" >&2
+                sleep 1
+                continue
+            fi
+            GL_PTS[$dom]=$pts
+        fi
+        exec {fd}<>"$pts" || { GL_PTS[$dom]=; sleep 1; continue; }
         stty -F "$pts" raw -echo 2>/dev/null || true
         sleep 1
         if printf 'TCCMD %s\n' "$cmd" >&"$fd" 2>/dev/null; then
