@@ -205,8 +205,11 @@ static inline struct tc_httpd *coord_fixture_server_start(const struct coord_fix
                                                           unsigned max_connections)
 {
     struct tc_httpd *srv = NULL;
+    /* One server stands for many nodes, all reached by one client address: every connection
+     * may be in its handshake at once (a sanitizer build makes handshakes slow). */
     struct tc_httpd_config hc = {.tls = {.cert_file = cert, .key_file = key, .ca_file = f->cacert},
-                                 .max_connections = max_connections};
+                                 .max_connections = max_connections,
+                                 .max_unauth = max_connections};
     assert_int_equal(tc_httpd_new(&hc, &srv), 0);
     assert_int_equal(tc_httpd_route(srv, NULL, "/", handler, NULL, 0), 0);
     assert_int_equal(tc_httpd_start(srv), 0);
@@ -220,7 +223,8 @@ static inline struct tc_httpd *coord_fixture_agent_start(const struct coord_fixt
     struct tc_httpd *srv = NULL;
     struct tc_httpd_config hc = {
         .tls = {.cert_file = f->ag_cert, .key_file = f->ag_key, .ca_file = f->cacert},
-        .max_connections = max_connections};
+        .max_connections = max_connections,
+        .max_unauth = max_connections}; /* as above: many nodes behind one server */
     assert_int_equal(tc_httpd_new(&hc, &srv), 0);
     assert_int_equal(tc_httpd_route(srv, NULL, "/", handler, NULL, 0), 0);
     assert_int_equal(tc_httpd_start(srv), 0);
