@@ -300,19 +300,53 @@ void coord_vm_identity_release(struct coord_vm_identity *id)
     memset(id, 0, sizeof(*id));
 }
 
+/* Wraps a fresh secret to the VM's EK for op->ak_name (MakeCredential), keeps its hash and sends
+ * the blob to {agent}/v1/vms/{id}/activate as stage: only the TPM holding both keys unwraps it.
+ * Shared by the vTPM's activation (step 3) and the guest's (G2). */
+static int send_credential(struct vm_op *op, enum vm_stage stage, struct tc_reason *why)
+{
+    struct tc_credential_blob blob;
+    uint8_t secret[32];
+    int rc;
+    memset(&blob, 0, sizeof(blob));
+    if (RAND_bytes(secret, sizeof(secret)) != 1) {
+        rc = tc_fail(why, TC_ERR_CRYPTO, "vm.random", -1, "RAND_bytes failed");
+        goto out;
+    }
+    if ((rc = tc_make_credential(op->ek_pub, op->ek_pub_len, op->ak_name, op->ak_name_len, secret,
+                                 sizeof(secret), &blob)) != 0 ||
+        (rc = tc_store_secret_hash(secret, sizeof(secret), op->secret_hash)) != 0) {
+        tc_fail(why, rc, "vm.make_credential", -1, "cannot wrap a credential to the vTPM EK");
+        goto out;
+    }
+    char *idb = coord_b64_encode(blob.id_object, blob.id_object_len);
+    char *esb = coord_b64_encode(blob.secret, blob.secret_len);
+    char path[TC_STORE_ID_MAX + 64];
+    snprintf(path, sizeof(path), "/v1/vms/%s/activate", op->vm_id);
+    op->stage = stage;
+    rc = idb && esb ? agent_call(op, "POST", path,
+                                 json_pack("{s:s, s:s}", "id_object", idb, "encrypted_secret", esb))
+                    : TC_ERR_ALLOC;
+    free(idb);
+    free(esb);
+    if (rc)
+        tc_fail(why, rc, "vm.agent", -1, "cannot send the activation request");
+out:
+    OPENSSL_cleanse(secret, sizeof(secret));
+    OPENSSL_cleanse(&blob, sizeof(blob));
+    return rc;
+}
+
 /* Step 2: the agent's answer to POST /v1/vms. Returns the HTTP status to fail with (0: the
  * activation request went out, or nothing is left to do in qemu mode). */
 static unsigned vm_created(struct vm_op *op, json_t *j, struct tc_reason *why)
 {
     struct coord *c = op->c;
     struct tc_ak *host_ak = NULL;
-    struct tc_credential_blob blob;
     struct coord_vm_identity id;
-    uint8_t secret[32];
     unsigned status = 502;
     int rc;
     bool tcp = strcmp(op->mode, "tcp") == 0;
-    memset(&blob, 0, sizeof(blob));
     memset(&id, 0, sizeof(id));
     const char *cp = coord_json_str(j, "ctrl_path", sizeof(op->ctrl_path) - 1, NULL);
     snprintf(op->ctrl_path, sizeof(op->ctrl_path), "%s", cp ? cp : "");
@@ -344,35 +378,12 @@ static unsigned vm_created(struct vm_op *op, json_t *j, struct tc_reason *why)
         goto out;
     }
     status = 500;
-    if (RAND_bytes(secret, sizeof(secret)) != 1) {
-        tc_fail(why, TC_ERR_CRYPTO, "vm.random", -1, "RAND_bytes failed");
-        goto out;
-    }
-    if ((rc = tc_make_credential(op->ek_pub, op->ek_pub_len, op->ak_name, op->ak_name_len, secret,
-                                 sizeof(secret), &blob)) != 0 ||
-        (rc = tc_store_secret_hash(secret, sizeof(secret), op->secret_hash)) != 0) {
-        tc_fail(why, rc, "vm.make_credential", -1, "cannot wrap a credential to the vTPM EK");
-        goto out;
-    }
-    char *idb = coord_b64_encode(blob.id_object, blob.id_object_len);
-    char *esb = coord_b64_encode(blob.secret, blob.secret_len);
-    char path[TC_STORE_ID_MAX + 64];
-    snprintf(path, sizeof(path), "/v1/vms/%s/activate", op->vm_id);
-    op->stage = VM_ACTIVATE;
-    rc = idb && esb ? agent_call(op, "POST", path,
-                                 json_pack("{s:s, s:s}", "id_object", idb, "encrypted_secret", esb))
-                    : TC_ERR_ALLOC;
-    free(idb);
-    free(esb);
-    if (rc) {
+    if ((rc = send_credential(op, VM_ACTIVATE, why)) != 0) {
         op->stage = VM_CREATE;
-        tc_fail(why, rc, "vm.agent", -1, "cannot send the activation request");
         goto out;
     }
     status = 0;
 out:
-    OPENSSL_cleanse(secret, sizeof(secret));
-    OPENSSL_cleanse(&blob, sizeof(blob));
     coord_vm_identity_release(&id);
     tc_ak_free(host_ak);
     return status;
@@ -619,12 +630,9 @@ static void guest_refused(struct vm_op *op, int status, long http_code, json_t *
 /* G1 answered: check the AK, wrap the credential, send it. 0 when G2 is in flight. */
 static int guest_hello(struct vm_op *op, json_t *j, struct tc_reason *why)
 {
-    struct tc_credential_blob blob;
     struct tc_ak *ak = NULL;
-    uint8_t secret[32];
     TPM2B_PUBLIC ekp;
     int rc;
-    memset(&blob, 0, sizeof(blob));
     if (b64_get(j, "ak_pub", TC_STORE_KEY_MAX, &op->ak_pub, &op->ak_pub_len) != 0) {
         rc = tc_fail(why, TC_ERR_FORMAT, "guest.payload", -1, "the guest named no AK");
         goto out;
@@ -640,31 +648,8 @@ static int guest_hello(struct vm_op *op, json_t *j, struct tc_reason *why)
     }
     memcpy(op->ak_name, name, name_len);
     op->ak_name_len = name_len;
-    if (RAND_bytes(secret, sizeof(secret)) != 1) {
-        rc = tc_fail(why, TC_ERR_CRYPTO, "vm.random", -1, "RAND_bytes failed");
-        goto out;
-    }
-    if ((rc = tc_make_credential(op->ek_pub, op->ek_pub_len, op->ak_name, op->ak_name_len, secret,
-                                 sizeof(secret), &blob)) != 0 ||
-        (rc = tc_store_secret_hash(secret, sizeof(secret), op->secret_hash)) != 0) {
-        tc_fail(why, rc, "vm.make_credential", -1, "cannot wrap a credential to the vTPM EK");
-        goto out;
-    }
-    char *idb = coord_b64_encode(blob.id_object, blob.id_object_len);
-    char *esb = coord_b64_encode(blob.secret, blob.secret_len);
-    char path[TC_STORE_ID_MAX + 64];
-    snprintf(path, sizeof(path), "/v1/vms/%s/activate", op->vm_id);
-    op->stage = VM_GUEST_ACTIVATE;
-    rc = idb && esb ? agent_call(op, "POST", path,
-                                 json_pack("{s:s, s:s}", "id_object", idb, "encrypted_secret", esb))
-                    : TC_ERR_ALLOC;
-    free(idb);
-    free(esb);
-    if (rc)
-        tc_fail(why, rc, "vm.agent", -1, "cannot send the activation request");
+    rc = send_credential(op, VM_GUEST_ACTIVATE, why);
 out:
-    OPENSSL_cleanse(secret, sizeof(secret));
-    OPENSSL_cleanse(&blob, sizeof(blob));
     tc_ak_free(ak);
     return rc;
 }
